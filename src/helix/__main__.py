@@ -1,0 +1,3 @@
+from helix.cli import main
+
+raise SystemExit(main())

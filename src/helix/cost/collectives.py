@@ -1,0 +1,74 @@
+"""alpha-beta times of collectives, per algorithm, with the fastest algorithm chosen per message.
+
+``n`` is the message in bytes as a rank hands it to the collective:
+- all_reduce: the full buffer (each rank holds n bytes, ends with the sum);
+- all_gather: the output (p chunks of n/p);
+- all_to_all: the rank's whole send buffer, its own chunk included ((p-1)/p of it crosses links);
+- p2p: the bytes sent.
+Bandwidth is the per-direction link bandwidth times the link efficiency; a group larger than the
+scale-up domain runs at the scale-out bandwidth and pays the scale-out latency.
+
+Algorithms (Thakur, Rabenseifner & Gropp; NCCL tuning.cc; reference/hardware_models.md §2):
+- ring:      base + steps * hop + traffic / bw   (steps = 2(p-1) for AR, p-1 otherwise)
+- one-shot:  sync + (p-1) n / bw                 (AR: every rank reads every peer's buffer)
+- two-shot:  2 sync + 2 (p-1)/p n / bw           (AR as reduce-scatter + all-gather through peer memory)
+- NVLS:      nvls + n / bw                       (in-switch reduction, about n per direction)
+- direct:    sync + (p-1)/p n / bw               (all-to-all and all-gather through peer memory)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+KINDS = ("all_reduce", "all_to_all", "all_gather", "p2p")
+
+
+def _link(p, hw):
+    """(bandwidth bytes/s, extra latency s) for a group of p GPUs."""
+    inside = np.asarray(p) <= hw.scale_up_domain_gpus
+    bw = np.where(inside, hw.link_bytes_per_s_per_direction, hw.scale_out_bytes_per_s_per_direction)
+    return bw * hw.link_efficiency, np.where(inside, 0.0, hw.scale_out_latency_s)
+
+
+def all_reduce_s(n_bytes, p, hw):
+    p = np.asarray(p, dtype=np.float64)
+    n = np.asarray(n_bytes, dtype=np.float64)
+    bw, extra = _link(p, hw)
+    frac = (p - 1) / p
+    ring = hw.ring_base_latency_s + 2 * (p - 1) * hw.ring_hop_latency_s + 2 * frac * n / bw
+    one_shot = hw.sync_latency_s + (p - 1) * n / bw
+    two_shot = 2 * hw.sync_latency_s + 2 * frac * n / bw
+    best = np.minimum(ring, np.minimum(one_shot, two_shot))
+    if hw.nvls_latency_s > 0:
+        best = np.minimum(best, hw.nvls_latency_s + n / bw)
+    return np.where(p > 1, best + extra, 0.0)
+
+
+def all_to_all_s(n_bytes, p, hw):
+    p = np.asarray(p, dtype=np.float64)
+    n = np.asarray(n_bytes, dtype=np.float64)
+    bw, extra = _link(p, hw)
+    traffic = (p - 1) / p * n / bw
+    ring = hw.ring_base_latency_s + (p - 1) * hw.ring_hop_latency_s + traffic
+    direct = hw.sync_latency_s + traffic
+    return np.where(p > 1, np.minimum(ring, direct) + extra, 0.0)
+
+
+def all_gather_s(n_bytes, p, hw):
+    # Same traffic and step structure as the all-to-all: (p-1)/p of the output crosses each link.
+    return all_to_all_s(n_bytes, p, hw)
+
+
+def p2p_s(n_bytes, hw, crosses_domain=False):
+    bw, extra = _link(np.where(crosses_domain, hw.scale_up_domain_gpus + 1, 2), hw)
+    return hw.sync_latency_s + np.asarray(n_bytes, dtype=np.float64) / bw + extra
+
+
+def collective_s(kind: str, n_bytes, p, hw):
+    if kind == "all_reduce":
+        return all_reduce_s(n_bytes, p, hw)
+    if kind in ("all_to_all", "all_gather"):
+        return all_to_all_s(n_bytes, p, hw)
+    if kind == "p2p":
+        return np.where(np.asarray(p) > 1, p2p_s(n_bytes, hw), 0.0)
+    raise ValueError(f"unknown collective kind {kind!r}; allowed: {', '.join(KINDS)}")

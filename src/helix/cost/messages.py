@@ -1,0 +1,97 @@
+"""What each collective carries, per layer and per step: the communication formulas, written once.
+
+The step model times these messages; the runtime's traffic test checks that the bytes it hands to
+torch.distributed equal them exactly. ``n_bytes`` follows helix.cost.collectives' convention.
+
+Per layer, per rank (B_loc = ceil(B / DP) requests per attention group, b = communication bytes):
+- kvp_all_to_all (Helix, KVP > 1) over KVP: partial outputs after W_UV (MLA) plus one fp32 LSE per
+  (token, head): n = B_loc * Q/TPA * (v * b + 4)  [paper §2.1.2: B x H/TPA per rank, independent of S]
+- kvp_all_reduce (Medha, KVP > 1) over KVP: the same payload reduced instead of exchanged [INFERRED
+  from Vajra's reduce_from_kv_parallel_region]
+- o_projection_all_reduce over TPA x KVP (Helix) or TPA (others): n = B_loc * H * b  [paper §2.2]
+- ffn_dp_all_gather (Helix with DP > 1) over DP: n = B * H * b, so every FFN rank sees the whole batch
+- ffn_all_reduce (dense FFN) over the FFN TP group: n = B * H * b  [paper §2.2]
+- moe_tp_all_reduce over TPF and moe_ep_all_gather over EP (Helix/TP MoE): n = B * H * b and
+  EP * B * H * b, then a local reduction  [paper §2.2: intra-expert AR, inter-expert AG]
+- moe_dispatch/combine_all_to_all (DP+EP) over EP: n = B_loc * min(k, EP) * H * b (rank-major,
+  deduplicated tokens) [reference/hardware_models.md §2.7]
+Per step: pp_handoff (PP - 1 point-to-point sends of B * H * b) and lm_head_all_gather over the
+vocabulary-parallel group (each rank's (max, index) per token: n = group * B * 8).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from helix.cost.ops import ceil_div
+
+LSE_BYTES = 4  # the log-sum-exp statistic travels in fp32 (TRT-LLM blog; reference/implementations.md)
+ARGMAX_BYTES = 8  # (fp32 max logit, int32 index) per token per vocab shard
+
+
+@dataclass(frozen=True)
+class Message:
+    phase: str
+    kind: str  # all_reduce | all_to_all | all_gather | p2p
+    group_size: object  # int or int array
+    n_bytes: object  # float or float array, per call, per rank
+    calls_per_step: object  # int or int array
+
+
+def o_projection_group(strategy: str, tpa, kvp):
+    return tpa * kvp if strategy == "helix" else tpa
+
+
+def dense_ffn_group(strategy: str, tpf, ep):
+    """GPUs sharing one dense FFN: all N for Helix (TPF = N for dense layers), TPF otherwise."""
+    return tpf * ep if strategy == "helix" else tpf
+
+
+def vocab_group(strategy: str, tpa, kvp, dp, tpf, ep):
+    """Vocabulary-parallel LM head width: the stage for Helix/TP, TP for Medha, 1 for DP+EP."""
+    if strategy == "dp_ep":
+        return np.ones_like(np.asarray(dp))
+    if strategy == "medha":
+        return np.asarray(tpa)
+    return np.asarray(tpa * kvp * dp)
+
+
+def step_messages(model, precision, strategy: str, tpa, kvp, dp, tpf, ep, pp, batch) -> list[Message]:
+    """Every collective of one decode step, with its size and how many times it runs."""
+    b = precision.bytes_of("communication")
+    H, Q, L = model.hidden_dim, model.num_query_heads, model.num_layers
+    v = model.attention_value_dim
+    B = np.asarray(batch, dtype=np.float64)
+    B_loc = ceil_div(np.asarray(batch), dp).astype(np.float64)
+    layers_per_stage = ceil_div(L, pp)
+    traversed = pp * layers_per_stage  # a token passes every stage once (lockstep stages)
+    dense_layers = traversed - (model.num_moe_layers if model.is_moe else 0)
+    moe_layers = traversed - dense_layers
+    msgs: list[Message] = []
+
+    partial = B_loc * (Q / tpa) * (v * b + LSE_BYTES)
+    if strategy == "helix":
+        msgs.append(Message("kvp_all_to_all", "all_to_all", kvp, partial, traversed))
+    if strategy == "medha":
+        msgs.append(Message("kvp_all_reduce", "all_reduce", kvp, partial, traversed))
+    msgs.append(Message("o_projection_all_reduce", "all_reduce", o_projection_group(strategy, tpa, kvp),
+                        B_loc * H * b, traversed))
+    if strategy == "helix":
+        msgs.append(Message("ffn_dp_all_gather", "all_gather", dp, B * H * b, traversed))
+    if strategy != "dp_ep":
+        msgs.append(Message("ffn_all_reduce", "all_reduce", dense_ffn_group(strategy, tpf, ep), B * H * b,
+                            dense_layers))
+    if model.is_moe:
+        if strategy == "dp_ep":
+            routed = B_loc * np.minimum(model.experts_per_token, ep) * H * b
+            msgs.append(Message("moe_dispatch_all_to_all", "all_to_all", ep, routed, moe_layers))
+            msgs.append(Message("moe_combine_all_to_all", "all_to_all", ep, routed, moe_layers))
+        else:
+            msgs.append(Message("moe_tp_all_reduce", "all_reduce", tpf, B * H * b, moe_layers))
+            msgs.append(Message("moe_ep_all_gather", "all_gather", ep, ep * B * H * b, moe_layers))
+    msgs.append(Message("pp_handoff", "p2p", np.where(np.asarray(pp) > 1, 2, 1), B_loc * H * b, pp - 1))
+    vg = vocab_group(strategy, tpa, kvp, dp, tpf, ep)
+    msgs.append(Message("lm_head_all_gather", "all_gather", vg, vg * B_loc * ARGMAX_BYTES, 1))
+    return msgs

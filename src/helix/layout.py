@@ -1,0 +1,184 @@
+"""The layout: how one decode step's GPUs are split, for the simulator and the runtime alike.
+
+``Layout(tpa, kvp, dp, tpf, ep, pp, strategy)``. Per pipeline stage there are N GPUs, used twice per
+layer [paper §2.2]:
+
+- attention as ``N = TPA x KVP x DP`` (heads x KV sequence x requests);
+- FFN as ``N = TPF x EP`` (tensor- x expert-parallel).
+
+Identity: ``tpa*kvp*dp == tpf*ep*ffn_replicas``, where ``ffn_replicas`` is 1 except for Medha, whose
+FFN runs at the attention TP width in every KVP group (``ffn_replicas = kvp``) [paper §1].
+
+Rank order (global rank = ``pp_rank * N + r``; inside a stage, the first named axis varies fastest):
+
+- attention: ``r = (dp_rank * kvp + kvp_rank) * tpa + tpa_rank``;
+- FFN:       ``r = ep_rank * tpf + tpf_rank``.
+
+Worked examples (pinned by tests/test_layout.py):
+
+- N = 8 as KVP = 4 x TPA = 2: TPA groups [0,1] [2,3] [4,5] [6,7]; KVP groups [0,2,4,6] [1,3,5,7];
+  then the same ranks as TPF = 8: one FFN group [0..7].
+- N = 8 as TPF = 4 x EP = 2: TPF groups [0,1,2,3] [4,5,6,7]; EP groups [0,4] [1,5] [2,6] [3,7].
+- TP = 4 with PP = 2 (8 GPUs): stage 0 is ranks 0-3, stage 1 is ranks 4-7; PP groups [0,4] [1,5] ...
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from helix.errors import HelixInputError
+
+STRATEGIES = ("tp", "tp_pp", "dp_ep", "medha", "helix")
+
+
+def _positive_int(field: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise HelixInputError(field, f"must be an integer >= 1, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    tpa: int = 1  # TPA: attention tensor-parallel width over heads
+    kvp: int = 1  # KVP: attention KV-parallel width over the sequence
+    dp: int = 1  # DP: attention data-parallel width over requests
+    tpf: int = 1  # TPF: FFN tensor-parallel width
+    ep: int = 1  # EP: expert-parallel width
+    pp: int = 1  # PP: pipeline stages
+    strategy: str = "helix"
+
+    def __post_init__(self) -> None:
+        for name in ("tpa", "kvp", "dp", "tpf", "ep", "pp"):
+            _positive_int(name, getattr(self, name))
+        if self.strategy not in STRATEGIES:
+            raise HelixInputError("strategy", f"unknown {self.strategy!r}; allowed: {', '.join(STRATEGIES)}")
+        attn, ffn = self.tpa * self.kvp * self.dp, self.tpf * self.ep * self.ffn_replicas
+        if attn != ffn:
+            what = "tpf*ep*kvp" if self.strategy == "medha" else "tpf*ep"
+            raise HelixInputError("layout", f"kvp*tpa*dp (={attn}) must equal {what} (={ffn})")
+        s = self.strategy
+        if s in ("tp", "tp_pp") and not (self.kvp == self.dp == self.ep == 1 and self.tpa == self.tpf):
+            raise HelixInputError("layout", f"{s}: needs tpa == tpf and kvp = dp = ep = 1, got {self.describe()}")
+        if s == "tp" and self.pp != 1:
+            raise HelixInputError("layout", "tp: pp must be 1 (use tp_pp for pipeline stages)")
+        if s == "dp_ep" and not (self.tpa == self.kvp == self.tpf == 1):
+            raise HelixInputError("layout", "dp_ep: attention is data-parallel only and experts are whole "
+                                  f"(tpa = kvp = tpf = 1), got {self.describe()}")
+        if s == "medha" and not (self.tpf == self.tpa and self.ep == 1 and self.dp == 1):
+            raise HelixInputError("layout", f"medha: TP is tied (tpf == tpa), ep = dp = 1, got {self.describe()}")
+
+    # ---- strategy constructors
+    @classmethod
+    def tp(cls, n: int) -> Layout:
+        """Megatron TP over n GPUs: attention and FFN both TP = n (KV duplicated when n > K)."""
+        return cls(tpa=n, tpf=n, strategy="tp")
+
+    @classmethod
+    def tp_pp(cls, tp: int, pp: int) -> Layout:
+        return cls(tpa=tp, tpf=tp, pp=pp, strategy="tp_pp")
+
+    @classmethod
+    def dp_ep(cls, n: int, pp: int = 1) -> Layout:
+        """Data-parallel attention (each GPU owns whole requests), expert-parallel FFN (EP = n)."""
+        return cls(dp=n, ep=n, pp=pp, strategy="dp_ep")
+
+    @classmethod
+    def medha(cls, kvp: int, tp: int, pp: int = 1) -> Layout:
+        """Medha-style KVP x TP; TP is tied between attention and FFN, FFN replicated per KVP group."""
+        return cls(tpa=tp, kvp=kvp, tpf=tp, pp=pp, strategy="medha")
+
+    @classmethod
+    def helix(cls, kvp: int, tpa: int = 1, tpf: int | None = None, ep: int = 1, dp: int = 1, pp: int = 1) -> Layout:
+        """Helix: attention KVP x TPA (x DP), FFN TPF x EP on the same GPUs (TPF defaults to N / EP)."""
+        n = kvp * tpa * dp
+        if tpf is None:
+            _positive_int("ep", ep)
+            if n % ep:
+                raise HelixInputError("ep", f"must divide kvp*tpa*dp (={n}), got {ep}")
+            tpf = n // ep
+        return cls(tpa=tpa, kvp=kvp, dp=dp, tpf=tpf, ep=ep, pp=pp, strategy="helix")
+
+    # ---- sizes
+    @property
+    def ffn_replicas(self) -> int:
+        return self.kvp if self.strategy == "medha" else 1
+
+    @property
+    def gpus_per_stage(self) -> int:
+        """N."""
+        return self.tpa * self.kvp * self.dp
+
+    @property
+    def num_gpus(self) -> int:
+        return self.gpus_per_stage * self.pp
+
+    def describe(self) -> str:
+        parts = [f"{k}={getattr(self, k)}" for k in ("tpa", "kvp", "dp", "tpf", "ep", "pp")]
+        return f"{self.strategy}(" + ", ".join(parts) + ")"
+
+    # ---- ranks and groups (global ranks)
+    def attention_coords(self, rank: int) -> tuple[int, int, int, int]:
+        """(pp_rank, dp_rank, kvp_rank, tpa_rank) of a global rank."""
+        n = self.gpus_per_stage
+        pp_rank, r = divmod(rank, n)
+        dp_rank, r = divmod(r, self.kvp * self.tpa)
+        kvp_rank, tpa_rank = divmod(r, self.tpa)
+        return pp_rank, dp_rank, kvp_rank, tpa_rank
+
+    def ffn_coords(self, rank: int) -> tuple[int, int, int, int]:
+        """(pp_rank, replica, ep_rank, tpf_rank) of a global rank; replica is the Medha KVP group."""
+        pp_rank, r = divmod(rank, self.gpus_per_stage)
+        replica, r = divmod(r, self.tpf * self.ep)
+        ep_rank, tpf_rank = divmod(r, self.tpf)
+        return pp_rank, replica, ep_rank, tpf_rank
+
+    def _groups(self, key) -> list[list[int]]:
+        groups: dict[tuple, list[int]] = {}
+        for rank in range(self.num_gpus):
+            groups.setdefault(key(rank), []).append(rank)
+        return list(groups.values())
+
+    def tpa_groups(self) -> list[list[int]]:
+        return self._groups(lambda r: self.attention_coords(r)[:3])
+
+    def kvp_groups(self) -> list[list[int]]:
+        return self._groups(lambda r: (*self.attention_coords(r)[:2], self.attention_coords(r)[3]))
+
+    def attention_groups(self) -> list[list[int]]:
+        """TPA x KVP ranks serving the same requests: the O-projection's TP group."""
+        return self._groups(lambda r: self.attention_coords(r)[:2])
+
+    def tpf_groups(self) -> list[list[int]]:
+        return self._groups(lambda r: self.ffn_coords(r)[:3])
+
+    def ep_groups(self) -> list[list[int]]:
+        return self._groups(lambda r: (*self.ffn_coords(r)[:2], self.ffn_coords(r)[3]))
+
+    def stage_groups(self) -> list[list[int]]:
+        """All N ranks of one pipeline stage (the FFN group of a dense model under Helix)."""
+        return self._groups(lambda r: r // self.gpus_per_stage)
+
+    def pp_groups(self) -> list[list[int]]:
+        return self._groups(lambda r: r % self.gpus_per_stage)
+
+
+def check_layout_for_model(layout: Layout, model) -> None:
+    """Model-dependent validity: head and expert divisibility, TPA vs KV heads for Helix and Medha."""
+    Q, K = model.num_query_heads, model.cache_heads
+    s = layout.strategy
+    if s in ("helix", "medha") and layout.tpa > K:
+        extra = " (MLA has one latent KV head, so TPA must be 1)" if model.is_mla else ""
+        raise HelixInputError("tpa", f"{s} needs tpa <= KV heads ({K}){extra}, got {layout.tpa}")
+    if s in ("helix", "medha") and K % layout.tpa:
+        raise HelixInputError("tpa", f"must divide the KV heads ({K}), got {layout.tpa}")
+    heads_split = layout.tpa * layout.kvp if s == "helix" else layout.tpa
+    if Q % heads_split:
+        raise HelixInputError("layout", f"query heads ({Q}) must divide evenly over "
+                              f"{'tpa*kvp' if s == 'helix' else 'tpa'} (={heads_split})")
+    if model.is_moe:
+        if model.num_experts % layout.ep:
+            raise HelixInputError("ep", f"must divide the expert count ({model.num_experts}), got {layout.ep}")
+    elif layout.ep != 1:
+        raise HelixInputError("ep", f"must be 1 for the dense model {model.name!r}, got {layout.ep}")
+    if layout.pp > model.num_layers:
+        raise HelixInputError("pp", f"must be <= num_layers ({model.num_layers}), got {layout.pp}")

@@ -1,0 +1,105 @@
+"""Hardware specs: compute, memory, the scale-up fabric, collective latencies and efficiency factors.
+
+Every number in a built-in preset carries its source; empirical factors (achieved fractions of
+peak, latencies) are marked ``empirical: true``. A user YAML may give bare values.
+Units are SI: bytes, seconds, bytes/s, FLOP/s. Link bandwidth is per direction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from helix.errors import HelixInputError
+from helix.specs.fields import as_number, check_keys, read_yaml, split_value
+
+PRESET_DIR = Path(__file__).parent / "presets" / "hardware"
+
+
+@dataclass(frozen=True, slots=True)
+class HardwareSpec:
+    name: str
+    peak_flops_per_s_fp4: float  # dense tensor-core peak; 0 = no FP4 units (runs at the FP8 rate)
+    peak_flops_per_s_fp8: float
+    peak_flops_per_s_bf16: float
+    hbm_capacity_bytes: float
+    hbm_bytes_per_s: float  # MemBW
+    scale_up_domain_gpus: int  # GPUs in one NVLink domain
+    link_bytes_per_s_per_direction: float  # NVLink, per GPU, per direction
+    scale_out_bytes_per_s_per_direction: float  # per GPU, beyond the scale-up domain
+    # empirical factors
+    hbm_usable_fraction: float  # of capacity left for weights + KV (runtime, activations, fragmentation)
+    hbm_efficiency: float  # achieved / peak HBM bandwidth for streaming kernels
+    flop_efficiency: float  # achieved / peak tensor FLOP/s
+    link_efficiency: float  # achieved / spec link bandwidth for bulk collective traffic
+    kernel_launch_s: float  # fixed cost added to every op (launch + tail), with CUDA graphs
+    sync_latency_s: float  # one synchronisation step through peer memory (one-shot AR, direct a2a/AG, p2p)
+    ring_base_latency_s: float  # NCCL ring: fixed part
+    ring_hop_latency_s: float  # NCCL ring: per step
+    nvls_latency_s: float  # NVLink SHARP all-reduce; 0 = not available
+    scale_out_latency_s: float  # extra latency per collective that leaves the scale-up domain
+    description: str = ""
+    sources: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+    empirical: frozenset[str] = field(default_factory=frozenset, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        where = f"hardware {self.name!r}"
+        for f in NUMBER_FIELDS:
+            strict = f in _STRICTLY_POSITIVE
+            as_number(f"{where}.{f}", getattr(self, f), strict=strict, integer=(f == "scale_up_domain_gpus"))
+        for f in ("hbm_usable_fraction", "hbm_efficiency", "flop_efficiency", "link_efficiency"):
+            as_number(f"{where}.{f}", getattr(self, f), strict=True, maximum=1.0)
+
+    def peak_flops_per_s(self, compute_class: str) -> float:
+        """Peak for a compute class; formats without their own units run at the next wider rate."""
+        if compute_class == "fp4" and self.peak_flops_per_s_fp4 > 0:
+            return self.peak_flops_per_s_fp4
+        if compute_class in ("fp4", "fp8") and self.peak_flops_per_s_fp8 > 0:
+            return self.peak_flops_per_s_fp8
+        return self.peak_flops_per_s_bf16
+
+    @property
+    def usable_hbm_bytes(self) -> float:
+        return self.hbm_capacity_bytes * self.hbm_usable_fraction
+
+
+NUMBER_FIELDS = tuple(f.name for f in fields(HardwareSpec)
+                      if f.name not in ("name", "description", "sources", "empirical"))
+_STRICTLY_POSITIVE = {"peak_flops_per_s_bf16", "hbm_capacity_bytes", "hbm_bytes_per_s", "scale_up_domain_gpus",
+                      "link_bytes_per_s_per_direction", "scale_out_bytes_per_s_per_direction"}
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def hardware_from_mapping(where: str, data: dict[str, Any]) -> HardwareSpec:
+    data = dict(data)
+    name = str(data.pop("name", where))
+    description = str(data.pop("description", ""))
+    check_keys(where, data, set(NUMBER_FIELDS), set())
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    empirical: set[str] = set()
+    for key, raw in data.items():
+        value, source, is_empirical = split_value(where, key, raw)
+        values[key] = as_number(f"{where}.{key}", value, integer=(key == "scale_up_domain_gpus"))
+        if source:
+            sources[key] = str(source)
+        if is_empirical:
+            empirical.add(key)
+    return HardwareSpec(name=name, description=description, sources=sources, empirical=frozenset(empirical),
+                        **values)
+
+
+def load_hardware(name_or_path: str | Path) -> HardwareSpec:
+    """A preset name (``helix hardware``) or a path to a YAML file with every field."""
+    text = str(name_or_path)
+    if text in preset_names():
+        return hardware_from_mapping(f"hardware {text!r}", read_yaml(PRESET_DIR / f"{text}.yaml", "--hardware"))
+    path = Path(text)
+    if path.suffix in (".yaml", ".yml"):
+        return hardware_from_mapping(path.name, read_yaml(path, "--hardware"))
+    raise HelixInputError("--hardware", f"unknown hardware {text!r}; allowed: {', '.join(preset_names())}, "
+                          "or a path to a .yaml file")
