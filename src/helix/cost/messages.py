@@ -13,10 +13,13 @@ Per layer, per rank (B_loc = ceil(B / DP) requests per attention group, b = comm
 - ffn_all_reduce (dense FFN) over the FFN TP group: n = B * H * b  [paper §2.2]
 - moe_tp_all_reduce over TPF and moe_ep_all_gather over EP (Helix/TP MoE): n = B * H * b and
   EP * B * H * b, then a local reduction  [paper §2.2: intra-expert AR, inter-expert AG]
-- moe_dispatch/combine_all_to_all (DP+EP) over EP: n = B_loc * min(k, EP) * H * b (rank-major,
-  deduplicated tokens) [reference/hardware_models.md §2.7]
-Per step: pp_handoff (PP - 1 point-to-point sends of B * H * b) and lm_head_all_gather over the
-vocabulary-parallel group (each rank's (max, index) per token: n = group * B * 8).
+- moe_dispatch/combine_all_to_all (DP+EP) over EP: one row per (token, selected expert), expert-major
+  like DeepEP's low-latency kernels: n = B_loc * k * H * b, whatever the routing
+  [reference/hardware_models.md §2.7]
+Per step: embedding_all_reduce over the vocabulary-parallel group (n = B_loc * H * b; a rank holds
+V/group rows and contributes zeros for the others), pp_handoff (PP - 1 point-to-point sends of
+B_loc * H * b) and lm_head_all_gather over the vocabulary-parallel group (each rank's (max logit,
+index) per token: n = group * B_loc * 8).
 """
 
 from __future__ import annotations
@@ -85,13 +88,14 @@ def step_messages(model, precision, strategy: str, tpa, kvp, dp, tpf, ep, pp, ba
                             dense_layers))
     if model.is_moe:
         if strategy == "dp_ep":
-            routed = B_loc * np.minimum(model.experts_per_token, ep) * H * b
+            routed = B_loc * model.experts_per_token * H * b
             msgs.append(Message("moe_dispatch_all_to_all", "all_to_all", ep, routed, moe_layers))
             msgs.append(Message("moe_combine_all_to_all", "all_to_all", ep, routed, moe_layers))
         else:
             msgs.append(Message("moe_tp_all_reduce", "all_reduce", tpf, B * H * b, moe_layers))
             msgs.append(Message("moe_ep_all_gather", "all_gather", ep, ep * B * H * b, moe_layers))
-    msgs.append(Message("pp_handoff", "p2p", np.where(np.asarray(pp) > 1, 2, 1), B_loc * H * b, pp - 1))
     vg = vocab_group(strategy, tpa, kvp, dp, tpf, ep)
+    msgs.append(Message("embedding_all_reduce", "all_reduce", vg, B_loc * H * b, 1))
+    msgs.append(Message("pp_handoff", "p2p", np.where(np.asarray(pp) > 1, 2, 1), B_loc * H * b, pp - 1))
     msgs.append(Message("lm_head_all_gather", "all_gather", vg, vg * B_loc * ARGMAX_BYTES, 1))
     return msgs
