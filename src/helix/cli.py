@@ -38,8 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMAND_MODULES:
         try:
             module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:  # a command whose optional dependency (torch) is missing
-            if exc.name == name or (exc.name and not exc.name.startswith("helix")):
+        except ModuleNotFoundError as exc:  # an optional command (its torch dependency) not installed
+            missing = exc.name or ""
+            if name == missing or name.startswith(missing + ".") or not missing.startswith("helix"):
                 continue
             raise
         module.register(sub)

@@ -171,10 +171,13 @@ def check_layout_for_model(layout: Layout, model) -> None:
         raise HelixInputError("tpa", f"{s} needs tpa <= KV heads ({K}){extra}, got {layout.tpa}")
     if s in ("helix", "medha") and K % layout.tpa:
         raise HelixInputError("tpa", f"must divide the KV heads ({K}), got {layout.tpa}")
-    heads_split = layout.tpa * layout.kvp if s == "helix" else layout.tpa
-    if Q % heads_split:
-        raise HelixInputError("layout", f"query heads ({Q}) must divide evenly over "
-                              f"{'tpa*kvp' if s == 'helix' else 'tpa'} (={heads_split})")
+    if Q % layout.tpa:
+        raise HelixInputError("tpa", f"must divide the query heads ({Q}), got {layout.tpa}")
+    width = Q * model.attention_value_dim
+    if s == "helix" and width % (layout.tpa * layout.kvp):
+        # After the all-to-all each rank owns width / (TPA x KVP) of the attention output [paper §2.1.1].
+        raise HelixInputError("layout", f"the attention output width Q*v (={width}) must divide evenly over "
+                              f"tpa*kvp (={layout.tpa * layout.kvp})")
     if model.is_moe:
         if model.num_experts % layout.ep:
             raise HelixInputError("ep", f"must divide the expert count ({model.num_experts}), got {layout.ep}")

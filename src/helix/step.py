@@ -181,15 +181,25 @@ def evaluate(model, hw, precision: PrecisionSpec, strategy: str, tpa, kvp, dp, t
     if mode == "pipelined" and phase is not None:
         m = msgs[phase]
         with_o = phase == "o_projection_all_reduce"
+        # Attention is linear in the requests it serves (no launch inside), and the all-to-all is
+        # alpha + beta * bytes, so each chunk count costs a few array operations.
+        attn_per_row = attention_chunk(1.0) - hw.kernel_launch_s
+        bytes_per_row = m.n_bytes / np.maximum(B_loc, 1.0)
+        if m.kind == "all_to_all":
+            alpha, beta = collectives.all_to_all_alpha_beta(m.group_size, hw)
+
+            def comm_of(rows):
+                return alpha + beta * (rows * bytes_per_row)
+        else:
+            def comm_of(rows):
+                return collectives.collective_s(m.kind, rows * bytes_per_row, m.group_size, hw)
 
         def chunk_times(c):
             rows = ceil_div(batch, c * dp).astype(np.float64)
-            a = attention_chunk(rows) + (o_proj_chunk(rows) if with_o else 0.0)
-            share = rows / np.maximum(B_loc, 1.0)
-            comm = collectives.collective_s(m.kind, m.n_bytes * share, m.group_size, hw)
-            return a, comm
+            a = rows * attn_per_row + hw.kernel_launch_s + (o_proj_chunk(rows) if with_o else 0.0)
+            return a, comm_of(rows)
 
-        total, _ = best_chunked_s(chunk_times, B_loc)
+        total = best_chunked_s(chunk_times, B_loc)
         unchunked = attention_chunk(B_loc) + (o_proj_chunk(B_loc) if with_o else 0.0)
         comm_exposed[phase] = traversed * np.maximum(total - unchunked, 0.0)
 

@@ -26,6 +26,8 @@ KINDS = ("all_reduce", "all_to_all", "all_gather", "p2p")
 def _link(p, hw):
     """(bandwidth bytes/s, extra latency s) for a group of p GPUs."""
     inside = np.asarray(p) <= hw.scale_up_domain_gpus
+    if inside.all():  # the common case: skip two full-size selects
+        return hw.link_bytes_per_s_per_direction * hw.link_efficiency, 0.0
     bw = np.where(inside, hw.link_bytes_per_s_per_direction, hw.scale_out_bytes_per_s_per_direction)
     return bw * hw.link_efficiency, np.where(inside, 0.0, hw.scale_out_latency_s)
 
@@ -34,24 +36,30 @@ def all_reduce_s(n_bytes, p, hw):
     p = np.asarray(p, dtype=np.float64)
     n = np.asarray(n_bytes, dtype=np.float64)
     bw, extra = _link(p, hw)
-    frac = (p - 1) / p
-    ring = hw.ring_base_latency_s + 2 * (p - 1) * hw.ring_hop_latency_s + 2 * frac * n / bw
-    one_shot = hw.sync_latency_s + (p - 1) * n / bw
-    two_shot = 2 * hw.sync_latency_s + 2 * frac * n / bw
-    best = np.minimum(ring, np.minimum(one_shot, two_shot))
+    wire = n / bw
+    # ring and two-shot move the same 2(p-1)/p n, so only their latencies compete
+    ring_or_two_shot = (np.minimum(hw.ring_base_latency_s + 2 * (p - 1) * hw.ring_hop_latency_s,
+                                   2 * hw.sync_latency_s) + 2 * (p - 1) / p * wire)
+    one_shot = hw.sync_latency_s + (p - 1) * wire
+    best = np.minimum(ring_or_two_shot, one_shot)
     if hw.nvls_latency_s > 0:
-        best = np.minimum(best, hw.nvls_latency_s + n / bw)
+        best = np.minimum(best, hw.nvls_latency_s + wire)
     return np.where(p > 1, best + extra, 0.0)
 
 
-def all_to_all_s(n_bytes, p, hw):
+def all_to_all_alpha_beta(p, hw):
+    """(alpha s, beta s/byte) of the all-to-all: both algorithms move the same traffic, so the
+    cheaper latency wins for every size and the time is exactly alpha + beta * n (0 when p = 1)."""
     p = np.asarray(p, dtype=np.float64)
-    n = np.asarray(n_bytes, dtype=np.float64)
     bw, extra = _link(p, hw)
-    traffic = (p - 1) / p * n / bw
-    ring = hw.ring_base_latency_s + (p - 1) * hw.ring_hop_latency_s + traffic
-    direct = hw.sync_latency_s + traffic
-    return np.where(p > 1, np.minimum(ring, direct) + extra, 0.0)
+    ring = hw.ring_base_latency_s + (p - 1) * hw.ring_hop_latency_s
+    alpha = np.where(p > 1, np.minimum(ring, hw.sync_latency_s) + extra, 0.0)
+    return alpha, (p - 1) / p / bw
+
+
+def all_to_all_s(n_bytes, p, hw):
+    alpha, beta = all_to_all_alpha_beta(p, hw)
+    return alpha + beta * np.asarray(n_bytes, dtype=np.float64)
 
 
 def all_gather_s(n_bytes, p, hw):

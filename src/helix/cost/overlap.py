@@ -5,8 +5,9 @@
   per-item communication t_c; item i's communication overlaps item i+1's compute:
       T = t_a + t_c + (B - 1) * max(t_a, t_c)
   Fig. 3: 8 requests, t_a = 2, t_c = 1.2 -> 25.6 serial, 17.2 pipelined (the paper draws ~17).
-- In the step model the batch may be split into c chunks (c = 1 is serial); each chunk's
-  collective pays its own latency, so the best c is chosen per configuration.
+- In the step model the batch may be split into c chunks of ceil(B/c) items (c = 1 is serial; a
+  chunk count above B leaves B chunks of one); each chunk's collective pays its own latency, so
+  the best c is chosen per configuration. Every candidate grows with B, so TTL never falls as B grows.
 """
 
 from __future__ import annotations
@@ -25,25 +26,19 @@ def pipelined_s(item_compute_s, item_comm_s, items):
     return a + c + (np.asarray(items) - 1) * np.maximum(a, c)
 
 
-# Chunk counts tried when splitting a batch (powers of two; chunk counts above B are skipped).
+# Chunk counts tried when splitting a batch (powers of two).
 CHUNK_COUNTS = tuple(2**i for i in range(11))
 
 
 def best_chunked_s(chunk_times, batch):
-    """min over chunk counts c <= batch of pipelined_s(compute(c), comm(c), c).
+    """min over chunk counts c of pipelined_s(compute, comm, min(c, batch)).
 
-    ``chunk_times(c)`` returns (per-chunk compute s, per-chunk comm s) for the batch split in c.
-    Returns (total s, exposed comm s = total - c * compute).
+    ``chunk_times(c)`` returns (per-chunk compute s, per-chunk comm s) for chunks of ceil(batch/c).
     """
     batch = np.asarray(batch)
-    best = exposed = None
+    best = None
     for c in CHUNK_COUNTS:
         a, m = chunk_times(c)
-        total = pipelined_s(a, m, c)
-        if best is None:
-            best, exposed = total, total - c * np.asarray(a)
-            continue
-        better = (c <= batch) & (total < best)
-        best = np.where(better, total, best)
-        exposed = np.where(better, total - c * np.asarray(a), exposed)
-    return best, exposed
+        total = pipelined_s(a, m, np.minimum(c, batch))
+        best = total if best is None else np.minimum(best, total)
+    return best

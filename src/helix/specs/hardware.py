@@ -84,7 +84,8 @@ def hardware_from_mapping(where: str, data: dict[str, Any]) -> HardwareSpec:
     empirical: set[str] = set()
     for key, raw in data.items():
         value, source, is_empirical = split_value(where, key, raw)
-        values[key] = as_number(f"{where}.{key}", value, integer=(key == "scale_up_domain_gpus"))
+        values[key] = as_number(f"{where}.{key}", value, integer=(key == "scale_up_domain_gpus"),
+                                strict=key in _STRICTLY_POSITIVE)
         if source:
             sources[key] = str(source)
         if is_empirical:

@@ -218,6 +218,9 @@ def from_hf_config(path: Path) -> ModelSpec:
     if not isinstance(cfg, dict):
         raise HelixInputError(where, "must hold a JSON object")
     kind = cfg.get("model_type")
+    supported = ("llama", "mistral", "qwen2", "deepseek_v2", "deepseek_v3")
+    if kind not in supported:
+        raise HelixInputError(f"{where}.model_type", f"unsupported {kind!r}; allowed: {', '.join(supported)}")
 
     def get(key: str, default: Any = None) -> Any:
         if key in cfg and cfg[key] is not None:
@@ -241,7 +244,7 @@ def from_hf_config(path: Path) -> ModelSpec:
         common.update(num_kv_heads=get("num_key_value_heads", heads),
                       head_dim=get("head_dim", get("hidden_size") // heads))
         spec_fields = common
-    elif kind in ("deepseek_v3", "deepseek_v2"):
+    else:  # deepseek_v2 / deepseek_v3
         spec_fields = dict(
             common,
             attention="mla",
@@ -260,9 +263,6 @@ def from_hf_config(path: Path) -> ModelSpec:
             num_expert_groups=get("n_group", 1),
             topk_expert_groups=get("topk_group", 1),
         )
-    else:
-        raise HelixInputError(f"{where}.model_type",
-                              f"unsupported {kind!r}; allowed: llama, mistral, qwen2, deepseek_v2, deepseek_v3")
     for k, v in spec_fields.items():
         if k in _INT_FIELDS:
             spec_fields[k] = as_number(f"{where}.{k}", v, integer=True)

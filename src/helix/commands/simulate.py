@@ -1,0 +1,163 @@
+"""``helix simulate``, ``helix models``, ``helix hardware``: one decode step, term by term."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from helix.errors import HelixInputError
+from helix.layout import STRATEGIES, Layout
+from helix.specs import load_hardware, load_model, parse_tokens
+from helix.specs import model as model_specs
+from helix.specs.hardware import preset_names as hardware_presets
+from helix.specs.precision import BYTES_PER_ELEMENT, TENSOR_CLASSES, PrecisionSpec
+from helix.step import simulate
+
+
+def add_spec_args(p: argparse.ArgumentParser) -> None:
+    """--model, --hardware, --context and precision flags, shared by simulate/sweep/best."""
+    p.add_argument("--model", default="deepseek-r1",
+                   help="preset (see `helix models`) or path to a Hugging Face config.json / YAML spec "
+                        "(default: %(default)s)")
+    p.add_argument("--hardware", default="gb200-nvl72",
+                   help="preset (see `helix hardware`) or path to a YAML profile (default: %(default)s)")
+    p.add_argument("--context", default="1M", help="KV length per request: 1M = 10^6, 128K = 128,000 "
+                   "(decimal; 1Mi = 2^20) (default: %(default)s)")
+    p.add_argument("--precision", default="fp4",
+                   help=f"format for every tensor class: {', '.join(BYTES_PER_ELEMENT)} (default: %(default)s)")
+    for tc in TENSOR_CLASSES:
+        p.add_argument(f"--{tc.replace('_', '-')}-precision", dest=f"precision_{tc}", default=None,
+                       help=f"override the format of {tc.replace('_', ' ')}")
+
+
+def precision_from_args(args) -> PrecisionSpec:
+    base = PrecisionSpec.uniform(args.precision)
+    overrides = {tc: getattr(args, f"precision_{tc}") for tc in TENSOR_CLASSES if getattr(args, f"precision_{tc}")}
+    return PrecisionSpec(**{**{tc: getattr(base, tc) for tc in TENSOR_CLASSES}, **overrides})
+
+
+def layout_from_args(args) -> Layout:
+    s = args.strategy
+    n = args.gpus
+    if s == "tp":
+        return Layout.tp(args.tpa or n or 1)
+    if s == "tp_pp":
+        return Layout.tp_pp(args.tpa or n or 1, args.pp)
+    if s == "dp_ep":
+        return Layout.dp_ep(args.dp or n or 1, pp=args.pp)
+    if s == "medha":
+        return Layout.medha(args.kvp or 1, args.tpa or 1, pp=args.pp)
+    if args.tpf is None and args.ep is None:
+        return Layout.helix(kvp=args.kvp or 1, tpa=args.tpa or 1, dp=args.dp or 1, pp=args.pp)
+    return Layout(tpa=args.tpa or 1, kvp=args.kvp or 1, dp=args.dp or 1, tpf=args.tpf or 1, ep=args.ep or 1,
+                  pp=args.pp, strategy="helix")
+
+
+def _ms(s: float) -> str:
+    return f"{s * 1e3:10.4f}"
+
+
+def format_result(result, model, hw, layout, batch, context, overlap_label: str) -> str:
+    d = result.to_dict()
+    lines = [
+        f"{model.name} on {d['num_gpus']} x {hw.name}, {layout.describe()}, batch {batch}, context {context:,} tokens, "
+        f"{overlap_label}",
+        "",
+        f"{'term':<40}{'ms/step':>10}{'share':>9}",
+    ]
+    ttl = d["ttl_s"]
+    comm = d["communication"]
+    for term, sec in d["breakdown"].items():
+        if sec == 0 and term not in ("attention",):
+            continue
+        tag = " (exposed comm)" if term in comm else ""
+        lines.append(f"{term + tag:<40}{_ms(sec)}{sec / ttl:9.1%}")
+    lines.append(f"{'TTL':<40}{_ms(ttl)}")
+    lines += ["", f"{'collective':<28}{'total ms':>10}{'exposed':>10}{'hidden':>10}"]
+    for name, c in comm.items():
+        if c["total_s"] == 0:
+            continue
+        hidden = max(c["total_s"] - c["exposed_s"], 0.0)
+        lines.append(f"{name:<28}{_ms(c['total_s'])}{_ms(c['exposed_s'])}{_ms(hidden)}")
+    gb = 1e9
+    lines += [
+        "",
+        f"tokens/s/user {d['tokens_per_s_per_user']:.2f}   tokens/s/GPU {d['tokens_per_s_per_gpu']:.3f}",
+        f"memory/GPU {d['memory_per_gpu_bytes'] / gb:.2f} GB (weights {d['weight_bytes_per_gpu'] / gb:.2f} GB, "
+        f"KV {d['kv_bytes_per_gpu'] / gb:.2f} GB) of {hw.usable_hbm_bytes / gb:.1f} GB usable",
+        "feasible" if d["feasible"] else f"INFEASIBLE: {d['infeasible_reason']}",
+    ]
+    return "\n".join(lines)
+
+
+def run_simulate(args) -> int:
+    if args.batch < 1:
+        raise HelixInputError("--batch", f"must be >= 1, got {args.batch}")
+    model = load_model(args.model)
+    hw = load_hardware(args.hardware)
+    context = parse_tokens(args.context)
+    precision = precision_from_args(args)
+    layout = layout_from_args(args)
+    overlap = "serial" if args.no_hopb and layout.strategy == "helix" else "auto"
+    if args.expert_imbalance < 1:
+        raise HelixInputError("--expert-imbalance", f"must be >= 1, got {args.expert_imbalance}")
+    result = simulate(model, hw, layout, args.batch, context, precision, overlap=overlap,
+                      expert_imbalance=args.expert_imbalance)
+    if args.json:
+        out = {"model": model.name, "hardware": hw.name, "layout": layout.describe(), "batch_size": args.batch,
+               "context_tokens": context, "overlap": overlap, **result.to_dict()}
+        print(json.dumps(out, indent=2))
+    else:
+        label = "HOP-B off" if overlap == "serial" else ("HOP-B on" if layout.strategy == "helix" else "default overlap")
+        print(format_result(result, model, hw, layout, args.batch, context, label))
+    return 0
+
+
+def run_models(args) -> int:
+    print(f"{'name':<18}{'attention':>10}{'layers':>8}{'H':>8}{'Q':>5}{'K':>5}{'F':>8}{'experts':>12}"
+          f"{'params (B)':>12}{'KV B/token':>12}")
+    for name in model_specs.preset_names():
+        m = load_model(name)
+        experts = f"{m.num_experts}/{m.experts_per_token}" if m.is_moe else "-"
+        kv = m.kv_cache_bytes_per_token(0.5)
+        print(f"{name:<18}{m.attention:>10}{m.num_layers:>8}{m.hidden_dim:>8}{m.num_query_heads:>5}"
+              f"{m.cache_heads:>5}{m.ffn_dim:>8}{experts:>12}{m.total_params / 1e9:>12.1f}{kv:>12,.0f}")
+    print("\nKV bytes/token over all layers at FP4 (0.5 B/element). Any HF config.json also works: --model PATH")
+    return 0
+
+
+def run_hardware(args) -> int:
+    print(f"{'name':<14}{'FP4 PF/s':>9}{'FP8 PF/s':>9}{'HBM GB':>8}{'HBM TB/s':>9}{'domain':>7}{'link GB/s':>10}"
+          f"{'launch us':>10}  description")
+    for name in hardware_presets():
+        h = load_hardware(name)
+        print(f"{name:<14}{h.peak_flops_per_s_fp4 / 1e15:>9.2f}{h.peak_flops_per_s_fp8 / 1e15:>9.2f}"
+              f"{h.hbm_capacity_bytes / 1e9:>8.0f}{h.hbm_bytes_per_s / 1e12:>9.2f}{h.scale_up_domain_gpus:>7}"
+              f"{h.link_bytes_per_s_per_direction / 1e9:>10.0f}{h.kernel_launch_s * 1e6:>10.1f}  {h.description}")
+    print("\nLink bandwidth is per direction. Sources of every number: src/helix/specs/presets/hardware/*.yaml")
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("simulate", help="one decode step: TTL, tokens/s, memory and a term-by-term breakdown",
+                       description="Simulate one decode step of MODEL on HARDWARE with a given layout and batch.",
+                       epilog="example: helix simulate --model deepseek-r1 --context 1M --batch 16 "
+                              "--strategy helix --kvp 64 --tpa 1 --tpf 8 --ep 8")
+    add_spec_args(p)
+    p.add_argument("--batch", type=int, default=16, help="concurrent requests B (default: %(default)s)")
+    p.add_argument("--strategy", choices=STRATEGIES, default="helix", help="sharding strategy (default: helix)")
+    p.add_argument("--gpus", type=int, default=None, help="N for tp / tp_pp / dp_ep (per stage)")
+    for axis, what in (("tpa", "attention TP width"), ("kvp", "KV-parallel width"), ("dp", "attention DP width"),
+                       ("tpf", "FFN TP width (helix; default N/EP)"), ("ep", "expert-parallel width")):
+        p.add_argument(f"--{axis}", type=int, default=None, help=what)
+    p.add_argument("--pp", type=int, default=1, help="pipeline stages (default: 1)")
+    p.add_argument("--no-hopb", action="store_true", help="Helix without HOP-B (all-to-all exposed)")
+    p.add_argument("--expert-imbalance", type=float, default=1.0,
+                   help="hottest expert rank's load / mean load (empirical factor, default: 1.0)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    p.set_defaults(func=run_simulate)
+
+    p = sub.add_parser("models", help="list the model presets and their key numbers")
+    p.set_defaults(func=run_models)
+    p = sub.add_parser("hardware", help="list the hardware presets and their key numbers")
+    p.set_defaults(func=run_hardware)

@@ -1,0 +1,112 @@
+"""What every experiment shares: one global parameter set, cached sweeps, and the claim computation.
+
+One hardware preset (``gb200-nvl72``), FP4 for every tensor class and 1M = 10^6 tokens serve every
+experiment [paper §3.1]; nothing is tuned per experiment. ``--quick`` shrinks only the grid (fewer
+GPUs, fewer variants) so tests run fast; the formulas and parameters are the same.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from helix import search
+from helix.specs import load_hardware, load_model
+from helix.specs.precision import PrecisionSpec
+
+HARDWARE = "gb200-nvl72"
+CONTEXT_1M = 10**6  # 1M = 10^6 tokens (the sensitivity study shows 2^20)
+DSR1 = "deepseek-r1"
+LLAMA_PAPER_F = "llama-405b-paper"  # F = 65,536 as the paper's Fig. 1 / App. A state
+LLAMA_REAL_F = "llama-3.1-405b"  # F = 53,248 as released
+DSR1_STRATEGIES = ("tp", "tp_pp", "dp_ep", "medha", "helix")
+LLAMA_STRATEGIES = ("tp", "tp_pp", "medha", "helix")
+
+
+@dataclass
+class Context:
+    out: Path
+    quick: bool = False
+    hw: object = None
+    precision: PrecisionSpec = field(default_factory=PrecisionSpec)
+    progress: bool = False
+    _sweeps: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.hw is None:
+            self.hw = load_hardware(HARDWARE)
+
+    @property
+    def max_gpus(self) -> int:
+        return 16 if self.quick else 64
+
+    def model(self, name: str):
+        return load_model(name)
+
+    def sweep(self, name: str, strategies, context: int = CONTEXT_1M, overlap: str = "auto", hw=None,
+              precision=None, expert_imbalance: float = 1.0) -> search.Sweep:
+        """A cached sweep (experiments share the 1M sweeps of both models)."""
+        hw = hw or self.hw
+        precision = precision or self.precision
+        key = (name, tuple(strategies), context, overlap, hw, precision, expert_imbalance, self.max_gpus)
+        if key not in self._sweeps:
+            self._sweeps[key] = search.sweep(self.model(name), hw, context, strategies=strategies,
+                                             max_gpus=self.max_gpus, precision=precision, overlap=overlap,
+                                             expert_imbalance=expert_imbalance, progress=self.progress)
+        return self._sweeps[key]
+
+
+def strategies_for(name: str) -> tuple[str, ...]:
+    return DSR1_STRATEGIES if name == DSR1 else LLAMA_STRATEGIES
+
+
+@dataclass(frozen=True)
+class ModelClaims:
+    """The four headline numbers of one model (definitions in helix.search)."""
+
+    max_interactivity_ratio: float
+    throughput_ratio: float
+    max_batch_ratio: float
+    hopb_off_interactivity_loss: float
+    claims: search.Claims
+    hopb: search.LossCurve
+
+
+def model_claims(ctx: Context, name: str, context: int = CONTEXT_1M, hw=None, precision=None) -> ModelClaims:
+    """Helix vs the baseline union, and HOP-B ON vs OFF, from the model's sweeps."""
+    on = ctx.sweep(name, strategies_for(name), context, hw=hw, precision=precision)
+    off = ctx.sweep(name, ("helix",), context, overlap="serial", hw=hw, precision=precision)
+    c = search.helix_vs_baseline(on.points)
+    h_on = search.frontier(on.points.of("helix"))
+    h_off = search.frontier(off.points)
+    loss = search.hopb_loss(h_on.tokens_per_s_per_user, h_on.tokens_per_s_per_gpu,
+                            h_off.tokens_per_s_per_user, h_off.tokens_per_s_per_gpu)
+    return ModelClaims(c.max_interactivity_ratio, c.throughput.max_ratio, c.batch.max_ratio, loss.max_loss, c, loss)
+
+
+def baseline_norm(fronts: dict[str, search.Points]) -> tuple[float, float]:
+    """The paper normalises both axes to the baseline: its best tokens/s/user and best tokens/s/GPU."""
+    b = fronts["baseline"]
+    return float(np.max(b.tokens_per_s_per_user)), float(np.max(b.tokens_per_s_per_gpu))
+
+
+def best_layout_at(ctx: Context, name: str, strategy: str, batch: int, context: int, overlap: str = "auto"):
+    """The feasible layout of ``strategy`` with the lowest TTL at a fixed batch: (Points of one row, StepResult)."""
+    model = ctx.model(name)
+    lay = search.enumerate_layouts(model, strategy, ctx.max_gpus)
+    if len(lay["tpa"]) == 0:
+        return None, None
+    pts, _ = search.evaluate_points(model, ctx.hw, ctx.precision, strategy, lay,
+                                    np.full(len(lay["tpa"]), batch), context, overlap)
+    ttl = np.where(pts.feasible, pts.ttl_s, np.inf)
+    i = int(np.argmin(ttl))
+    if not np.isfinite(ttl[i]):
+        return None, None
+    row = pts.take([i])
+    return row, search.resimulate(model, ctx.hw, ctx.precision, row, context, overlap)[strategy][1]
+
+
+def fig_path(ctx: Context, name: str) -> Path:
+    return ctx.out / name

@@ -1,0 +1,169 @@
+"""Process groups from the Layout, and explicit collectives that record every byte they move.
+
+The runtime never calls ``torch.distributed`` collectives directly: it calls ``Comm.all_reduce``,
+``Comm.all_to_all`` and ``Comm.all_gather`` with a *named* group (``"tpa"``, ``"kvp"``,
+``"attention"``, ``"stage"``) and the simulator's phase name. Each call appends one
+``CollectiveRecord`` to the ``TrafficRecorder`` before it runs, using helix.cost.collectives'
+byte convention, so a decode step's records can be compared one for one with
+``helix.cost.messages.step_messages``:
+
+- all_reduce: n = the full buffer;
+- all_gather: n = the output (group size x the input);
+- all_to_all: n = the rank's whole send buffer, its own chunk included.
+
+A collective over a group of one rank is not issued and not recorded (the simulator omits it too).
+
+Groups are built from ``helix.layout.Layout`` (global rank r = kvp_rank * TPA + tpa_rank for the
+runtime's DP = PP = 1): every rank creates every group of every family in the same order, as
+``torch.distributed.new_group`` requires, and keeps the ones it belongs to. The backend is NCCL when
+CUDA is present and gloo otherwise; process-group setup and every collective time out (``timeout_s``)
+instead of hanging.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import defaultdict
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+
+from helix.layout import Layout
+
+GROUP_NAMES = ("tpa", "kvp", "attention", "stage")
+
+
+@dataclass(frozen=True, slots=True)
+class CollectiveRecord:
+    step: str  # "prefill", "decode0", "decode1", ...
+    phase: str  # simulator term, e.g. "kvp_all_to_all"
+    kind: str  # all_reduce | all_to_all | all_gather
+    group_size: int
+    n_bytes: int  # helix.cost.collectives convention (see module docstring)
+
+
+@dataclass
+class TrafficRecorder:
+    """Every collective issued, labelled with the step it belongs to."""
+
+    step: str = "setup"
+    records: list[CollectiveRecord] = field(default_factory=list)
+
+    def add(self, phase: str, kind: str, group_size: int, n_bytes: int) -> None:
+        self.records.append(CollectiveRecord(self.step, phase, kind, group_size, n_bytes))
+
+    def for_step(self, step: str) -> list[CollectiveRecord]:
+        return [r for r in self.records if r.step == step]
+
+    def per_phase(self, step: str) -> dict[str, dict]:
+        """{phase: {kind, group_size, calls, n_bytes (total), n_bytes_per_call (list)}} for one step."""
+        out: dict[str, dict] = {}
+        for r in self.for_step(step):
+            entry = out.setdefault(r.phase, {"kind": r.kind, "group_size": r.group_size, "calls": 0,
+                                             "n_bytes": 0, "n_bytes_per_call": []})
+            entry["calls"] += 1
+            entry["n_bytes"] += r.n_bytes
+            entry["n_bytes_per_call"].append(r.n_bytes)
+        return out
+
+
+def default_backend(device: torch.device) -> str:
+    return "nccl" if device.type == "cuda" else "gloo"
+
+
+def default_device(local_rank: int) -> torch.device:
+    """cuda:local_rank when CUDA can give each local rank its own GPU, else CPU."""
+    if torch.cuda.is_available() and local_rank < torch.cuda.device_count():
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
+
+
+class Comm:
+    """This rank's view of the layout: its coordinates, its named groups, recorded collectives."""
+
+    def __init__(self, layout: Layout, rank: int, device: torch.device, groups: dict[str, object],
+                 group_sizes: dict[str, int]):
+        self.layout = layout
+        self.rank = rank
+        self.device = device
+        _, _, self.kvp_rank, self.tpa_rank = layout.attention_coords(rank)
+        self.tpf_rank = layout.ffn_coords(rank)[3]  # TPF = N for a dense Helix FFN: tpf_rank == rank
+        self.stage_rank = rank % layout.gpus_per_stage
+        self._groups = groups
+        self.group_sizes = group_sizes
+        self.traffic = TrafficRecorder()
+        self.phase_s: dict[str, float] = defaultdict(float)
+
+    # ---- setup
+    @classmethod
+    def create(cls, layout: Layout, rank: int, world_size: int, init_method: str = "env://",
+               timeout_s: float = 60.0, device: torch.device | None = None) -> Comm:
+        """Join the process group and build every named group of ``layout`` (call on every rank)."""
+        device = device or default_device(int(os.environ.get("LOCAL_RANK", rank)))
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        timeout = timedelta(seconds=timeout_s)
+        if world_size > 1 and not dist.is_initialized():  # one rank needs no process group
+            dist.init_process_group(default_backend(device), init_method=init_method, rank=rank,
+                                    world_size=world_size, timeout=timeout)
+        families = {"tpa": layout.tpa_groups(), "kvp": layout.kvp_groups(),
+                    "attention": layout.attention_groups(), "stage": layout.stage_groups()}
+        groups, sizes = {}, {}
+        for name in GROUP_NAMES:  # same order on every rank
+            for ranks in families[name]:
+                group = dist.new_group(ranks, timeout=timeout) if world_size > 1 else None
+                if rank in ranks:
+                    groups[name], sizes[name] = group, len(ranks)
+        return cls(layout, rank, device, groups, sizes)
+
+    @staticmethod
+    def destroy() -> None:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+    # ---- timing of named phases (for the demo's breakdown; no collectives)
+    @contextmanager
+    def phase(self, name: str):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.phase_s[name] += time.perf_counter() - t0
+
+    # ---- collectives: explicit, on named groups, recorded
+    def all_reduce(self, tensor: torch.Tensor, group: str, phase: str) -> torch.Tensor:
+        """In-place sum over ``group``; n = the whole buffer."""
+        size = self.group_sizes[group]
+        if size == 1:
+            return tensor
+        self.traffic.add(phase, "all_reduce", size, tensor.numel() * tensor.element_size())
+        with self.phase(phase):
+            dist.all_reduce(tensor, group=self._groups[group])
+        return tensor
+
+    def all_to_all(self, send: torch.Tensor, group: str, phase: str, async_op: bool = False):
+        """Chunk j of ``send`` (split on dim 0) goes to group rank j; returns (received, work or None)."""
+        size = self.group_sizes[group]
+        if size == 1:
+            return send, None
+        self.traffic.add(phase, "all_to_all", size, send.numel() * send.element_size())
+        recv = torch.empty_like(send)
+        with self.phase(phase):
+            work = dist.all_to_all_single(recv, send, group=self._groups[group], async_op=async_op)
+        return recv, work
+
+    def all_gather(self, tensor: torch.Tensor, group: str, phase: str, record: bool = True) -> torch.Tensor:
+        """[G, *tensor.shape], group rank order; n = the output. ``record=False`` only for debug gathers."""
+        size = self.group_sizes[group]
+        if size == 1:
+            return tensor.unsqueeze(0)
+        out = [torch.empty_like(tensor) for _ in range(size)]
+        if record:
+            self.traffic.add(phase, "all_gather", size, size * tensor.numel() * tensor.element_size())
+        with self.phase(phase):
+            dist.all_gather(out, tensor.contiguous(), group=self._groups[group])
+        return torch.stack(out)

@@ -1,0 +1,404 @@
+"""Measure the machine this runs on and write a hardware profile the simulator accepts.
+
+One simulator "GPU" is one runtime rank. On CPU a rank is one process pinned to one torch thread
+(the runtime's timed points run one process per core), so every compute number here is measured
+with ``torch.set_num_threads(1)``:
+
+- memory bandwidth: streaming read (``tensor.sum()``) of fp32 buffers well beyond the last-level
+  cache, alone and with every rank streaming at once (ranks share the memory controllers);
+- decode GEMV bandwidth: ``x[B, K] @ W[K, N]`` with W beyond the cache, weight-read bound; its ratio
+  to the streaming rate is the achieved-bandwidth factor (``hbm_efficiency``);
+- matmul FLOP/s per dtype (fp32, bf16) and size class (small, medium, large square GEMMs);
+- op launch overhead: a tiny ``torch.add`` (the fixed cost of one eager op);
+- collectives on the backend in use (gloo on CPU): all-reduce, all-gather, all-to-all over message
+  sizes and every group size with a core per rank, fitted jointly to the simulator's alpha-beta
+  forms (helix.validation.fit.fit_collectives).
+
+The runtime computes in fp32, which the simulator maps to its ``bf16`` compute class: the measured
+fp32 rate is stored in ``peak_flops_per_s_bf16`` (its source says so); FP8/FP4 are 0 (fall back).
+Every measured number carries ``source:`` (what was timed, how) and ``empirical: true``.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from helix.validation import fit
+
+KIB, MIB = 1024, 1024 * 1024
+
+
+# ---------------------------------------------------------------- timing
+
+
+def time_call_s(fn: Callable[[], object], *, repeats: int = 7, warmup: int = 2, inner: int = 1,
+                sync: Callable[[], object] | None = None) -> list[float]:
+    """Per-call seconds of ``fn``: ``repeats`` samples, each the mean of ``inner`` back-to-back calls."""
+    for _ in range(warmup):
+        fn()
+    if sync:
+        sync()
+    samples = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        if sync:
+            sync()
+        samples.append((time.perf_counter() - t0) / inner)
+    return samples
+
+
+@dataclass
+class Measurement:
+    """One measured quantity: what, its size parameters, the median time and the derived rate."""
+
+    what: str  # stream_read | gemv | matmul | launch | all_reduce | all_gather | all_to_all
+    dtype: str
+    size: str  # human label (bytes, MxNxK, ...)
+    n_bytes: float  # bytes read or message bytes (simulator convention)
+    flops: float
+    group_size: int
+    median_s: float
+    rate: float  # bytes/s or FLOP/s where meaningful, else 0
+    samples: int
+
+    def row(self) -> dict:
+        return {"what": self.what, "dtype": self.dtype, "size": self.size, "n_bytes": self.n_bytes,
+                "flops": self.flops, "group_size": self.group_size, "median_s": self.median_s,
+                "rate": self.rate, "samples": self.samples}
+
+
+# ---------------------------------------------------------------- local compute (one thread)
+
+
+@dataclass(frozen=True)
+class ComputePlan:
+    """Sizes for the single-rank measurements (``quick`` shrinks them for tests)."""
+
+    stream_bytes: tuple[int, ...] = (128 * MIB, 256 * MIB)
+    gemv_weight_bytes: int = 128 * MIB
+    gemv_rows: tuple[int, ...] = (1, 4, 16)
+    matmul_sizes: dict[str, int] = field(default_factory=lambda: {"small": 128, "medium": 512, "large": 1024})
+    dtypes: tuple[str, ...] = ("fp32", "bf16")
+    repeats: int = 7
+
+    @classmethod
+    def quick(cls) -> ComputePlan:
+        return cls(stream_bytes=(4 * MIB,), gemv_weight_bytes=4 * MIB, gemv_rows=(1,),
+                   matmul_sizes={"small": 64, "large": 128}, dtypes=("fp32",), repeats=3)
+
+
+def _torch_dtype(name: str):
+    import torch
+
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
+
+
+def measure_stream_read(n_bytes: int, repeats: int) -> Measurement:
+    import torch
+
+    x = torch.ones(n_bytes // 4, dtype=torch.float32)
+    med = fit.robust_median_s(time_call_s(lambda: x.sum(), repeats=repeats))
+    return Measurement("stream_read", "fp32", f"{n_bytes / MIB:g} MiB", n_bytes, 0.0, 1, med, n_bytes / med, repeats)
+
+
+def measure_gemv(weight_bytes: int, rows: int, repeats: int) -> Measurement:
+    """Decode-shaped matmul: a few rows against a weight matrix beyond the cache (read-bound)."""
+    import torch
+
+    k = 4096
+    n = weight_bytes // (4 * k)
+    w = torch.randn(n, k, dtype=torch.float32)
+    x = torch.randn(rows, k, dtype=torch.float32)
+    f = torch.nn.functional.linear
+    med = fit.robust_median_s(time_call_s(lambda: f(x, w), repeats=repeats))
+    nb = float(w.numel() * 4 + x.numel() * 4 + rows * n * 4)
+    return Measurement("gemv", "fp32", f"{rows}x{k}x{n}", nb, 2.0 * rows * n * k, 1, med, nb / med, repeats)
+
+
+def measure_matmul(dtype: str, size: int, size_class: str, repeats: int) -> Measurement:
+    import torch
+
+    td = _torch_dtype(dtype)
+    a = torch.randn(size, size).to(td)
+    b = torch.randn(size, size).to(td)
+    med = fit.robust_median_s(time_call_s(lambda: a @ b, repeats=repeats, warmup=1))
+    flops = 2.0 * size**3
+    return Measurement("matmul", dtype, f"{size_class} {size}^3", 3.0 * size * size * a.element_size(), flops, 1,
+                       med, flops / med, repeats)
+
+
+def measure_launch(repeats: int) -> Measurement:
+    """Fixed cost of one eager op: a 1-element add, averaged over 2000 calls per sample."""
+    import torch
+
+    a, b = torch.ones(1), torch.ones(1)
+    med = fit.robust_median_s(time_call_s(lambda: torch.add(a, b), repeats=repeats, inner=2000))
+    return Measurement("launch", "fp32", "1 element add", 12.0, 1.0, 1, med, 0.0, repeats)
+
+
+def measure_local(plan: ComputePlan) -> list[Measurement]:
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        out = [measure_launch(plan.repeats)]
+        out += [measure_stream_read(n, plan.repeats) for n in plan.stream_bytes]
+        out += [measure_gemv(plan.gemv_weight_bytes, r, plan.repeats) for r in plan.gemv_rows]
+        for dtype in plan.dtypes:
+            for cls_name, size in plan.matmul_sizes.items():
+                out.append(measure_matmul(dtype, size, cls_name, plan.repeats))
+        return out
+    finally:
+        torch.set_num_threads(threads)
+
+
+# ---------------------------------------------------------------- collectives (gloo, one process per rank)
+
+
+@dataclass(frozen=True)
+class CollectivePlan:
+    message_bytes: tuple[int, ...] = tuple(4**i * 64 for i in range(10))  # 64 B .. 16 MiB
+    kinds: tuple[str, ...] = fit.KINDS
+    rounds: int = 7
+    concurrent_stream_bytes: int = 128 * MIB
+
+    @classmethod
+    def quick(cls) -> CollectivePlan:
+        return cls(message_bytes=(256, 4096, 65536), rounds=3, concurrent_stream_bytes=4 * MIB)
+
+
+def _inner_iterations(n_bytes: int) -> int:
+    """Back-to-back calls per timed round: many for latency-bound sizes, few for large ones."""
+    return int(np.clip(2_000_000 // max(n_bytes, 1), 2, 200))
+
+
+def _collective_worker(rank: int, world: int, port: int, plan: CollectivePlan, out_dir: str) -> None:
+    import torch
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    os.environ["MASTER_ADDR"] = "127.0.0.1"
+    os.environ["MASTER_PORT"] = str(port)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    rows = []
+    try:
+        # Streaming read with every rank streaming at once: the bandwidth one rank gets under load.
+        x = torch.ones(plan.concurrent_stream_bytes // 4)
+        dist.barrier()
+        med = fit.robust_median_s(time_call_s(lambda: x.sum(), repeats=plan.rounds))
+        rows.append(Measurement("stream_read_all_ranks", "fp32", f"{plan.concurrent_stream_bytes / MIB:g} MiB",
+                                plan.concurrent_stream_bytes, 0.0, world, med,
+                                plan.concurrent_stream_bytes / med, plan.rounds).row())
+        del x
+        for kind in plan.kinds:
+            for n in plan.message_bytes:
+                elems = max(n // 4, world) // world * world  # divisible by the group for a2a / AG
+                nb = elems * 4
+                if kind == "all_reduce":
+                    buf = torch.ones(elems)
+                    def op(buf=buf):
+                        dist.all_reduce(buf)
+                elif kind == "all_gather":  # n = output bytes
+                    src, dst = torch.ones(elems // world), torch.empty(elems)
+                    def op(src=src, dst=dst):
+                        dist.all_gather_into_tensor(dst, src)
+                else:  # all_to_all: n = the rank's send buffer
+                    src, dst = torch.ones(elems), torch.empty(elems)
+                    def op(src=src, dst=dst):
+                        dist.all_to_all_single(dst, src)
+                inner = _inner_iterations(nb)
+                dist.barrier()
+                samples = time_call_s(op, repeats=plan.rounds, warmup=2, inner=inner)
+                # Every rank leaves a collective together; rank 0's clock is the group's.
+                rows.append(Measurement(kind, "fp32", f"{nb} B", nb, 0.0, world, fit.robust_median_s(samples),
+                                        0.0, plan.rounds).row())
+        if rank == 0:
+            import json
+
+            Path(out_dir, f"world{world}.json").write_text(json.dumps(rows))
+    finally:
+        dist.destroy_process_group()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def measure_collectives(group_sizes: tuple[int, ...], plan: CollectivePlan) -> list[Measurement]:
+    """Spawn ``p`` gloo processes per group size; every process runs on its own core."""
+    import json
+
+    import torch.multiprocessing as mp
+
+    out: list[Measurement] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for p in group_sizes:
+            mp.start_processes(_collective_worker, args=(p, _free_port(), plan, tmp), nprocs=p, join=True,
+                               start_method="spawn")
+            out += [Measurement(**r) for r in json.loads(Path(tmp, f"world{p}.json").read_text())]
+    return out
+
+
+# ---------------------------------------------------------------- profile
+
+
+def _physical_memory_bytes() -> float:
+    try:
+        return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return 8e9
+
+
+def _num(v: float) -> float:
+    return float(f"{v:.4g}")
+
+
+def build_profile(measurements: list[Measurement], *, name: str, cores: int) -> tuple[dict, fit.LinearFit | None]:
+    """The hardware mapping (every field, value + source + empirical) from measurements."""
+    by = {}
+    for m in measurements:
+        by.setdefault(m.what, []).append(m)
+
+    def first(what):
+        if what not in by:
+            raise ValueError(f"calibration is missing {what!r} measurements")
+        return by[what]
+
+    launch = first("launch")[0].median_s
+    stream = max(m.rate for m in first("stream_read"))
+    concurrent = [m for m in by.get("stream_read_all_ranks", []) if m.group_size == cores]
+    bw = min([stream] + [m.rate for m in concurrent])
+    bw_note = (f"fp32 tensor.sum() over {', '.join(m.size for m in first('stream_read'))}, one thread: "
+               f"{stream / 1e9:.2f} GB/s alone")
+    if concurrent:
+        bw_note += f", {concurrent[0].rate / 1e9:.2f} GB/s per rank with {cores} ranks streaming at once (used)"
+    gemv = first("gemv")
+    gemv_bw = float(np.median([m.rate for m in gemv]))
+    eff = min(1.0, gemv_bw / bw)
+    mm = first("matmul")
+    fp32 = [m for m in mm if m.dtype == "fp32"]
+    peak32 = max(m.rate for m in fp32)
+    classes = "; ".join(f"{m.dtype} {m.size}: {m.rate / 1e9:.1f} GFLOP/s" for m in mm)
+    bf16 = [m for m in mm if m.dtype == "bf16"]
+    mem = _physical_memory_bytes() / cores
+
+    coll = [m for m in measurements if m.what in fit.KINDS]
+    coll_fit = None
+    if coll:
+        coll_fit = fit.fit_collectives([m.what for m in coll], [m.n_bytes for m in coll],
+                                       [m.group_size for m in coll], [m.median_s for m in coll])
+        c = coll_fit.coefficients
+        link_bw = 1.0 / c["s_per_byte"] if c["s_per_byte"] > 0 else 1e12
+        sizes = sorted({m.n_bytes for m in coll})
+        ps = sorted({m.group_size for m in coll})
+        how = (f"gloo {', '.join(sorted({m.what for m in coll}))}, {sizes[0]:g}-{sizes[-1]:g} B, group sizes "
+               f"{ps}, median of rounds, joint relative least squares to helix.cost.collectives forms "
+               f"(median |residual| {coll_fit.median_abs_error:.1%}, worst {coll_fit.max_abs_error:.1%})")
+        sync, ring_base, ring_hop = c["sync_latency_s"], c["ring_base_latency_s"], c["ring_hop_latency_s"]
+    else:
+        link_bw, sync, ring_base, ring_hop, how = 1e12, 0.0, 0.0, 0.0, "not measured (single rank)"
+
+    def e(value, source, empirical=True):
+        return {"value": _num(value), "source": source, "empirical": empirical}
+
+    host = f"{platform.machine()} {platform.processor() or ''}".strip()
+    profile = {
+        "name": name,
+        "description": f"Measured by helix calibrate on {socket.gethostname()} ({host}), one rank = one core "
+                       f"({cores} cores), {time.strftime('%Y-%m-%d')}",
+        "peak_flops_per_s_fp4": e(0.0, "no FP4 units: 0 = fall back to the bf16 slot", False),
+        "peak_flops_per_s_fp8": e(0.0, "no FP8 units: 0 = fall back to the bf16 slot", False),
+        "peak_flops_per_s_bf16": e(peak32, "MEASURED fp32 matmul rate (the runtime computes in fp32, which maps "
+                                   f"to this slot), best size class, one thread; all classes: {classes}"
+                                   + ("" if bf16 else "; bf16 not measured")),
+        "hbm_capacity_bytes": e(mem, f"physical memory / {cores} cores (one rank per core)", False),
+        "hbm_bytes_per_s": e(bw, bw_note),
+        "scale_up_domain_gpus": e(max(cores, 1), "ranks on one host share one transport (cores)", False),
+        "link_bytes_per_s_per_direction": e(link_bw, "1 / fitted s-per-byte: " + how),
+        "scale_out_bytes_per_s_per_direction": e(link_bw, "single host: no scale-out tier (= link)", False),
+        "hbm_usable_fraction": e(0.8, "ASSUMPTION: 20 % of a core's memory share left to the OS, Python, torch"),
+        "hbm_efficiency": e(eff, f"decode GEMV (fp32 x[B,4096] @ W, W {gemv[0].n_bytes / MIB:.0f} MiB, "
+                            f"B = {', '.join(str(m.size.split('x')[0]) for m in gemv)}) median "
+                            f"{gemv_bw / 1e9:.2f} GB/s / streaming {bw / 1e9:.2f} GB/s"),
+        "flop_efficiency": e(1.0, "the peak slot already holds the measured rate"),
+        "link_efficiency": e(1.0, "the link bandwidth already holds the fitted achieved rate"),
+        "kernel_launch_s": e(launch, "median per-call time of a 1-element torch.add (eager op overhead), one thread"),
+        "sync_latency_s": e(sync, "fitted alpha of the all-to-all (direct form): " + how),
+        "ring_base_latency_s": e(ring_base, "fitted ring fixed part (all-reduce, all-gather): " + how),
+        "ring_hop_latency_s": e(ring_hop, "fitted ring per-step latency (all-reduce 2(p-1) steps, all-gather p-1): "
+                                + how),
+        "nvls_latency_s": e(0.0, "no in-switch reduction on CPU (0 = not available)", False),
+        "scale_out_latency_s": e(0.0, "single host: no scale-out tier", False),
+    }
+    return profile, coll_fit
+
+
+# ---------------------------------------------------------------- driver
+
+
+@dataclass
+class Calibration:
+    profile: dict
+    measurements: list[Measurement]
+    collective_fit: fit.LinearFit | None
+    wall_s: float
+
+
+def default_group_sizes(cores: int | None = None) -> tuple[int, ...]:
+    """2, 4, 8, ... up to the core count: more ranks than cores would time contention."""
+    cores = cores or os.cpu_count() or 1
+    return tuple(p for p in (2, 4, 8, 16) if p <= cores)
+
+
+def calibrate(*, quick: bool = False, group_sizes: tuple[int, ...] | None = None, name: str = "") -> Calibration:
+    """Measure this machine; ``quick`` uses tiny sizes (tests), not a usable profile."""
+    t0 = time.perf_counter()
+    cores = os.cpu_count() or 1
+    group_sizes = default_group_sizes(cores) if group_sizes is None else group_sizes
+    measurements = measure_local(ComputePlan.quick() if quick else ComputePlan())
+    if group_sizes:
+        measurements += measure_collectives(group_sizes, CollectivePlan.quick() if quick else CollectivePlan())
+    profile, coll_fit = build_profile(measurements, name=name or f"cpu-{socket.gethostname()}", cores=cores)
+    return Calibration(profile, measurements, coll_fit, time.perf_counter() - t0)
+
+
+def profile_yaml(profile: dict) -> str:
+    import yaml
+
+    header = "# Written by `helix calibrate`; every measured number says how it was measured.\n"
+    return header + yaml.safe_dump(profile, sort_keys=False, width=200)
+
+
+def measurements_csv(measurements: list[Measurement]) -> str:
+    cols = list(measurements[0].row()) if measurements else []
+    lines = [",".join(cols)]
+    for m in measurements:
+        lines.append(",".join(f"{v:.6g}" if isinstance(v, float) else str(v) for v in m.row().values()))
+    return "\n".join(lines) + "\n"
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write through a temporary file in the same folder, so a failure leaves nothing half-written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,109 @@
+"""``helix calibrate`` and ``helix validate``: measure this machine, then hold the simulator against it.
+
+Thin: parse, call helix.validation.calibrate / validate, print a table and a last line of JSON.
+Bad input raises HelixInputError before anything is measured or written; files are written
+through a temporary name, so an interrupted run leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+from helix.errors import HelixInputError
+
+
+def _yaml_path(field: str, text: str) -> Path:
+    path = Path(text)
+    if path.suffix not in (".yaml", ".yml"):
+        raise HelixInputError(field, f"must end in .yaml or .yml, got {text!r}")
+    if path.exists() and path.is_dir():
+        raise HelixInputError(field, f"{text!r} is a directory")
+    return path
+
+
+def _writable_dir(field: str, path: Path) -> None:
+    parent = path if path.is_dir() else path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not os.access(parent, os.W_OK):
+        raise HelixInputError(field, f"cannot write under {str(parent)!r}")
+
+
+# ---------------------------------------------------------------- calibrate
+
+
+def _run_calibrate(args: argparse.Namespace) -> int:
+    out = _yaml_path("--out", args.out)
+    _writable_dir("--out", out)
+    if args.max_ranks is not None and args.max_ranks < 1:
+        raise HelixInputError("--max-ranks", f"must be >= 1, got {args.max_ranks}")
+    from helix.validation import calibrate as cal
+
+    cores = os.cpu_count() or 1
+    limit = cores if args.max_ranks is None else min(args.max_ranks, cores)
+    cal_result = cal.calibrate(quick=args.quick, group_sizes=cal.default_group_sizes(limit), name=args.name or "")
+    measurements_path = out.with_name(out.stem + ".measurements.csv")
+    cal.write_atomic(measurements_path, cal.measurements_csv(cal_result.measurements))
+    cal.write_atomic(out, cal.profile_yaml(cal_result.profile))
+    from helix.specs.hardware import load_hardware
+
+    hw = load_hardware(out)  # the profile must load: fail loudly here rather than in `helix validate`
+    print(f"{'field':<34} {'value':>12}  source")
+    for key, entry in cal_result.profile.items():
+        if isinstance(entry, dict):
+            print(f"{key:<34} {entry['value']:>12.4g}  {entry['source'][:90]}")
+    summary = {"profile": str(out), "measurements": str(measurements_path), "name": hw.name,
+               "wall_s": round(cal_result.wall_s, 1),
+               "hbm_bytes_per_s": hw.hbm_bytes_per_s, "peak_flops_per_s_fp32": hw.peak_flops_per_s_bf16,
+               "kernel_launch_s": hw.kernel_launch_s, "link_bytes_per_s_per_direction": hw.link_bytes_per_s_per_direction,
+               "sync_latency_s": hw.sync_latency_s}
+    if cal_result.collective_fit is not None:
+        summary["collective_fit_median_abs_error"] = round(cal_result.collective_fit.median_abs_error, 4)
+    print(json.dumps(summary))
+    return 0
+
+
+# ---------------------------------------------------------------- validate
+
+
+def _run_validate(args: argparse.Namespace) -> int:
+    from helix.specs.hardware import load_hardware
+
+    hw = load_hardware(args.hardware)  # raises HelixInputError on a bad file
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise HelixInputError("--out", f"{args.out!r} exists and is not a directory")
+    _writable_dir("--out", out)
+    from helix.validation import validate as val
+
+    grid = val.tiny_grid() if args.quick else val.default_grid(os.cpu_count() or 1)
+    result = val.run_validation(grid, hw, repeats=args.repeats)
+    paths = val.write_outputs(result, out)
+    print(val.format_table(result))
+    print(json.dumps({"out": str(out), "files": [str(p) for p in paths], **result.summary_json()}))
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("calibrate", help="measure this machine and write a hardware profile YAML",
+                              description="Measure memory bandwidth, matmul FLOP/s, op overhead and the "
+                                          "distributed backend's collectives; fit the simulator's alpha-beta "
+                                          "form; write a profile for --hardware.")
+    p.add_argument("--out", default="profile.yaml", help="profile path (.yaml); raw measurements go beside it")
+    p.add_argument("--name", default=None, help="profile name (default cpu-<host>)")
+    p.add_argument("--max-ranks", type=int, default=None, help="largest collective group (default: cores)")
+    p.add_argument("--quick", action="store_true", help="tiny sizes, seconds: a smoke test, not a profile")
+    p.set_defaults(func=_run_calibrate)
+
+    v = subparsers.add_parser("validate", help="time the runtime's decode step and compare with the simulator",
+                              description="Run the runtime's decode step over a grid (KVP, TP, HOP-B, batch, "
+                                          "context), predict each point with the simulator and --hardware, "
+                                          "write a table, a CSV and a predicted-vs-measured plot.")
+    v.add_argument("--hardware", default="profile.yaml", help="profile from `helix calibrate` (or a preset)")
+    v.add_argument("--out", default="validation", help="output directory")
+    v.add_argument("--repeats", type=int, default=None, help="timed steps per point (default per grid)")
+    v.add_argument("--quick", action="store_true", help="a tiny grid (seconds), for smoke tests")
+    v.set_defaults(func=_run_validate)

@@ -1,0 +1,87 @@
+"""Invariants of the decode-step model, checked with hypothesis, and scalar == vectorised."""
+
+import dataclasses
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from helix import Layout, load_hardware, load_model, simulate
+from helix.specs import PrecisionSpec
+from helix.step import evaluate
+
+MODELS = {n: load_model(n) for n in ("llama-3.1-405b", "deepseek-r1")}
+HW = load_hardware("gb200-nvl72")
+P = PrecisionSpec()
+
+
+@st.composite
+def configs(draw):
+    name = draw(st.sampled_from(sorted(MODELS)))
+    model = MODELS[name]
+    strategy = draw(st.sampled_from(["tp", "tp_pp", "medha", "helix", "dp_ep"] if model.is_moe
+                                    else ["tp", "tp_pp", "medha", "helix"]))
+    p2 = st.sampled_from([1, 2, 4, 8])
+    if strategy == "tp":
+        layout = Layout.tp(draw(st.sampled_from([1, 2, 4, 8, 16, 32, 64])))
+    elif strategy == "tp_pp":
+        layout = Layout.tp_pp(draw(p2), draw(st.integers(1, 8)))
+    elif strategy == "medha":
+        tp = 1 if model.is_mla else draw(p2)
+        layout = Layout.medha(draw(st.integers(1, 16)), tp)
+    elif strategy == "dp_ep":
+        layout = Layout.dp_ep(draw(st.sampled_from([1, 2, 4, 8, 16, 32, 64])))
+    else:
+        tpa = 1 if model.is_mla else draw(p2)
+        kvp = draw(st.sampled_from([1, 2, 4, 8, 16]))
+        ep = draw(st.sampled_from([e for e in (1, 2, 4, 8) if (tpa * kvp) % e == 0])) if model.is_moe else 1
+        layout = Layout.helix(kvp=kvp, tpa=tpa, ep=ep)
+    return model, layout, draw(st.integers(1, 512)), draw(st.integers(1_000, 4_000_000))
+
+
+@settings(max_examples=60, deadline=None)
+@given(configs(), st.integers(1, 64), st.integers(1, 1_000_000))
+def test_ttl_never_falls_as_context_or_batch_grow(cfg, extra_batch, extra_context):
+    model, layout, batch, context = cfg
+    base = float(simulate(model, HW, layout, batch, context).ttl_s)
+    assert float(simulate(model, HW, layout, batch + extra_batch, context).ttl_s) >= base * (1 - 1e-12)
+    assert float(simulate(model, HW, layout, batch, context + extra_context).ttl_s) >= base * (1 - 1e-12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(configs(), st.floats(1.01, 8.0), st.sampled_from(["hbm_bytes_per_s", "peak_flops_per_s_fp4",
+                                                         "link_bytes_per_s_per_direction"]))
+def test_ttl_never_rises_with_faster_hardware(cfg, factor, field):
+    model, layout, batch, context = cfg
+    fast = dataclasses.replace(HW, **{field: getattr(HW, field) * factor})
+    assert float(simulate(model, fast, layout, batch, context).ttl_s) <= float(
+        simulate(model, HW, layout, batch, context).ttl_s) * (1 + 1e-12)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.sampled_from([1, 2, 4, 8, 16, 32, 64]), st.integers(1, 64))
+def test_kv_per_gpu_scales_as_one_over_kvp(kvp, batch):
+    model = MODELS["deepseek-r1"]
+    context = 64 * 15_625  # divisible by every KVP
+    one = simulate(model, HW, Layout.helix(kvp=1), batch, context)
+    many = simulate(model, HW, Layout.helix(kvp=kvp, ep=1), batch, context)
+    assert float(many.kv_bytes_per_gpu) * kvp == float(one.kv_bytes_per_gpu)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(configs(), min_size=2, max_size=12))
+def test_scalar_path_equals_vectorised_path(cfgs):
+    model = cfgs[0][0]
+    cfgs = [c for c in cfgs if c[0] is model and c[1].strategy == cfgs[0][1].strategy]
+    strategy = cfgs[0][1].strategy
+    cols = {f: np.array([getattr(c[1], f) for c in cfgs]) for f in ("tpa", "kvp", "dp", "tpf", "ep", "pp")}
+    batch = np.array([c[2] for c in cfgs])
+    context = np.array([c[3] for c in cfgs])
+    vec = evaluate(model, HW, P, strategy, **cols, batch=batch, context_tokens=context)
+    for i, (_, layout, b, s) in enumerate(cfgs):
+        one = simulate(model, HW, layout, b, s)
+        assert float(one.ttl_s) == vec.ttl_s[i]
+        assert float(one.memory_per_gpu_bytes) == vec.memory_per_gpu_bytes[i]
+        assert bool(one.feasible) == bool(vec.feasible[i])
+        for term, value in one.breakdown.items():
+            assert float(value) == vec.breakdown[term][i], term

@@ -1,0 +1,29 @@
+"""HOP-B arithmetic: the paper's Fig. 3 example and the chunked pipeline."""
+
+import numpy as np
+import pytest
+
+from helix.cost.overlap import best_chunked_s, pipelined_s, serial_s
+
+
+def test_fig3_serial_and_hopb():
+    # 8 requests, 2 units of attention and 1.2 units of communication each [paper Fig. 3].
+    assert serial_s(8 * 2.0, 8 * 1.2) == pytest.approx(25.6)
+    assert pipelined_s(2.0, 1.2, 8) == pytest.approx(17.2)
+
+
+def test_fig3_best_chunking_is_per_request():
+    total = best_chunked_s(lambda c: (2.0 * -(-8 // c), 1.2 * -(-8 // c)), 8)
+    assert total == pytest.approx(17.2)
+
+
+def test_latency_bound_comm_prefers_one_chunk():
+    # each chunk's collective pays a fixed 5 units: splitting only adds latency -> serial (c = 1) wins
+    total = best_chunked_s(lambda c: (1.0 * -(-8 // c), 5.0 + 0.01 * -(-8 // c)), 8)
+    assert total == pytest.approx(8.0 + 5.08)
+
+
+def test_comm_bound_pipeline():
+    # t_c > t_a: T = t_a + B t_c
+    assert pipelined_s(1.0, 3.0, 4) == pytest.approx(1 + 3 + 3 * 3)
+    np.testing.assert_allclose(pipelined_s(np.array([1.0, 2.0]), np.array([3.0, 1.0]), 4), [13.0, 9.0])

@@ -1,0 +1,108 @@
+"""Model and hardware specs: presets, HF config import, sources on every number, bad input."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from helix import HelixInputError, load_hardware, load_model, parse_tokens
+from helix.specs.hardware import NUMBER_FIELDS
+from helix.specs.hardware import preset_names as hw_presets
+from helix.specs.precision import BYTES_PER_ELEMENT
+
+# shared/ lies beside the checkout (here and in CI)
+HF = Path(__file__).resolve().parents[2] / "shared" / "data" / "hf-configs"
+
+
+def test_llama_presets():
+    real, paper = load_model("llama-3.1-405b"), load_model("llama-405b-paper")
+    assert (real.ffn_dim, paper.ffn_dim) == (53248, 65536)
+    assert real.total_params == pytest.approx(405.85e9, rel=1e-3)  # hardware_models.md §3.2
+    assert real.attention_params == 570_425_344  # 2*H*Q*Hsz + 2*H*K*Hsz
+    assert real.kv_cache_bytes_per_token(2.0) == 516_096  # 504 KiB in BF16
+
+
+def test_deepseek_preset():
+    m = load_model("deepseek-r1")
+    assert m.is_mla and m.is_moe and m.cache_heads == 1
+    assert m.num_moe_layers == 58 and m.num_dense_ffn_layers == 3
+    assert m.kv_cache_bytes_per_token(2.0) == 70_272  # 576 x 2 B x 61 layers
+    assert m.total_params == pytest.approx(671.0e9, rel=2e-3)
+    assert m.attention_params == pytest.approx(187e6, rel=0.01)
+
+
+@pytest.mark.skipif(not HF.exists(), reason="shared/data/hf-configs not laid beside the repo")
+@pytest.mark.parametrize(("file", "preset"), [("llama-3.1-405b.config.json", "llama-3.1-405b"),
+                                              ("deepseek-v3.config.json", "deepseek-r1")])
+def test_hf_config_import_matches_preset(file, preset):
+    got, want = load_model(HF / file), load_model(preset)
+    for field in want.__slots__:
+        if field not in ("name", "source"):
+            assert getattr(got, field) == getattr(want, field), field
+
+
+def test_hf_config_errors(tmp_path):
+    bad = tmp_path / "config.json"
+    bad.write_text("{not json")
+    with pytest.raises(HelixInputError, match="config.json: is not valid JSON"):
+        load_model(bad)
+    bad.write_text('{"model_type": "gpt2", "hidden_size": 8}')
+    with pytest.raises(HelixInputError, match="config.json.model_type: unsupported 'gpt2'"):
+        load_model(bad)
+    bad.write_text('{"model_type": "llama", "hidden_size": 8, "num_attention_heads": 2}')
+    with pytest.raises(HelixInputError, match="config.json.num_hidden_layers: missing"):
+        load_model(bad)
+
+
+def test_every_hardware_number_has_a_source():
+    for name in hw_presets():
+        hw = load_hardware(name)
+        assert set(hw.sources) == set(NUMBER_FIELDS), name
+        assert {"hbm_efficiency", "flop_efficiency", "link_efficiency", "kernel_launch_s"} <= hw.empirical
+
+
+def test_ideal_is_the_app_a_roofline():
+    hw = load_hardware("ideal")
+    assert hw.hbm_bytes_per_s == 8e12
+    assert (hw.hbm_efficiency, hw.flop_efficiency, hw.kernel_launch_s, hw.sync_latency_s) == (1, 1, 0, 0)
+
+
+def _hw_yaml(tmp_path, **changes):
+    data = yaml.safe_load((Path(__file__).parents[1] / "src/helix/specs/presets/hardware/h100.yaml").read_text())
+    data.update(changes)
+    for k in [k for k, v in changes.items() if v is None]:
+        del data[k]
+    p = tmp_path / "hw.yaml"
+    p.write_text(yaml.safe_dump(data))
+    return p
+
+
+def test_user_hardware_yaml(tmp_path):
+    hw = load_hardware(_hw_yaml(tmp_path, hbm_bytes_per_s=1.0e12))
+    assert hw.hbm_bytes_per_s == 1.0e12
+    with pytest.raises(HelixInputError, match=r"hw.yaml.hbm_bytes_per_s: missing"):
+        load_hardware(_hw_yaml(tmp_path, hbm_bytes_per_s=None))
+    with pytest.raises(HelixInputError, match=r"hbm_capacity_bytes: must be > 0, got -5"):
+        load_hardware(_hw_yaml(tmp_path, hbm_capacity_bytes=-5))
+    with pytest.raises(HelixInputError, match=r"hbm_efficiency: must be <= 1"):
+        load_hardware(_hw_yaml(tmp_path, hbm_efficiency=1.5))
+    with pytest.raises(HelixInputError, match=r"hw.yaml.warp_speed: unknown field"):
+        load_hardware(_hw_yaml(tmp_path, warp_speed=9))
+
+
+def test_precision_formats():
+    assert BYTES_PER_ELEMENT["fp4"] == 0.5
+    assert BYTES_PER_ELEMENT["nvfp4"] == 0.5625  # 4.5 bits
+    assert BYTES_PER_ELEMENT["mxfp4"] == 0.53125  # 4.25 bits
+
+
+@pytest.mark.parametrize(("text", "tokens"), [("1M", 10**6), ("128K", 128_000), ("1000000", 10**6),
+                                              ("1.5M", 1_500_000), ("1Mi", 2**20), ("64k", 64_000)])
+def test_parse_tokens(text, tokens):
+    assert parse_tokens(text) == tokens
+
+
+@pytest.mark.parametrize("text", ["", "M", "1X", "-5", "0", "1.00001K"])
+def test_parse_tokens_rejects(text):
+    with pytest.raises(HelixInputError, match="--context"):
+        parse_tokens(text)
