@@ -164,16 +164,16 @@ class Layout:
 
 def check_layout_for_model(layout: Layout, model) -> None:
     """Model-dependent validity: head and expert divisibility, TPA vs KV heads for Helix and Medha."""
-    Q, K = model.num_query_heads, model.cache_heads
+    heads, kv_heads = model.num_query_heads, model.cache_heads
     s = layout.strategy
-    if s in ("helix", "medha") and layout.tpa > K:
+    if s in ("helix", "medha") and layout.tpa > kv_heads:
         extra = " (MLA has one latent KV head, so TPA must be 1)" if model.is_mla else ""
-        raise HelixInputError("tpa", f"{s} needs tpa <= KV heads ({K}){extra}, got {layout.tpa}")
-    if s in ("helix", "medha") and K % layout.tpa:
-        raise HelixInputError("tpa", f"must divide the KV heads ({K}), got {layout.tpa}")
-    if Q % layout.tpa:
-        raise HelixInputError("tpa", f"must divide the query heads ({Q}), got {layout.tpa}")
-    width = Q * model.attention_value_dim
+        raise HelixInputError("tpa", f"{s} needs tpa <= KV heads ({kv_heads}){extra}, got {layout.tpa}")
+    if s in ("helix", "medha") and kv_heads % layout.tpa:
+        raise HelixInputError("tpa", f"must divide the KV heads ({kv_heads}), got {layout.tpa}")
+    if heads % layout.tpa:
+        raise HelixInputError("tpa", f"must divide the query heads ({heads}), got {layout.tpa}")
+    width = heads * model.attention_value_dim
     if s == "helix" and width % (layout.tpa * layout.kvp):
         # After the all-to-all each rank owns width / (TPA x KVP) of the attention output [paper §2.1.1].
         raise HelixInputError("layout", f"the attention output width Q*v (={width}) must divide evenly over "

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from helix.cost import collectives, memory
-from helix.cost.messages import dense_ffn_group, o_projection_group, step_messages, vocab_group
+from helix.cost.messages import dense_ffn_group, step_messages, vocab_group
 from helix.cost.ops import ceil_div, op_time_s
 from helix.cost.overlap import best_chunked_s
 from helix.errors import HelixInputError

@@ -108,7 +108,8 @@ def run_simulate(args) -> int:
                "context_tokens": context, "overlap": overlap, **result.to_dict()}
         print(json.dumps(out, indent=2))
     else:
-        label = "HOP-B off" if overlap == "serial" else ("HOP-B on" if layout.strategy == "helix" else "default overlap")
+        helix_label = "HOP-B on" if layout.strategy == "helix" else "default overlap"
+        label = "HOP-B off" if overlap == "serial" else helix_label
         print(format_result(result, model, hw, layout, args.batch, context, label))
     return 0
 

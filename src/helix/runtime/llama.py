@@ -254,3 +254,6 @@ class HelixLlama(HelixDecoder):
         x = rms_norm(h_last, self.final_norm, self.arch.rms_norm_eps)  # [B, H], replicated
         return vocab_parallel_argmax(self.comm, x, self.lm_head, self.vocab_start, self.arch.vocab_size,
                                      self.options.return_logits)
+
+
+DECODER = HelixLlama

@@ -138,13 +138,13 @@ class ModelSpec:
     @property
     def attention_query_head_params(self) -> int:
         """Pre-attention weights split over query heads by TPA (GQA W_Q; MLA W_UQ and W_UK, W_UV)."""
-        Q = self.num_query_heads
+        heads = self.num_query_heads
         if self.is_mla:
             q_rank = self.q_lora_rank or self.hidden_dim
-            q_up = q_rank * Q * (self.qk_nope_head_dim + self.qk_rope_head_dim)
-            kv_up = self.kv_lora_rank * Q * (self.qk_nope_head_dim + self.v_head_dim)
+            q_up = q_rank * heads * (self.qk_nope_head_dim + self.qk_rope_head_dim)
+            kv_up = self.kv_lora_rank * heads * (self.qk_nope_head_dim + self.v_head_dim)
             return q_up + kv_up
-        return self.hidden_dim * Q * self.head_dim
+        return self.hidden_dim * heads * self.head_dim
 
     @property
     def attention_kv_head_params(self) -> int:

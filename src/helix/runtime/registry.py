@@ -1,0 +1,76 @@
+"""Models the runtime can run: name -> a seeded Hugging Face model and the family that decodes it.
+
+A family is a module exposing ``DECODER`` (a ``helix.runtime.decoder.HelixDecoder`` subclass),
+``arch_from_hf_config(config)`` (plain, picklable numbers) and ``model_spec(arch, name)`` (the
+simulator's ``ModelSpec``). To add ``tiny-deepseek``: write ``helix.runtime.deepseek`` with those
+three names, add ``"deepseek": "helix.runtime.deepseek"`` to ``FAMILIES`` and one ``ModelEntry``.
+
+Presets are built in code from a fixed config and seed: no downloads. Weights are drawn with a
+wide initialiser (std 0.2) so greedy tokens have clear margins and token-for-token checks are not
+decided by rounding.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import ModuleType
+
+import torch
+
+from helix.errors import HelixInputError
+
+FAMILIES = {"llama": "helix.runtime.llama"}
+
+
+@dataclass(frozen=True, slots=True)
+class ModelEntry:
+    name: str
+    family: str  # key of FAMILIES
+    build: Callable[[], object]  # -> a transformers PreTrainedModel in eval mode, fp32, on CPU
+    description: str
+
+
+def _llama(seed: int = 0, **config) -> object:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = LlamaConfig(attn_implementation="eager", bos_token_id=None, eos_token_id=None, pad_token_id=None,
+                      tie_word_embeddings=False, initializer_range=0.2, **config)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(cfg)
+    return model.float().eval()
+
+
+# Llama 3 RoPE scaling with a short original context, so all three frequency bands (kept, smoothed,
+# divided by the factor) occur for head_dim 10 at theta 1e4.
+_LLAMA3_ROPE = {"rope_type": "llama3", "rope_theta": 10000.0, "factor": 8.0, "low_freq_factor": 1.0,
+                "high_freq_factor": 4.0, "original_max_position_embeddings": 64}
+
+MODELS: dict[str, ModelEntry] = {
+    "tiny-llama": ModelEntry(
+        "tiny-llama", "llama",
+        lambda: _llama(seed=0, vocab_size=211, hidden_size=72, intermediate_size=91, num_hidden_layers=3,
+                       num_attention_heads=8, num_key_value_heads=4, head_dim=10,
+                       max_position_embeddings=8192, rope_parameters=dict(_LLAMA3_ROPE)),
+        "3 layers, H=72, Q=8, K=4, Hsz=10, F=91, V=211, Llama 3 RoPE; random weights, seed 0"),
+    "bench-llama": ModelEntry(
+        "bench-llama", "llama",
+        lambda: _llama(seed=0, vocab_size=1000, hidden_size=256, intermediate_size=512, num_hidden_layers=2,
+                       num_attention_heads=8, num_key_value_heads=4, head_dim=64,
+                       max_position_embeddings=1 << 20, rope_parameters=dict(_LLAMA3_ROPE, rope_theta=500000.0)),
+        "2 layers, H=256, Q=8, K=4, Hsz=64, F=512, V=1000; for timing (attention-heavy at long context)"),
+}
+
+
+def get_model(name: str) -> ModelEntry:
+    if name not in MODELS:
+        raise HelixInputError("--model", f"unknown runtime model {name!r}; allowed: {', '.join(MODELS)}")
+    return MODELS[name]
+
+
+def family(name: str) -> ModuleType:
+    if name not in FAMILIES:
+        raise HelixInputError("family", f"unknown model family {name!r}; allowed: {', '.join(FAMILIES)}")
+    return importlib.import_module(FAMILIES[name])
