@@ -37,6 +37,11 @@ def precision_from_args(args) -> PrecisionSpec:
 
 
 def layout_from_args(args) -> Layout:
+    """The layout the flags describe; --gpus gives N for the strategies with one free width."""
+    for flag in ("gpus", "tpa", "kvp", "dp", "tpf", "ep", "pp"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise HelixInputError(f"--{flag}", f"must be >= 1, got {value}")
     s = args.strategy
     n = args.gpus
     if s == "tp":
@@ -45,12 +50,13 @@ def layout_from_args(args) -> Layout:
         return Layout.tp_pp(args.tpa or n or 1, args.pp)
     if s == "dp_ep":
         return Layout.dp_ep(args.dp or n or 1, pp=args.pp)
+    tpa = args.tpa or 1
+    kvp = args.kvp or (max(n // (tpa * (args.dp or 1)), 1) if n else 1)
     if s == "medha":
-        return Layout.medha(args.kvp or 1, args.tpa or 1, pp=args.pp)
-    if args.tpf is None and args.ep is None:
-        return Layout.helix(kvp=args.kvp or 1, tpa=args.tpa or 1, dp=args.dp or 1, pp=args.pp)
-    return Layout(tpa=args.tpa or 1, kvp=args.kvp or 1, dp=args.dp or 1, tpf=args.tpf or 1, ep=args.ep or 1,
-                  pp=args.pp, strategy="helix")
+        return Layout.medha(kvp, tpa, pp=args.pp)
+    if args.tpf is None:
+        return Layout.helix(kvp=kvp, tpa=tpa, dp=args.dp or 1, ep=args.ep or 1, pp=args.pp)
+    return Layout(tpa=tpa, kvp=kvp, dp=args.dp or 1, tpf=args.tpf, ep=args.ep or 1, pp=args.pp, strategy="helix")
 
 
 def _ms(s: float) -> str:
@@ -147,7 +153,8 @@ def register(sub) -> None:
     add_spec_args(p)
     p.add_argument("--batch", type=int, default=16, help="concurrent requests B (default: %(default)s)")
     p.add_argument("--strategy", choices=STRATEGIES, default="helix", help="sharding strategy (default: helix)")
-    p.add_argument("--gpus", type=int, default=None, help="N for tp / tp_pp / dp_ep (per stage)")
+    p.add_argument("--gpus", type=int, default=None,
+                   help="N per stage: the width of tp / tp_pp / dp_ep, or N/TPA as KVP for helix and medha")
     for axis, what in (("tpa", "attention TP width"), ("kvp", "KV-parallel width"), ("dp", "attention DP width"),
                        ("tpf", "FFN TP width (helix; default N/EP)"), ("ep", "expert-parallel width")):
         p.add_argument(f"--{axis}", type=int, default=None, help=what)

@@ -262,6 +262,7 @@ def gemm_shapes(smoke: bool) -> list[tuple[str, int, int]]:
         ("llama405b-ffn-down TP8", llama.ffn_dim // tp, H),
         ("r1-q-up (W_UQ)", ds.q_lora_rank, ds.num_query_heads * (ds.qk_nope_head_dim + ds.qk_rope_head_dim)),
         ("r1-expert-up+gate", d, 2 * ds.expert_ffn_dim),
+        ("r1-expert-down", ds.expert_ffn_dim, d),
         ("r1-dense-ffn-up+gate TP8", d, 2 * ds.ffn_dim // tp),
         ("r1-lm-head TP8", d, 129280 // tp),
     ]

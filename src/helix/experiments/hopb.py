@@ -1,0 +1,102 @@
+"""§5 HOP-B ablation [paper §3.3, Fig. 7]: Helix frontiers with HOP-B ON vs OFF, and how much of TTL
+is communication as the context grows.
+
+HOP-B OFF is ``overlap="serial"`` (the KVP all-to-all after all attention); ON is ``"auto"`` (batch-wise
+pipeline). Paper: ~1% tokens/s/user loss for DeepSeek-R1, up to ~12% for Llama-405B at equal tokens/s/GPU.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from helix import search
+from helix.experiments.common import DSR1, LLAMA_PAPER_F, Context, fig_path, model_claims
+from helix.report import STRATEGY_STYLE, Claim, Section, markdown_table, new_figure, save_figure, write_csv
+from helix.step import evaluate
+
+CONTEXTS = (64_000, 128_000, 256_000, 512_000, 10**6, 2 * 10**6, 4 * 10**6, 10**7)
+FIXED_BATCH = 8
+
+
+def comm_share(ctx: Context, name: str, row: search.Points, contexts=CONTEXTS):
+    """Communication share of TTL (serial total, and exposed with HOP-B) for one layout across contexts."""
+    model = ctx.model(name)
+    lay = [np.full(len(contexts), int(getattr(row, f)[0])) for f in search.LAYOUT_FIELDS]
+    out = {}
+    for overlap in ("serial", "auto"):
+        r = evaluate(model, ctx.hw, ctx.precision, "helix", *lay, FIXED_BATCH, np.array(contexts), overlap=overlap)
+        comm = sum(r.comm_exposed_s.values())
+        a2a = r.comm_total_s["kvp_all_to_all"]
+        out[overlap] = (np.broadcast_to(comm, r.ttl_s.shape) / r.ttl_s, np.broadcast_to(a2a, r.ttl_s.shape) / r.ttl_s,
+                        r.ttl_s, r.feasible)
+    return out
+
+
+def run(ctx: Context) -> Section:
+    fig, ax = new_figure(2, width=5.5)
+    claims, rows, ctx_rows, share_rows = [], [], [], []
+    for k, (name, cid) in enumerate(((DSR1, "dsr1"), (LLAMA_PAPER_F, "llama405b"))):
+        mc = model_claims(ctx, name)
+        on = search.frontier(ctx.sweep(name, ("tp", "tp_pp", "dp_ep", "medha", "helix") if name == DSR1 else
+                                       ("tp", "tp_pp", "medha", "helix")).points.of("helix"))
+        off = search.frontier(ctx.sweep(name, ("helix",), overlap="serial").points)
+        nx, ny = on.tokens_per_s_per_user.max(), on.tokens_per_s_per_gpu.max()
+        ax[k].step(on.tokens_per_s_per_user / nx, on.tokens_per_s_per_gpu / ny, where="post",
+                   color=STRATEGY_STYLE["helix"][1], label="HOP-B ON")
+        ax[k].step(off.tokens_per_s_per_user / nx, off.tokens_per_s_per_gpu / ny, where="post", color="#ff7f0e",
+                   ls="--", label="HOP-B OFF")
+        ax[k].set(yscale="log", xlabel="tokens/s/user (÷ Helix ON max)", ylabel="tokens/s/GPU (÷ Helix ON max)",
+                  title=f"{name}: max loss {mc.hopb_off_interactivity_loss:.1%}")
+        ax[k].grid(True, which="both", alpha=0.3)
+        ax[k].legend(fontsize=8)
+        loss = mc.hopb
+        write_csv(ctx.out / f"hopb_{cid}_loss.csv", ["tokens_per_s_per_gpu", "tps_user_on", "tps_user_off", "loss"],
+                  [list(r) for r in zip(loss.throughput, loss.on, loss.off, loss.loss, strict=True)])
+        best = on.take([int(np.argmax(on.tokens_per_s_per_user))])
+        rows.append([name, mc.hopb_off_interactivity_loss, loss.at_throughput, float(np.median(loss.loss)),
+                     on.describe(0) if len(on) else None])
+        shares = comm_share(ctx, name, best)
+        for i, S in enumerate(CONTEXTS):
+            ctx_rows.append([name, best.describe(0).split(" B=")[0], S, shares["serial"][2][i] * 1e3,
+                             shares["serial"][0][i], shares["serial"][1][i], shares["auto"][2][i] * 1e3,
+                             shares["auto"][0][i], shares["serial"][3][i]])
+        # all-to-all share of TTL along the 1M Helix frontier (serial accounting)
+        res = search.resimulate(ctx.model(name), ctx.hw, ctx.precision, on, 10**6)["helix"][1]
+        a2a = res.comm_total_s["kvp_all_to_all"] / res.ttl_s
+        comm = sum(res.comm_total_s.values()) / res.ttl_s
+        share_rows.append([name, len(on), float(np.min(a2a)), float(np.median(a2a)), float(np.max(a2a)),
+                           float(np.median(comm))])
+        claims.append(Claim(f"{cid}.hopb_off_interactivity_loss", mc.hopb_off_interactivity_loss,
+                            f"max over the common tokens/s/GPU range; median {np.median(loss.loss):.3g}"))
+    png = save_figure(fig, fig_path(ctx, "hopb_on_off.png"))
+    headers = ["model", "layout", "context", "TTL ms (OFF)", "comm share (OFF)", "a2a share (OFF)", "TTL ms (ON)",
+               "exposed comm share (ON)", "feasible"]
+    write_csv(ctx.out / "hopb_comm_share_vs_context.csv", headers, ctx_rows)
+    fig2, ax2 = new_figure(1)
+    for name in (DSR1, LLAMA_PAPER_F):
+        r = [x for x in ctx_rows if x[0] == name]
+        ax2.plot([x[2] for x in r], [x[4] for x in r], "o-", label=f"{name}: comm / TTL, HOP-B OFF")
+        ax2.plot([x[2] for x in r], [x[7] for x in r], "s--", label=f"{name}: exposed comm / TTL, HOP-B ON")
+    ax2.set(xscale="log", xlabel="context (tokens)", ylabel="share of TTL",
+            title=f"Communication share, lowest-TTL 1M Helix layout, B = {FIXED_BATCH}")
+    ax2.grid(True, which="both", alpha=0.3)
+    ax2.legend(fontsize=7)
+    png2 = save_figure(fig2, fig_path(ctx, "hopb_comm_share.png"))
+    return Section(
+        key="hopb", title="§5 HOP-B ablation (Fig. 7)",
+        measured=("The Helix frontier with HOP-B ON (KVP all-to-all pipelined over requests) and OFF (serial), "
+                  "the tokens/s/user lost at equal tokens/s/GPU, and the communication share of TTL for the "
+                  f"lowest-TTL 1M Helix layout at B = {FIXED_BATCH} as the context grows."),
+        figures=[png, png2],
+        body=[markdown_table(["model", "max loss", "at tokens/s/GPU", "median loss", "frontier start"], rows),
+              "All-to-all (and all communication) share of TTL along the 1M Helix frontier, HOP-B OFF accounting:",
+              markdown_table(["model", "frontier points", "a2a min", "a2a median", "a2a max", "all comm median"],
+                             share_rows),
+              "Communication share vs context (lowest-TTL 1M Helix layout):",
+              markdown_table(headers, ctx_rows, digits=3)],
+        claims=claims,
+        differs=("The KVP all-to-all carries B·H/TPA values per rank whatever S is, while attention grows with S/KVP: "
+                 "at a fixed layout its share of TTL falls as the context grows, and HOP-B can hide it only "
+                 "behind the attention it pipelines with. The loss is largest at small batches, where per-collective "
+                 "latency (not bytes) dominates the all-to-all."),
+    )

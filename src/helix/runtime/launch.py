@@ -1,0 +1,221 @@
+"""Jobs: build the model once, start one worker per rank (spawned on CPU or under torchrun), collect.
+
+A ``Job`` names a registry model, a Helix layout (KVP x TPA; DP = PP = 1, TPF = N), a prompt batch
+and one or more ``RunSpec`` (decode options + number of new tokens); all runs of a job share one
+process group and one set of weight shards, so a test can check several options per spawn.
+
+Bad input is found before any process group exists: ``prepare`` validates in the launching process,
+and every worker validates again (a torchrun launch has no launcher), so every rank raises the same
+``HelixInputError`` and none waits on a peer. Process-group setup and collectives time out after
+``timeout_s``; ``spawn`` also stops the remaining workers shortly after one fails or after its own
+deadline, so nothing hangs.
+"""
+
+from __future__ import annotations
+
+import os
+import queue as queue_module
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, field
+
+import torch
+import torch.distributed as dist
+
+from helix.errors import HelixInputError
+from helix.layout import Layout, check_layout_for_model
+from helix.runtime import registry
+from helix.runtime.comm import Comm, CollectiveRecord
+from helix.runtime.decoder import DecodeOptions
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    new_tokens: int
+    options: DecodeOptions = field(default_factory=DecodeOptions)
+
+
+@dataclass(frozen=True)
+class Job:
+    model: str
+    kvp: int
+    tpa: int
+    prompt_ids: torch.Tensor  # [B, T] int64, every request the same length
+    runs: tuple[RunSpec, ...]
+    timeout_s: float = 60.0  # process-group setup and each collective
+
+    @property
+    def layout(self) -> Layout:
+        return Layout.helix(kvp=self.kvp, tpa=self.tpa)
+
+
+@dataclass(frozen=True)
+class Payload:
+    """What each worker receives: plain values and tensors (no transformers import needed)."""
+
+    job: Job
+    family: str
+    arch: object
+    state_dict: dict
+
+
+@dataclass
+class RunResult:
+    tokens: torch.Tensor  # [B, new_tokens]
+    kv_tokens: list[int]  # S_loc of every rank (gathered, unrecorded)
+    prefill_s: float
+    step_s: list[float]
+    traffic: list[CollectiveRecord]
+    phase_s: dict[str, float]
+    logits: list[torch.Tensor] | None = None  # rank 0 only, with options.return_logits
+    hidden: list[torch.Tensor] | None = None  # rank 0 only, with options.capture_hidden
+
+
+class WorkerError(RuntimeError):
+    """Some ranks failed; ``failures[rank] = (error type, field or '', message, traceback)``."""
+
+    def __init__(self, failures: dict[int, tuple[str, str, str, str]]):
+        self.failures = failures
+        lines = [f"rank {r}: {kind}: {msg}" for r, (kind, _, msg, _) in sorted(failures.items())]
+        super().__init__("; ".join(lines))
+
+    def input_error(self) -> HelixInputError | None:
+        """The HelixInputError every failed rank raised, if that is what happened."""
+        kinds = {(k, f, m) for k, f, m, _ in self.failures.values()}
+        if len(kinds) == 1 and next(iter(kinds))[0] == "HelixInputError":
+            _, field_name, message = next(iter(kinds))
+            return HelixInputError(field_name, message.split(": ", 1)[-1])
+        return None
+
+
+# ---------------------------------------------------------------- validation and model building
+
+
+def validate(job: Job, world_size: int | None = None):
+    """(registry entry, layout): raises HelixInputError for an unknown model, bad layout or world size."""
+    entry = registry.get_model(job.model)
+    layout = job.layout
+    if world_size is not None and world_size != layout.num_gpus:
+        raise HelixInputError("world_size", f"must equal kvp*tpa (={layout.num_gpus}) for {layout.describe()}, "
+                              f"got {world_size}")
+    if job.prompt_ids.ndim != 2 or job.prompt_ids.shape[1] < 1:
+        raise HelixInputError("prompt", f"must be [batch, tokens] with tokens >= 1, got {tuple(job.prompt_ids.shape)}")
+    return entry, layout
+
+
+def prepare(job: Job) -> tuple[Payload, object]:
+    """Validate and build the seeded model once; returns (payload for workers, the HF model)."""
+    entry, layout = validate(job)
+    fam = registry.family(entry.family)
+    hf = entry.build()
+    arch = fam.arch_from_hf_config(hf.config)
+    check_layout_for_model(layout, fam.model_spec(arch, job.model))
+    state = {k: v.detach().clone() for k, v in hf.state_dict().items()}
+    return Payload(job, entry.family, arch, state), hf
+
+
+# ---------------------------------------------------------------- one rank
+
+
+def run_job(rank: int, world_size: int, init_method: str, payload: Payload) -> list[RunResult]:
+    """Everything one rank does for a job: validate, join the groups, shard, run every RunSpec."""
+    job = payload.job
+    _, layout = validate(job, world_size)
+    fam = registry.family(payload.family)
+    check_layout_for_model(layout, fam.model_spec(payload.arch, job.model))
+    comm = Comm.create(layout, rank, world_size, init_method, timeout_s=job.timeout_s)
+    try:
+        decoder = fam.DECODER(payload.arch, payload.state_dict, comm, name=job.model)
+        results = []
+        for run in job.runs:
+            comm.traffic.records.clear()
+            comm.phase_s.clear()
+            gen = decoder.generate(job.prompt_ids, run.new_tokens, run.options)
+            results.append(RunResult(
+                tokens=gen.tokens.cpu(), kv_tokens=_gather_ints(decoder.kv_tokens(), world_size),
+                prefill_s=gen.prefill_s, step_s=gen.step_s, traffic=list(comm.traffic.records),
+                phase_s=dict(comm.phase_s),
+                logits=[t.cpu() for t in gen.logits] if rank == 0 and run.options.return_logits else None,
+                hidden=[t.cpu() for t in gen.hidden] if rank == 0 and run.options.capture_hidden else None))
+        return results
+    finally:
+        Comm.destroy()
+
+
+def _gather_ints(value: int, world_size: int) -> list[int]:
+    """One int per rank, on every rank; bookkeeping outside the Helix step, so not recorded."""
+    if world_size == 1:
+        return [value]
+    out = [None] * world_size
+    dist.all_gather_object(out, value)
+    return out
+
+
+# ---------------------------------------------------------------- spawning CPU workers
+
+
+def _entry(fn, rank: int, world_size: int, init_method: str, payload, results) -> None:
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // world_size))
+    try:
+        results.put(("ok", rank, fn(rank, world_size, init_method, payload)))
+    except BaseException as exc:  # reported to the launcher, rank by rank
+        field_name = getattr(exc, "field", "")
+        results.put(("error", rank, (type(exc).__name__, field_name, str(exc), traceback.format_exc())))
+
+
+def spawn(fn, world_size: int, payload, timeout_s: float = 300.0, grace_s: float = 5.0) -> list:
+    """Run ``fn(rank, world_size, init_method, payload)`` in ``world_size`` fresh processes.
+
+    Returns the per-rank results in rank order, or raises WorkerError: after the first failure the
+    others get ``grace_s`` to report, then every remaining worker is terminated.
+    """
+    ctx = torch.multiprocessing.get_context("spawn")
+    results = ctx.Queue()
+    with tempfile.TemporaryDirectory(prefix="helix-") as tmp:
+        init_method = f"file://{tmp}/store"
+        procs = [ctx.Process(target=_entry, args=(fn, r, world_size, init_method, payload, results), daemon=True)
+                 for r in range(world_size)]
+        for p in procs:
+            p.start()
+        done: dict[int, object] = {}
+        failures: dict[int, tuple[str, str, str, str]] = {}
+        deadline = time.monotonic() + timeout_s
+        first_failure = None
+        try:
+            while len(done) + len(failures) < world_size:
+                now = time.monotonic()
+                if now > deadline or (first_failure is not None and now - first_failure > grace_s):
+                    break
+                try:
+                    status, rank, value = results.get(timeout=0.2)
+                except queue_module.Empty:
+                    for r, p in enumerate(procs):  # died without reporting (killed, crashed)
+                        if p.exitcode not in (None, 0) and r not in done and r not in failures:
+                            failures[r] = ("WorkerDied", "", f"exit code {p.exitcode}", "")
+                    if failures and first_failure is None:
+                        first_failure = time.monotonic()
+                    continue
+                if status == "ok":
+                    done[rank] = value
+                else:
+                    failures[rank] = value
+                    first_failure = first_failure or time.monotonic()
+        finally:
+            for p in procs:
+                if p.is_alive():
+                    p.terminate()
+            for p in procs:
+                p.join(timeout=10)
+        for r in range(world_size):
+            if r not in done and r not in failures:
+                why = "stopped after another rank failed" if failures else f"no result within {timeout_s:.0f} s"
+                failures[r] = ("Timeout", "", why, "")
+        if failures:
+            raise WorkerError(failures)
+        return [done[r] for r in range(world_size)]
+
+
+def run_spawned(payload: Payload, timeout_s: float = 300.0) -> list[list[RunResult]]:
+    """Spawn kvp*tpa CPU workers for a prepared job; returns [rank][run] results."""
+    return spawn(run_job, payload.job.layout.num_gpus, payload, timeout_s=timeout_s)
