@@ -61,3 +61,19 @@ def test_expert_imbalance_raises_expert_time_when_compute_bound():
     pairs = 4096 * 8 / 8  # token-expert pairs per rank on average
     assert float(base.breakdown["moe_experts"]) / 58 == pytest.approx(2 * pairs * 3 * 7168 * 2048 / 2.5e15, rel=1e-9)
     assert float(hot.breakdown["moe_experts"]) == pytest.approx(2 * float(base.breakdown["moe_experts"]), rel=1e-9)
+
+
+def test_expert_imbalance_touches_more_experts_and_loads_dispatch():
+    # a 2x hot rank behaves as if it saw 2B tokens' routing: 32 (1 - (248/256)^(2B)) local experts
+    layout = Layout.helix(kvp=8, tpa=1, tpf=1, ep=8)
+    hot = simulate(R1, IDEAL, layout, 16, 1000, expert_imbalance=2.0)
+    expert, shared, router = 3 * 7168 * 2048, 3 * 7168 * 2048 / 8, 7168 * 256
+    touched = 32 * (1 - (248 / 256) ** 32)
+    assert float(hot.hbm_read_bytes_per_gpu["moe"]) / 58 == pytest.approx((touched * expert + shared + router) * 0.5)
+    # DP+EP: the hot rank receives 2x the mean dispatch rows: 16/8 tokens x 8 experts x 7168 x 0.5 B = 57,344 B mean
+    gb200 = load_hardware("gb200-nvl72")
+    base = simulate(R1, gb200, Layout.dp_ep(8), 16, 1000)
+    skew = simulate(R1, gb200, Layout.dp_ep(8), 16, 1000, expert_imbalance=2.0)
+    beta = (7 / 8) / (900e9 * 0.8)  # direct all-to-all: (p-1)/p of n crosses links at 80 % of 900 GB/s
+    extra = float(skew.comm_total_s["moe_dispatch_all_to_all"] - base.comm_total_s["moe_dispatch_all_to_all"])
+    assert extra / 58 == pytest.approx(57_344 * beta, rel=1e-9)

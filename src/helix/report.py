@@ -141,8 +141,9 @@ def write_frontiers_csv(path: Path, fronts: dict[str, Points]) -> None:
 
 
 def new_figure(ncols: int = 1, width: float = 6.0, height: float = 4.2):
+    """(figure, axes row); a single Axes when ncols == 1."""
     fig, axes = plt.subplots(1, ncols, figsize=(width * ncols, height), squeeze=False)
-    return fig, axes[0]
+    return fig, (axes[0][0] if ncols == 1 else axes[0])
 
 
 def save_figure(fig, path: Path) -> str:

@@ -10,8 +10,10 @@ Per layer and GPU (B_loc = ceil(B/DP), S_loc = ceil(S/KVP)):
   combine          LSE rescale of the received partials (Helix / Medha, KVP > 1)
   o_projection     O weights / (TPA KVP) for Helix, / TPA otherwise
   ffn              dense SwiGLU, 3 H F / TP_ffn
-  moe_*            router; expected distinct experts touched E/EP (1 - (1 - k/E)^B), hottest rank
-                   gets imbalance x B k / EP token-expert pairs; shared experts
+  moe_*            router; the hottest EP rank sees imbalance x its fair share of tokens: it touches
+                   E/EP (1 - (1 - k/E)^(imbalance B)) distinct experts and computes imbalance x
+                   B k / EP token-expert pairs (and, under DP+EP, receives that much more in the
+                   dispatch and combine); shared experts
   collectives      helix.cost.messages, timed by helix.cost.collectives
 Per step: embedding + vocabulary-parallel LM head, PP hand-offs. A token crosses PP x ceil(L/PP)
 layer slots (stages run in lockstep). TTL = compute + exposed communication.
@@ -152,7 +154,8 @@ def evaluate(model, hw, precision: PrecisionSpec, strategy: str, tpa, kvp, dp, t
     if model.is_moe:
         E, k = model.num_experts, model.experts_per_token
         E_loc = E / ep
-        touched = E_loc * (1.0 - (1.0 - k / E) ** B)  # expected distinct local experts hit by B tokens
+        # expected distinct local experts hit when the rank sees imbalance x B tokens' worth of routing
+        touched = E_loc * (1.0 - (1.0 - k / E) ** (expert_imbalance * B))
         per_expert = model.expert_params / tpf
         hot_pairs = np.minimum(expert_imbalance * B * k / ep, B * np.minimum(k, E_loc))
         router_tokens = ffn_tokens
@@ -173,7 +176,9 @@ def evaluate(model, hw, precision: PrecisionSpec, strategy: str, tpa, kvp, dp, t
     # ---- collectives
     comm_total = {}
     for name, m in msgs.items():
-        comm_total[name] = m.calls_per_step * collectives.collective_s(m.kind, m.n_bytes, m.group_size, hw)
+        # the hot expert rank receives imbalance x the mean rows of the DP+EP dispatch and combine
+        hot = expert_imbalance if name in ("moe_dispatch_all_to_all", "moe_combine_all_to_all") else 1.0
+        comm_total[name] = m.calls_per_step * collectives.collective_s(m.kind, hot * m.n_bytes, m.group_size, hw)
     comm_exposed = dict(comm_total)
 
     mode = DEFAULT_OVERLAP[strategy] if overlap == "auto" else overlap

@@ -14,8 +14,10 @@ Per layer, per rank (B_loc = ceil(B / DP) requests per attention group, b = comm
 - moe_tp_all_reduce over TPF and moe_ep_all_gather over EP (Helix/TP MoE): n = B * H * b and
   EP * B * H * b, then a local reduction  [paper §2.2: intra-expert AR, inter-expert AG]
 - moe_dispatch/combine_all_to_all (DP+EP) over EP: one row per (token, selected expert), expert-major
-  like DeepEP's low-latency kernels: n = B_loc * k * H * b, whatever the routing
-  [reference/hardware_models.md §2.7]
+  like DeepEP's low-latency kernels: n = B_loc * k * H * b [reference/hardware_models.md §2.7]. Exact
+  for every rank's dispatch send; the combine sends back what a rank received, which depends on the
+  routing, so for the combine n is the mean over the EP group (exact summed over the group). Before
+  the dispatch, moe_dispatch_counts exchanges the rows per expert: n = E * 8 (int64 counts).
 Per step: embedding_all_reduce over the vocabulary-parallel group (n = B_loc * H * b; a rank holds
 V/group rows and contributes zeros for the others), pp_handoff (PP - 1 point-to-point sends of
 B_loc * H * b) and lm_head_all_gather over the vocabulary-parallel group (each rank's (max logit,
@@ -89,6 +91,7 @@ def step_messages(model, precision, strategy: str, tpa, kvp, dp, tpf, ep, pp, ba
     if model.is_moe:
         if strategy == "dp_ep":
             routed = B_loc * model.experts_per_token * H * b
+            msgs.append(Message("moe_dispatch_counts", "all_to_all", ep, model.num_experts * 8.0 + 0 * B, moe_layers))
             msgs.append(Message("moe_dispatch_all_to_all", "all_to_all", ep, routed, moe_layers))
             msgs.append(Message("moe_combine_all_to_all", "all_to_all", ep, routed, moe_layers))
         else:

@@ -33,6 +33,7 @@ class Context:
     precision: PrecisionSpec = field(default_factory=PrecisionSpec)
     progress: bool = False
     _sweeps: dict = field(default_factory=dict)
+    points_evaluated: dict = field(default_factory=dict)  # model -> points over every sweep run
 
     def __post_init__(self) -> None:
         if self.hw is None:
@@ -46,16 +47,20 @@ class Context:
         return load_model(name)
 
     def sweep(self, name: str, strategies, context: int = CONTEXT_1M, overlap: str = "auto", hw=None,
-              precision=None, expert_imbalance: float = 1.0) -> search.Sweep:
-        """A cached sweep (experiments share the 1M sweeps of both models)."""
+              precision=None, expert_imbalance: float = 1.0, cache: bool = True) -> search.Sweep:
+        """A sweep, cached by default (experiments share the 1M sweeps of both models)."""
         hw = hw or self.hw
         precision = precision or self.precision
         key = (name, tuple(strategies), context, overlap, hw, precision, expert_imbalance, self.max_gpus)
-        if key not in self._sweeps:
-            self._sweeps[key] = search.sweep(self.model(name), hw, context, strategies=strategies,
-                                             max_gpus=self.max_gpus, precision=precision, overlap=overlap,
-                                             expert_imbalance=expert_imbalance, progress=self.progress)
-        return self._sweeps[key]
+        if key in self._sweeps:
+            return self._sweeps[key]
+        sw = search.sweep(self.model(name), hw, context, strategies=strategies, max_gpus=self.max_gpus,
+                          precision=precision, overlap=overlap, expert_imbalance=expert_imbalance,
+                          progress=self.progress)
+        self.points_evaluated[name] = self.points_evaluated.get(name, 0) + len(sw.points)
+        if cache:
+            self._sweeps[key] = sw
+        return sw
 
 
 def strategies_for(name: str) -> tuple[str, ...]:
@@ -74,10 +79,11 @@ class ModelClaims:
     hopb: search.LossCurve
 
 
-def model_claims(ctx: Context, name: str, context: int = CONTEXT_1M, hw=None, precision=None) -> ModelClaims:
+def model_claims(ctx: Context, name: str, context: int = CONTEXT_1M, hw=None, precision=None,
+                 cache: bool = True) -> ModelClaims:
     """Helix vs the baseline union, and HOP-B ON vs OFF, from the model's sweeps."""
-    on = ctx.sweep(name, strategies_for(name), context, hw=hw, precision=precision)
-    off = ctx.sweep(name, ("helix",), context, overlap="serial", hw=hw, precision=precision)
+    on = ctx.sweep(name, strategies_for(name), context, hw=hw, precision=precision, cache=cache)
+    off = ctx.sweep(name, ("helix",), context, overlap="serial", hw=hw, precision=precision, cache=cache)
     c = search.helix_vs_baseline(on.points)
     h_on = search.frontier(on.points.of("helix"))
     h_off = search.frontier(off.points)

@@ -3,8 +3,6 @@ seed's stated ranges, and memory per GPU (weights vs KV) along the frontier [pap
 
 from __future__ import annotations
 
-import numpy as np
-
 from helix import search
 from helix.experiments.common import DSR1, LLAMA_PAPER_F, Context, fig_path, strategies_for
 from helix.report import Section, markdown_table, new_figure, save_figure, write_csv
@@ -29,17 +27,12 @@ def run(ctx: Context) -> Section:
         ax[k].legend(fontsize=8)
         for i in range(len(f)):
             mem_rows.append([name, f.describe(i), x[i], w[i], kv[i]])
-        j = [0, len(f) // 2, len(f) - 1] if len(f) else []
-        for i in j:
-            rows_i = [name, f.describe(i), x[i], w[i], kv[i], (w[i] + kv[i]) / (ctx.hw.usable_hbm_bytes / 1e9)]
-            mem_rows.append(rows_i[:5])
     write_csv(ctx.out / "config_memory_along_frontier.csv",
               ["model", "point", "tokens_per_s_per_user", "weights_gb", "kv_gb"], mem_rows)
     png = save_figure(fig, fig_path(ctx, "config_memory.png"))
-    ends = [r for r in mem_rows if r[0] in (DSR1, LLAMA_PAPER_F)]
     sample = []
     for name in (DSR1, LLAMA_PAPER_F):
-        r = [x for x in ends if x[0] == name]
+        r = [x for x in mem_rows if x[0] == name]
         if r:
             lo, hi = min(r, key=lambda t: t[2]), max(r, key=lambda t: t[2])
             sample += [[name, "highest throughput", *lo[1:]], [name, "lowest TTL", *hi[1:]]]

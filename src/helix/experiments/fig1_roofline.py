@@ -35,11 +35,11 @@ def read_us_per_layer(ctx: Context, strategy, tpa, kvp, tpf, context):
 
 
 def run(ctx: Context) -> Section:
-    S = 10**6
-    kv_tp, w_tp = read_us_per_layer(ctx, "tp", WIDTHS, 1, WIDTHS, S)
+    one_m = 10**6
+    kv_tp, w_tp = read_us_per_layer(ctx, "tp", WIDTHS, 1, WIDTHS, one_m)
     lengths = np.array([2**k * 1000 for k in range(0, 14)])  # 1K .. 8.2M
     kv_s, w_s = read_us_per_layer(ctx, "tp", np.full(len(lengths), 8), 1, np.full(len(lengths), 8), lengths)
-    kv_kvp, w_kvp = read_us_per_layer(ctx, "helix", np.full(len(WIDTHS), 8), WIDTHS, 8 * WIDTHS, S)
+    kv_kvp, w_kvp = read_us_per_layer(ctx, "helix", np.full(len(WIDTHS), 8), WIDTHS, 8 * WIDTHS, one_m)
 
     fig, ax = new_figure(3, width=4.6)
     ax[0].plot(WIDTHS, kv_tp, "o-", label="KV cache")

@@ -20,7 +20,7 @@ def run(ctx: Context) -> Section:
           mc.hopb_off_interactivity_loss],
          ["53,248 (released)", mc_real.max_interactivity_ratio, mc_real.throughput_ratio, mc_real.max_batch_ratio,
           mc_real.hopb_off_interactivity_loss]], digits=4)
-    real = f"(F = 53,248: {{:.3g}})"
+    real = "(F = 53,248: {:.3g})"
     claims = [
         Claim("llama405b.max_interactivity_ratio", mc.max_interactivity_ratio,
               "F = 65,536; Helix ÷ best of TP, TP+PP, Medha " + real.format(mc_real.max_interactivity_ratio)),

@@ -37,7 +37,7 @@ def local_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, q_positio
     Causality uses *global* positions (``k_positions[s] <= q_positions[t]``), never local indices.
     """
     B, T, Ql, Hsz = q.shape  # q: [B, T, Q/TPA, Hsz], replicated over KVP
-    Kl, S_loc = k.shape[1], k.shape[2]  # k, v: [B, K/TPA, S_loc, Hsz], this rank's KV shard
+    Kl = k.shape[1]  # k, v: [B, K/TPA, S_loc, Hsz], this rank's KV shard
     g = Ql // Kl  # query heads per KV head (GQA)
     qg = q.reshape(B, T, Kl, g, Hsz).permute(0, 2, 3, 1, 4)  # [B, K/TPA, g, T, Hsz]
     scores = torch.einsum("bkgtd,bksd->bkgts", qg, k) * scale  # [B, K/TPA, g, T, S_loc]

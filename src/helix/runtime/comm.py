@@ -16,8 +16,8 @@ A collective over a group of one rank is not issued and not recorded (the simula
 Groups are built from ``helix.layout.Layout`` (global rank r = kvp_rank * TPA + tpa_rank for the
 runtime's DP = PP = 1): every rank creates every group of every family in the same order, as
 ``torch.distributed.new_group`` requires, and keeps the ones it belongs to. The backend is NCCL when
-CUDA is present and gloo otherwise; process-group setup and every collective time out (``timeout_s``)
-instead of hanging.
+every local rank has its own GPU and gloo otherwise (``HELIX_DEVICE=cpu`` forces gloo). Process-group
+setup and every collective time out (``timeout_s``) instead of hanging.
 """
 
 from __future__ import annotations
@@ -75,9 +75,11 @@ def default_backend(device: torch.device) -> str:
     return "nccl" if device.type == "cuda" else "gloo"
 
 
-def default_device(local_rank: int) -> torch.device:
-    """cuda:local_rank when CUDA can give each local rank its own GPU, else CPU."""
-    if torch.cuda.is_available() and local_rank < torch.cuda.device_count():
+def default_device(local_rank: int, local_world_size: int) -> torch.device:
+    """cuda:local_rank when CUDA gives every local rank its own GPU, else CPU (the same choice on all ranks)."""
+    if os.environ.get("HELIX_DEVICE") == "cpu":
+        return torch.device("cpu")
+    if torch.cuda.is_available() and local_world_size <= torch.cuda.device_count():
         return torch.device("cuda", local_rank)
     return torch.device("cpu")
 
@@ -103,7 +105,8 @@ class Comm:
     def create(cls, layout: Layout, rank: int, world_size: int, init_method: str = "env://",
                timeout_s: float = 60.0, device: torch.device | None = None) -> Comm:
         """Join the process group and build every named group of ``layout`` (call on every rank)."""
-        device = device or default_device(int(os.environ.get("LOCAL_RANK", rank)))
+        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world_size))
+        device = device or default_device(int(os.environ.get("LOCAL_RANK", rank)), local_world)
         if device.type == "cuda":
             torch.cuda.set_device(device)
         timeout = timedelta(seconds=timeout_s)

@@ -1,17 +1,392 @@
-"""DeepSeek-V3 decoder on Helix ranks: MLA attention (KVP = N) and MoE / dense FFN (TPF x EP = N).
+"""Helix decoding of a DeepSeek-V3/R1-architecture model: MLA attention and an MoE / dense FFN.
 
-(Work in progress: the tiny model builder.)
+Built on every rank from the full Hugging Face ``DeepseekV3ForCausalLM`` state dict. Two layouts:
+
+Helix, ``Layout.helix(kvp=N, tpa=1, tpf=TPF, ep=EP)`` [paper §2, §3.1]; attention rank = kvp_rank,
+FFN rank r = ep_rank * TPF + tpf_rank (helix.layout):
+
+| weights | sharding |
+|---|---|
+| MLA down/up projections, W_UK, W_UV, norms | replicated (TPA = 1: one latent KV head) |
+| W_O | input columns of heads kvp_rank * Q/N + [0, Q/N) (what the all-to-all leaves here) |
+| dense FFN (first ``first_k_dense_replace`` layers) | F split over all N (tensor_split, part r) |
+| routed experts | E/EP experts on EP rank, each split by TPF along Fe (helix.runtime.moe) |
+| shared expert | its F split over all N, part r (rides the MoE reductions) |
+| embedding, LM head | vocabulary-parallel over N |
+
+One layer: qkv_projection -> local_attention (+ W_UV) -> kvp_all_to_all -> combine_partial_attention
+-> o_projection -> o_projection_all_reduce (over N) -> ffn + ffn_all_reduce (dense layers) or
+moe_tp_all_reduce + moe_ep_all_gather (MoE layers). Per step: embedding_all_reduce, lm_head_all_gather.
+
+DP+EP baseline, ``Layout.dp_ep(N)``: rank d owns requests [d B_loc, (d+1) B_loc) with B_loc =
+ceil(B/N), whole attention (its own latent cache, no KVP), replicated dense layers, embedding and
+LM head; MoE experts by EP with the dispatch/combine all-to-all. The tokens every rank returns are
+gathered outside the step (unrecorded): a real deployment returns them to each rank's own users.
+
+The cache stores [c | k_r] (d_c + d_r per token, one latent head) in helix.runtime.kv_cache with the
+staged-concatenation ownership rules; the value slot is unused (zero width).
+
+Expert load: ``expert_loads[step]`` is [MoE layers, E] int64 tokens per expert for that step (prefill:
+B T k per layer; decode: B k per layer under Helix, this rank's B_loc k under DP+EP).
+
+References: paper §2.1-2.2, §3.1; Hugging Face transformers 5.24 ``modeling_deepseek_v3.py``.
 """
 
 from __future__ import annotations
 
-import torch
+from dataclasses import dataclass, field
 
-TINY_DEEPSEEK_SEED = 0
+import torch
+import torch.nn.functional as F
+
+from helix.errors import HelixInputError
+from helix.layout import Layout, check_layout_for_model
+from helix.runtime.decoder import (
+    DecodeOptions,
+    HelixDecoder,
+    StepOutput,
+    vocab_parallel_argmax,
+    vocab_parallel_embedding,
+    vocab_range,
+)
+from helix.runtime.kv_cache import KVCache
+from helix.runtime.launch import Job, Payload, RunResult, _gather_ints, spawn, validate
+from helix.runtime.mla import (
+    MLAConfig,
+    check_mla_layout,
+    helix_mla_attention,
+    o_projection,
+    project,
+    rms_norm,
+    shard_mla,
+)
+from helix.runtime.moe import MoEShard, RouterConfig, dp_ep_moe, ensure_ffn_groups, helix_moe, shard_moe, swiglu
+from helix.specs.model import ModelSpec
+
+# ---------------------------------------------------------------- architecture
+
+
+@dataclass(frozen=True, slots=True)
+class DeepseekArch:
+    """The numbers of a DeepSeek-V3 config the decoder needs (plain values: pickles without transformers)."""
+
+    vocab_size: int  # V
+    hidden_dim: int  # H
+    num_layers: int  # L
+    ffn_dim: int  # F (dense layers)
+    expert_ffn_dim: int  # Fe
+    num_shared_experts: int
+    num_dense_layers: int  # first_k_dense_replace
+    rms_norm_eps: float
+    mla: MLAConfig
+    router: RouterConfig
+
+
+def arch_from_hf_config(cfg) -> DeepseekArch:
+    """DeepseekArch from a transformers ``DeepseekV3Config``; RoPE and softmax scale via HF's own code."""
+    from transformers.models.deepseek_v3.modeling_deepseek_v3 import DeepseekV3RotaryEmbedding, yarn_apply_mscale
+
+    if getattr(cfg, "attention_bias", False):
+        raise HelixInputError("model.attention_bias", "is not supported")
+    if cfg.hidden_act != "silu":
+        raise HelixInputError("model.hidden_act", f"must be 'silu', got {cfg.hidden_act!r}")
+    if cfg.n_routed_experts % cfg.n_group:
+        raise HelixInputError("model.n_group", f"must divide n_routed_experts ({cfg.n_routed_experts})")
+    rotary = DeepseekV3RotaryEmbedding(cfg)
+    qk_head_dim = cfg.qk_nope_head_dim + cfg.qk_rope_head_dim
+    mla = MLAConfig(
+        num_heads=cfg.num_attention_heads, d_nope=cfg.qk_nope_head_dim, d_rope=cfg.qk_rope_head_dim,
+        d_latent=cfg.kv_lora_rank, v_head_dim=cfg.v_head_dim, q_lora_rank=cfg.q_lora_rank or 0,
+        latent_norm_eps=1e-6,  # DeepseekV3RMSNorm's default: q_a/kv_a_layernorm do not take rms_norm_eps
+        rope_inv_freq=tuple(float(f) for f in rotary.inv_freq), rope_scaling=float(rotary.attention_scaling),
+        rope_interleave=bool(cfg.rope_interleave),
+        softmax_scale=float(yarn_apply_mscale(cfg.rope_parameters, qk_head_dim ** -0.5)))
+    router = RouterConfig(cfg.n_routed_experts, cfg.num_experts_per_tok, cfg.n_group, cfg.topk_group,
+                          bool(cfg.norm_topk_prob), float(cfg.routed_scaling_factor))
+    return DeepseekArch(
+        vocab_size=cfg.vocab_size, hidden_dim=cfg.hidden_size, num_layers=cfg.num_hidden_layers,
+        ffn_dim=cfg.intermediate_size, expert_ffn_dim=cfg.moe_intermediate_size,
+        num_shared_experts=cfg.n_shared_experts, num_dense_layers=cfg.first_k_dense_replace,
+        rms_norm_eps=float(cfg.rms_norm_eps), mla=mla, router=router)
+
+
+def model_spec(arch: DeepseekArch, name: str) -> ModelSpec:
+    """The simulator's view of the same model (layout checks, traffic formulas)."""
+    m, r = arch.mla, arch.router
+    return ModelSpec(
+        name=name, num_layers=arch.num_layers, hidden_dim=arch.hidden_dim, num_query_heads=m.num_heads,
+        num_kv_heads=m.num_heads, head_dim=m.d_nope + m.d_rope, ffn_dim=arch.ffn_dim, vocab_size=arch.vocab_size,
+        attention="mla", q_lora_rank=m.q_lora_rank, kv_lora_rank=m.d_latent, qk_nope_head_dim=m.d_nope,
+        qk_rope_head_dim=m.d_rope, v_head_dim=m.v_head_dim, num_experts=r.num_experts,
+        experts_per_token=r.experts_per_token, expert_ffn_dim=arch.expert_ffn_dim,
+        num_shared_experts=arch.num_shared_experts, num_dense_layers=arch.num_dense_layers,
+        num_expert_groups=r.num_groups, topk_expert_groups=r.topk_groups, source="runtime registry")
+
+
+def check_layout(layout: Layout, arch: DeepseekArch, name: str = "deepseek") -> None:
+    """Helix with TPA = 1 or DP+EP; E/EP, Fe/TPF and the shared/dense F over N must divide."""
+    if layout.strategy not in ("helix", "dp_ep"):
+        raise HelixInputError("strategy", f"must be helix or dp_ep for MLA + MoE, got {layout.strategy!r}")
+    if layout.strategy == "helix":
+        check_mla_layout(layout.tpa, layout.kvp, arch.mla.num_heads)
+    if layout.dp > 1 and layout.strategy == "helix":
+        raise HelixInputError("dp", "Helix with DP > 1 is not supported by the runtime")
+    check_layout_for_model(layout, model_spec(arch, name))
+    if arch.expert_ffn_dim % layout.tpf:
+        raise HelixInputError("tpf", f"must divide the expert FFN dim ({arch.expert_ffn_dim}), got {layout.tpf}")
+    shared = arch.expert_ffn_dim * arch.num_shared_experts
+    n = layout.gpus_per_stage if layout.strategy == "helix" else 1
+    if shared % n:
+        raise HelixInputError("layout", f"the shared expert's FFN dim ({shared}) must divide over N (={n})")
+
+
+# ---------------------------------------------------------------- the decoder
+
+
+@dataclass(frozen=True, slots=True)
+class _LayerShard:
+    input_norm: torch.Tensor  # [H], replicated
+    attn: object  # helix.runtime.mla.MLAShard
+    post_norm: torch.Tensor  # [H]
+    moe: MoEShard | None  # MoE layers
+    dense: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None  # gate [F/N, H], up [F/N, H], down [H, F/N]
+
+
+class HelixDeepseek(HelixDecoder):
+    family = "deepseek"
+
+    def __init__(self, arch: DeepseekArch, state_dict: dict[str, torch.Tensor], comm, name: str = "deepseek"):
+        layout = comm.layout
+        check_layout(layout, arch, name)
+        ensure_ffn_groups(comm)
+        self.arch, self.comm, self.name = arch, comm, name
+        self.dp_ep = layout.strategy == "dp_ep"
+        N, dev = layout.gpus_per_stage, comm.device
+        _, self.dp_rank, kvp_rank, _ = layout.attention_coords(comm.rank)
+        _, _, ep_rank, tpf_rank = layout.ffn_coords(comm.rank)
+        r = comm.stage_rank
+        split = 1 if self.dp_ep else N  # ranks sharing W_O, the dense FFN, the shared expert, the vocabulary
+        part = 0 if self.dp_ep else r
+        f0, f1 = vocab_range(arch.ffn_dim, split, part)
+
+        def w(key: str) -> torch.Tensor:
+            return state_dict[key].to(device=dev, dtype=torch.float32)
+
+        self.layers = []
+        for i in range(arch.num_layers):
+            p = f"model.layers.{i}."
+            moe = dense = None
+            if i >= arch.num_dense_layers:
+                moe = shard_moe(w, p + "mlp.", arch.router, layout.tpf, layout.ep, tpf_rank, ep_rank, split, part)
+            else:
+                dense = (w(p + "mlp.gate_proj.weight")[f0:f1].contiguous(),
+                         w(p + "mlp.up_proj.weight")[f0:f1].contiguous(),
+                         w(p + "mlp.down_proj.weight")[:, f0:f1].contiguous())
+            self.layers.append(_LayerShard(
+                input_norm=w(p + "input_layernorm.weight"),
+                attn=shard_mla(w, p + "self_attn.", arch.mla, 0 if self.dp_ep else kvp_rank, split),
+                post_norm=w(p + "post_attention_layernorm.weight"), moe=moe, dense=dense))
+        self.vocab_start, v_stop = vocab_range(arch.vocab_size, split, part)
+        self.embed = w("model.embed_tokens.weight")[self.vocab_start:v_stop].contiguous()  # [V/N, H]
+        self.lm_head = w("lm_head.weight")[self.vocab_start:v_stop].contiguous()  # [V/N, H]
+        self.final_norm = w("model.norm.weight")
+        self.cache: KVCache | None = None
+        self.options = DecodeOptions()
+        self.rows = slice(0, 0)  # the requests this rank decodes (all of them under Helix)
+        self.batch_size = 0
+        self.next_position = 0
+        self.steps = 0
+        self.hidden: list[torch.Tensor] = []
+        self.expert_loads: dict[str, torch.Tensor] = {}  # step -> [MoE layers, E]
+
+    # ---- interface
+    def prefill(self, prompt_ids: torch.Tensor, options: DecodeOptions) -> StepOutput:
+        ids = prompt_ids.to(self.comm.device)  # [B, T], replicated
+        B, T = ids.shape
+        a, c, m = self.arch, self.comm, self.arch.mla
+        self.batch_size, self.options, self.steps, self.hidden, self.expert_loads = B, options, 0, [], {}
+        if self.dp_ep:
+            B_loc = -(-B // c.layout.dp)
+            self.rows = slice(min(B, self.dp_rank * B_loc), min(B, (self.dp_rank + 1) * B_loc))
+        else:
+            self.rows = slice(0, B)
+        n_rows = self.rows.stop - self.rows.start
+        self.cache = KVCache(a.num_layers, n_rows, 1, m.d_latent + m.d_rope, 0 if self.dp_ep else c.kvp_rank,
+                             1 if self.dp_ep else c.layout.kvp, T, options.block_tokens, options.ownership,
+                             device=c.device)
+        # ASSUMPTION: KVCache has no value width parameter yet; MLA stores [c | k_r] as the key and no value
+        self.cache.v = [t[..., :0] for t in self.cache.v]
+        c.traffic.step = "prefill"
+        chunk = options.prefill_chunk_tokens or T
+        for t0 in range(0, T, chunk):
+            h = self._forward(ids[self.rows, t0:t0 + chunk],
+                              torch.arange(t0, min(t0 + chunk, T), device=c.device), options.capture_hidden)
+        self.next_position = T
+        return self._head(h[:, -1])
+
+    def decode_step(self, token_ids: torch.Tensor) -> StepOutput:
+        if self.cache is None:
+            raise RuntimeError("decode_step before prefill")
+        self.comm.traffic.step = f"decode{self.steps}"
+        positions = torch.tensor([self.next_position], device=self.comm.device)  # global position, [1]
+        h = self._forward(token_ids.to(self.comm.device)[self.rows].view(-1, 1), positions)
+        self.next_position += 1
+        self.steps += 1
+        return self._head(h[:, -1])
+
+    def kv_tokens(self) -> int:
+        return 0 if self.cache is None else self.cache.length
+
+    # ---- the model
+    def _forward(self, ids: torch.Tensor, positions: torch.Tensor, capture: bool = False) -> torch.Tensor:
+        """ids [B, T] at global positions [T] -> residual stream [B, T, H] after the last layer."""
+        if self.dp_ep:
+            h = self.embed[ids]  # [B_loc, T, H], this rank's requests
+        else:
+            h = vocab_parallel_embedding(self.comm, ids, self.embed, self.vocab_start)  # [B, T, H], replicated
+        self.cache.reserve(positions)
+        loads = []
+        for i in range(self.arch.num_layers):
+            h, load = self._layer(i, h, positions)
+            if load is not None:
+                loads.append(load)
+            if capture:
+                self.hidden.append(h.clone())
+        step = self.comm.traffic.step
+        if loads:
+            new = torch.stack(loads)  # [MoE layers, E]
+            self.expert_loads[step] = self.expert_loads[step] + new if step in self.expert_loads else new
+        return h
+
+    def _layer(self, i: int, h: torch.Tensor, positions: torch.Tensor):
+        w, c, a = self.layers[i], self.comm, self.arch
+        B, T, H = h.shape
+        d_c = a.mla.d_latent
+        with c.phase("qkv_projection"):
+            x = rms_norm(h, w.input_norm, a.rms_norm_eps)  # [B, T, H], replicated
+            q_c, q_r, lat, k_r = project(x, positions, w.attn, a.mla)  # [B, T, Q, d_c], [B, T, Q, d_r], ...
+            entry = torch.cat([lat, k_r], dim=-1).unsqueeze(2)  # [B, T, 1, d_c + d_r]: one latent head
+            self.cache.write(i, entry, entry[..., :0])  # only the tokens this KVP rank owns are kept
+        cached, _, kv_positions = self.cache.view(i)  # [B, 1, S_loc, d_c + d_r], [S_loc]
+        attn = helix_mla_attention(c, q_c, q_r, cached[:, 0, :, :d_c], cached[:, 0, :, d_c:], positions,
+                                   kv_positions, w.attn, a.mla, self.options.hopb_chunks)  # [B, T, Q/N, v]
+        with c.phase("o_projection"):
+            o = o_projection(attn, w.attn)  # [B, T, H], partial sum over N
+        c.all_reduce(o, "attention", "o_projection_all_reduce")  # [B, T, H], replicated
+        h = h + o
+        x = rms_norm(h, w.post_norm, a.rms_norm_eps)  # [B, T, H], replicated (Helix) / own requests (DP+EP)
+        if w.dense is not None:
+            with c.phase("ffn"):
+                f = swiglu(x, *w.dense)  # [B, T, H], partial over N (Helix) / whole (DP+EP)
+            if not self.dp_ep:
+                c.all_reduce(f, "stage", "ffn_all_reduce")
+            return h + f, None
+        moe = dp_ep_moe if self.dp_ep else helix_moe
+        f, load = moe(c, x.reshape(B * T, H), w.moe)  # [B T, H], exact
+        return h + f.view(B, T, H), load
+
+    def _head(self, h_last: torch.Tensor) -> StepOutput:
+        x = rms_norm(h_last, self.final_norm, self.arch.rms_norm_eps)  # [B, H]
+        if not self.dp_ep:
+            return vocab_parallel_argmax(self.comm, x, self.lm_head, self.vocab_start, self.arch.vocab_size,
+                                         self.options.return_logits)
+        logits = F.linear(x, self.lm_head)  # [B_loc, V], this rank's requests: no collective
+        tokens = self._gather_rows(logits.argmax(dim=-1, keepdim=True).float())[:, 0].long()
+        full = self._gather_rows(logits) if self.options.return_logits else None
+        return StepOutput(tokens, full)
+
+    def _gather_rows(self, t: torch.Tensor) -> torch.Tensor:
+        """DP+EP output collection: every rank's rows [B_loc, D] -> [B, D] (unrecorded: not a step collective)."""
+        B_loc = -(-self.batch_size // self.comm.layout.dp)
+        padded = F.pad(t, (0, 0, 0, B_loc - t.shape[0]))
+        return self.comm.all_gather(padded, "stage", "debug_gather", record=False).reshape(-1, t.shape[1])[
+            :self.batch_size]
+
+
+DECODER = HelixDeepseek
+
+
+# ---------------------------------------------------------------- jobs with an FFN grid (TPF x EP) or DP+EP
+
+
+@dataclass(frozen=True)
+class MoEJob(Job):
+    """A launch.Job whose layout is given whole (Helix TPF x EP, or DP+EP); ``kvp``/``tpa`` are ignored.
+
+    ASSUMPTION: launch.Job only knows Helix KVP x TPA with TPF = N (see the issue-5 report).
+    """
+
+    moe_layout: Layout = field(default_factory=Layout)
+
+    @property
+    def layout(self) -> Layout:
+        return self.moe_layout
+
+
+@dataclass
+class MoERunResult:
+    run: RunResult
+    expert_loads: dict[str, torch.Tensor]  # step -> [MoE layers, E], summed over the DP ranks
+
+
+def run_moe_job(rank: int, world_size: int, init_method: str, payload: Payload) -> list[MoERunResult]:
+    """launch.run_job for a DeepSeek decoder, also returning the expert load of every step."""
+    import torch.distributed as dist
+
+    from helix.runtime.comm import Comm
+
+    job = payload.job
+    _, layout = validate(job, world_size)
+    check_layout(layout, payload.arch, job.model)
+    comm = Comm.create(layout, rank, world_size, init_method, timeout_s=job.timeout_s)
+    try:
+        decoder = HelixDeepseek(payload.arch, payload.state_dict, comm, name=job.model)
+        results = []
+        for run in job.runs:
+            comm.traffic.records.clear()
+            comm.phase_s.clear()
+            gen = decoder.generate(job.prompt_ids, run.new_tokens, run.options)
+            loads = {}
+            for step, load in decoder.expert_loads.items():
+                if decoder.dp_ep and world_size > 1:  # each rank routed its own requests: add them up
+                    dist.all_reduce(load)  # bookkeeping outside the step, not recorded
+                loads[step] = load.cpu()
+            results.append(MoERunResult(RunResult(
+                tokens=gen.tokens.cpu(), kv_tokens=_gather_ints(decoder.kv_tokens(), world_size),
+                prefill_s=gen.prefill_s, step_s=gen.step_s, traffic=list(comm.traffic.records),
+                phase_s=dict(comm.phase_s),
+                logits=[t.cpu() for t in gen.logits] if rank == 0 and run.options.return_logits else None,
+                hidden=[t.cpu() for t in gen.hidden] if rank == 0 and run.options.capture_hidden else None),
+                loads))
+        return results
+    finally:
+        Comm.destroy()
+
+
+def run_moe_spawned(payload: Payload, timeout_s: float = 300.0) -> list[list[MoERunResult]]:
+    """Spawn one CPU worker per rank of the job's layout; returns [rank][run] results."""
+    return spawn(run_moe_job, payload.job.layout.num_gpus, payload, timeout_s=timeout_s)
+
+
+def expert_load_lines(loads: dict[str, torch.Tensor], first_moe_layer: int) -> list[str]:
+    """Report lines: tokens per expert for each MoE layer, summed over the decode steps, plus the max/mean."""
+    decode = [load for step, load in loads.items() if step.startswith("decode")]
+    if not decode:
+        return []
+    total = torch.stack(decode).sum(dim=0)  # [MoE layers, E]
+    lines = [f"expert load over {len(decode)} decode steps (tokens per expert; hottest / mean):"]
+    for i, row in enumerate(total.tolist()):
+        mean = sum(row) / len(row)
+        lines.append(f"  layer {first_moe_layer + i}: " + " ".join(f"{n:d}" for n in row)
+                     + f"  ({max(row) / mean:.2f}x)")
+    return lines
+
+
+# ---------------------------------------------------------------- the registry's tiny model
 
 
 def tiny_deepseek_config():
-    """A small DeepSeek-V3: 1 dense + 3 MoE layers, 16 experts in 4 groups, YaRN RoPE with mscale."""
+    """1 dense + 3 MoE layers, 16 experts in 4 groups (top-2 groups, top-4 experts), YaRN RoPE with mscale."""
     from transformers import DeepseekV3Config
 
     return DeepseekV3Config(
@@ -21,25 +396,26 @@ def tiny_deepseek_config():
         q_lora_rank=48, kv_lora_rank=32, qk_nope_head_dim=16, qk_rope_head_dim=8, v_head_dim=16,
         n_routed_experts=16, n_shared_experts=1, n_group=4, topk_group=2, num_experts_per_tok=4,
         routed_scaling_factor=2.5, norm_topk_prob=True,
-        max_position_embeddings=1024, initializer_range=0.1,
+        max_position_embeddings=1024, initializer_range=0.2, tie_word_embeddings=False,
         rope_parameters=dict(rope_type="yarn", rope_theta=10000.0, factor=4.0, original_max_position_embeddings=256,
                              mscale=1.0, mscale_all_dim=1.0, beta_fast=32, beta_slow=1),
         bos_token_id=None, eos_token_id=None, pad_token_id=None, attn_implementation="eager",
     )
 
 
-def tiny_deepseek(seed: int = TINY_DEEPSEEK_SEED):
-    """A random-initialised ``DeepseekV3ForCausalLM`` (fp32, eval), non-trivial norms and routing bias."""
+def tiny_deepseek(seed: int = 0):
+    """A random-initialised ``DeepseekV3ForCausalLM`` (fp32, eval), perturbed norms and a random routing bias."""
     from transformers import DeepseekV3ForCausalLM
 
-    torch.manual_seed(seed)
-    model = DeepseekV3ForCausalLM(tiny_deepseek_config()).eval()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = DeepseekV3ForCausalLM(tiny_deepseek_config())
     gen = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if name.endswith("norm.weight"):  # HF initialises RMSNorm weights to 1: perturb them
+            if name.endswith("norm.weight"):  # HF initialises RMSNorm weights to 1: make them matter
                 p.copy_(1.0 + 0.2 * torch.randn(p.shape, generator=gen))
         for name, b in model.named_buffers():
-            if name.endswith("e_score_correction_bias"):  # zero at init: make the bias steer routing
+            if name.endswith("e_score_correction_bias"):  # zero at init: make the bias steer the choice
                 b.copy_(0.05 * torch.randn(b.shape, generator=gen))
-    return model
+    return model.float().eval()

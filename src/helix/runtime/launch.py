@@ -14,6 +14,7 @@ deadline, so nothing hangs.
 from __future__ import annotations
 
 import os
+import pickle
 import queue as queue_module
 import tempfile
 import time
@@ -26,7 +27,7 @@ import torch.distributed as dist
 from helix.errors import HelixInputError
 from helix.layout import Layout, check_layout_for_model
 from helix.runtime import registry
-from helix.runtime.comm import Comm, CollectiveRecord
+from helix.runtime.comm import CollectiveRecord, Comm
 from helix.runtime.decoder import DecodeOptions
 
 
@@ -158,7 +159,8 @@ def _gather_ints(value: int, world_size: int) -> list[int]:
 def _entry(fn, rank: int, world_size: int, init_method: str, payload, results) -> None:
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // world_size))
     try:
-        results.put(("ok", rank, fn(rank, world_size, init_method, payload)))
+        # Plain pickle: results must not refer to this process's shared memory once it exits.
+        results.put(("ok", rank, pickle.dumps(fn(rank, world_size, init_method, payload))))
     except BaseException as exc:  # reported to the launcher, rank by rank
         field_name = getattr(exc, "field", "")
         results.put(("error", rank, (type(exc).__name__, field_name, str(exc), traceback.format_exc())))
@@ -197,7 +199,7 @@ def spawn(fn, world_size: int, payload, timeout_s: float = 300.0, grace_s: float
                         first_failure = time.monotonic()
                     continue
                 if status == "ok":
-                    done[rank] = value
+                    done[rank] = pickle.loads(value)
                 else:
                     failures[rank] = value
                     first_failure = first_failure or time.monotonic()

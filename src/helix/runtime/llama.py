@@ -2,10 +2,11 @@
 
 Built on every rank from the full Hugging Face ``LlamaForCausalLM`` state dict; each rank keeps:
 
-| weights | sharding | rank (kvp_rank, tpa_rank), r = kvp_rank * TPA + tpa_rank |
+| weights | sharding | what rank (kvp_rank, tpa_rank) holds; r = kvp_rank * TPA + tpa_rank |
 |---|---|---|
-| W_Q, W_K, W_V | by TPA only, replicated over KVP | query heads tpa_rank*Q/TPA + [0, Q/TPA), KV heads tpa_rank*K/TPA + [0, K/TPA) |
-| W_O | rows of TP = N (input columns) | heads tpa_rank*Q/TPA + kvp_rank*Q/N + [0, Q/N) (what the all-to-all leaves here) |
+| W_Q | by TPA only, replicated over KVP | query heads tpa_rank*Q/TPA + [0, Q/TPA) |
+| W_K, W_V | by TPA only, replicated over KVP | KV heads tpa_rank*K/TPA + [0, K/TPA) |
+| W_O | rows of TP = N (input columns) | heads tpa_rank*Q/TPA + kvp_rank*Q/N + [0, Q/N) (the all-to-all's) |
 | W_gate, W_up / W_down | column / row-parallel, TPF = N | F split like tensor_split, part tpf_rank (= r) |
 | embedding, LM head | vocabulary-parallel over N | V split like tensor_split, part r |
 | norms | replicated | |
@@ -29,8 +30,14 @@ import torch.nn.functional as F
 from helix.errors import HelixInputError
 from helix.layout import check_layout_for_model
 from helix.runtime.attention import helix_attention
-from helix.runtime.decoder import (DecodeOptions, HelixDecoder, StepOutput, vocab_parallel_argmax,
-                                   vocab_parallel_embedding, vocab_range)
+from helix.runtime.decoder import (
+    DecodeOptions,
+    HelixDecoder,
+    StepOutput,
+    vocab_parallel_argmax,
+    vocab_parallel_embedding,
+    vocab_range,
+)
 from helix.runtime.kv_cache import KVCache
 from helix.specs.model import ModelSpec
 

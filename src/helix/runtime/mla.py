@@ -32,33 +32,41 @@ import torch
 import torch.nn.functional as F
 
 from helix.errors import HelixInputError
+from helix.runtime.attention import _finish, _pack  # the GQA runtime's exchange (issue 4)
 
 # ---------------------------------------------------------------- weights
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
+class MLAConfig:
+    """MLA sizes and the RoPE / softmax constants, as plain values (computed by Hugging Face code once)."""
+
+    num_heads: int  # Q
+    d_nope: int  # qk_nope_head_dim
+    d_rope: int  # qk_rope_head_dim (d_r)
+    d_latent: int  # kv_lora_rank (d_c)
+    v_head_dim: int  # v
+    q_lora_rank: int  # 0: W_Q straight from H
+    latent_norm_eps: float  # eps of q_a_layernorm and kv_a_layernorm (HF's RMSNorm default, 1e-6)
+    rope_inv_freq: tuple[float, ...]  # [d_r / 2], YaRN-scaled when configured
+    rope_scaling: float  # cos/sin multiplier (YaRN attention factor)
+    rope_interleave: bool
+    softmax_scale: float  # qk_head_dim^-0.5, times mscale^2 under YaRN with mscale_all_dim
+
+
+@dataclass(frozen=True, slots=True)
 class MLAShard:
     """One rank's MLA weights. Everything before the exchange is replicated over KVP (TPA = 1)."""
 
-    q_a: torch.Tensor | None  # [q_lora_rank, H] (None: q_proj straight from H)
+    q_a: torch.Tensor | None  # [q_lora_rank, H] (None: no query compression)
     q_a_norm: torch.Tensor | None  # [q_lora_rank]
-    q_a_eps: float
     q_b: torch.Tensor  # [Q (d_nope + d_r), q_lora_rank or H]
     kv_a: torch.Tensor  # [d_c + d_r, H]
     kv_a_norm: torch.Tensor  # [d_c]
-    kv_a_eps: float
     w_uk: torch.Tensor  # [Q, d_nope, d_c]  (absorbed into the query)
     w_uv: torch.Tensor  # [Q, v, d_c]       (absorbed into the output)
     o_proj: torch.Tensor  # [H, Q/N v]: the columns of the heads this rank owns after the exchange
     inv_freq: torch.Tensor  # [d_r / 2]
-    rope_scaling: float  # cos/sin multiplier (YaRN attention factor)
-    rope_interleave: bool
-    softmax_scale: float  # qk_head_dim^-0.5, times mscale^2 under YaRN
-    num_heads: int  # Q
-    d_nope: int
-    d_rope: int
-    d_latent: int  # d_c
-    v_head_dim: int
 
 
 def check_mla_layout(tpa: int, kvp: int, num_heads: int) -> None:
@@ -70,32 +78,25 @@ def check_mla_layout(tpa: int, kvp: int, num_heads: int) -> None:
         raise HelixInputError("kvp", f"must divide the query heads ({num_heads}) for the all-to-all, got {kvp}")
 
 
-def shard_mla(attn, rotary, heads_rank: int, heads_split: int) -> MLAShard:
-    """Slice a Hugging Face ``DeepseekV3Attention`` (plus the model's rotary embedding) for one rank.
+def shard_mla(w, prefix: str, cfg: MLAConfig, heads_rank: int, heads_split: int) -> MLAShard:
+    """One rank's MLA weights from a Hugging Face state dict (``w(key)`` returns fp32 tensors).
 
     ``heads_split`` ranks share the O-projection by heads; this rank owns head block ``heads_rank``.
     """
-    Q, dn, dr, dc, v = attn.num_heads, attn.qk_nope_head_dim, attn.qk_rope_head_dim, attn.kv_lora_rank, attn.v_head_dim
-    kv_b = attn.kv_b_proj.weight.detach().view(Q, dn + v, dc)  # per head: [W_UK; W_UV]
+    Q, dn, dc, v = cfg.num_heads, cfg.d_nope, cfg.d_latent, cfg.v_head_dim
+    kv_b = w(prefix + "kv_b_proj.weight").view(Q, dn + v, dc)  # per head: [W_UK; W_UV]
     qh = Q // heads_split
-    cols = slice(heads_rank * qh * v, (heads_rank + 1) * qh * v)
-    lora = attn.q_lora_rank is not None
+    lora = cfg.q_lora_rank > 0
     return MLAShard(
-        q_a=attn.q_a_proj.weight.detach().clone() if lora else None,
-        q_a_norm=attn.q_a_layernorm.weight.detach().clone() if lora else None,
-        q_a_eps=attn.q_a_layernorm.variance_epsilon if lora else 0.0,
-        q_b=(attn.q_b_proj if lora else attn.q_proj).weight.detach().clone(),
-        kv_a=attn.kv_a_proj_with_mqa.weight.detach().clone(),
-        kv_a_norm=attn.kv_a_layernorm.weight.detach().clone(),
-        kv_a_eps=attn.kv_a_layernorm.variance_epsilon,
-        w_uk=kv_b[:, :dn].clone(),
-        w_uv=kv_b[:, dn:].clone(),
-        o_proj=attn.o_proj.weight.detach()[:, cols].clone(),
-        inv_freq=rotary.inv_freq.detach().clone(),
-        rope_scaling=float(rotary.attention_scaling),
-        rope_interleave=bool(attn.config.rope_interleave),
-        softmax_scale=float(attn.scaling),
-        num_heads=Q, d_nope=dn, d_rope=dr, d_latent=dc, v_head_dim=v,
+        q_a=w(prefix + "q_a_proj.weight") if lora else None,
+        q_a_norm=w(prefix + "q_a_layernorm.weight") if lora else None,
+        q_b=w(prefix + ("q_b_proj.weight" if lora else "q_proj.weight")),
+        kv_a=w(prefix + "kv_a_proj_with_mqa.weight"),
+        kv_a_norm=w(prefix + "kv_a_layernorm.weight"),
+        w_uk=kv_b[:, :dn].contiguous(),
+        w_uv=kv_b[:, dn:].contiguous(),
+        o_proj=w(prefix + "o_proj.weight")[:, heads_rank * qh * v:(heads_rank + 1) * qh * v].contiguous(),
+        inv_freq=torch.tensor(cfg.rope_inv_freq, dtype=torch.float32, device=kv_b.device),
     )
 
 
@@ -109,14 +110,14 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     return weight * xf.to(x.dtype)
 
 
-def rotary(x: torch.Tensor, positions: torch.Tensor, w: MLAShard) -> torch.Tensor:
-    """RoPE on x [B, T, ..., d_r] at global positions [B, T], in Hugging Face's layout."""
-    freqs = positions[..., None].float() * w.inv_freq  # [B, T, d_r/2]
-    cos, sin = freqs.cos() * w.rope_scaling, freqs.sin() * w.rope_scaling
+def rotary(x: torch.Tensor, positions: torch.Tensor, inv_freq: torch.Tensor, cfg: MLAConfig) -> torch.Tensor:
+    """RoPE on x [B, T, (heads,) d_r] at global positions [T], in Hugging Face's layout."""
+    freqs = positions.float()[:, None] * inv_freq[None, :]  # [T, d_r/2]
+    cos, sin = freqs.cos() * cfg.rope_scaling, freqs.sin() * cfg.rope_scaling
     cos, sin = cos.to(x.dtype), sin.to(x.dtype)
-    while cos.dim() < x.dim():  # broadcast over the head axis
-        cos, sin = cos.unsqueeze(-2), sin.unsqueeze(-2)
-    if w.rope_interleave:  # pairs (x0, x1), (x2, x3)... rotated, output de-interleaved (as HF does)
+    if x.dim() == 4:  # broadcast over the head axis
+        cos, sin = cos[:, None], sin[:, None]
+    if cfg.rope_interleave:  # pairs (x0, x1), (x2, x3)... rotated, output de-interleaved (as HF does)
         x1, x2 = x[..., 0::2], x[..., 1::2]
         return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
     cos, sin = torch.cat([cos, cos], dim=-1), torch.cat([sin, sin], dim=-1)
@@ -124,45 +125,74 @@ def rotary(x: torch.Tensor, positions: torch.Tensor, w: MLAShard) -> torch.Tenso
     return x * cos + torch.cat([-x[..., half:], x[..., :half]], dim=-1) * sin
 
 
-def project(x: torch.Tensor, positions: torch.Tensor, w: MLAShard):
-    """qkv_projection for tokens x [B, T, H] at positions [B, T], replicated over KVP.
+def project(x: torch.Tensor, positions: torch.Tensor, w: MLAShard, cfg: MLAConfig):
+    """qkv_projection for tokens x [B, T, H] at global positions [T], replicated over KVP.
 
     Returns the absorbed query q_c [B, T, Q, d_c], the rotated query q_r [B, T, Q, d_r], and the
     cache entries of these tokens: latent c [B, T, d_c] and rotated key k_r [B, T, d_r].
     """
     B, T, _ = x.shape
-    q_in = x if w.q_a is None else rms_norm(F.linear(x, w.q_a), w.q_a_norm, w.q_a_eps)
-    q = F.linear(q_in, w.q_b).view(B, T, w.num_heads, w.d_nope + w.d_rope)  # [B, T, Q, d_nope + d_r]
-    q_nope, q_r = q.split([w.d_nope, w.d_rope], dim=-1)
+    eps = cfg.latent_norm_eps
+    q_in = x if w.q_a is None else rms_norm(F.linear(x, w.q_a), w.q_a_norm, eps)  # [B, T, q_lora_rank]
+    q = F.linear(q_in, w.q_b).view(B, T, cfg.num_heads, cfg.d_nope + cfg.d_rope)  # [B, T, Q, d_nope + d_r]
+    q_nope, q_r = q.split([cfg.d_nope, cfg.d_rope], dim=-1)
     q_c = torch.einsum("btqn,qnc->btqc", q_nope, w.w_uk)  # [B, T, Q, d_c]: W_UK absorbed
-    c, k_r = F.linear(x, w.kv_a).split([w.d_latent, w.d_rope], dim=-1)
-    c = rms_norm(c, w.kv_a_norm, w.kv_a_eps)  # [B, T, d_c]
-    return q_c, rotary(q_r, positions, w), c, rotary(k_r, positions, w)
+    c, k_r = F.linear(x, w.kv_a).split([cfg.d_latent, cfg.d_rope], dim=-1)
+    c = rms_norm(c, w.kv_a_norm, eps)  # [B, T, d_c]
+    return q_c, rotary(q_r, positions, w.inv_freq, cfg), c, rotary(k_r, positions, w.inv_freq, cfg)
 
 
 # ---------------------------------------------------------------- local attention over one KV shard
 
 
-def latent_attention(q_c, q_r, c, k_r, q_pos, kv_pos, scale: float):
+def latent_attention(q_c, q_r, c, k_r, q_positions, kv_positions, scale: float):
     """local_attention of queries [B, T, Q, .] over one cache shard c [B, S_loc, d_c], k_r [B, S_loc, d_r].
 
-    ``kv_pos`` [B, S_loc] are the global positions of the shard's tokens (-1: slot unused); a query
-    at position p sees keys at positions <= p. Returns the locally normalised latent output
-    [B, T, Q, d_c] and the natural-log LSE [B, T, Q] (fp32); a query that sees no key gets zeros and
-    -inf, never NaN.
+    A query at global position p sees the shard's keys at global positions <= p (``kv_positions``
+    [S_loc], not local indices). Returns the locally normalised latent output [B, T, Q, d_c] and the
+    natural-log LSE [B, T, Q] (fp32); a query that sees no key gets zeros and -inf, never NaN.
     """
-    scores = (torch.einsum("btqc,bsc->btqs", q_c, c) + torch.einsum("btqr,bsr->btqs", q_r, k_r)) * scale
-    visible = (kv_pos[:, None, :] >= 0) & (kv_pos[:, None, :] <= q_pos[:, :, None])  # [B, T, S_loc]
-    scores = scores.float().masked_fill(~visible[:, :, None, :], float("-inf"))  # [B, T, Q, S_loc]
+    scores = torch.einsum("btqc,bsc->btqs", q_c, c) + torch.einsum("btqr,bsr->btqs", q_r, k_r)
+    scores = scores.float() * scale  # [B, T, Q, S_loc]
+    visible = kv_positions[None, :] <= q_positions[:, None]  # [T, S_loc]
+    scores = scores.masked_fill(~visible[None, :, None, :], float("-inf"))
     lse = torch.logsumexp(scores, dim=-1)  # [B, T, Q]; -inf where nothing is visible
     p = torch.exp(scores - torch.where(torch.isfinite(lse), lse, 0.0)[..., None])  # 0 where masked
-    out = torch.einsum("btqs,bsc->btqc", p.to(c.dtype), c)  # [B, T, Q, d_c]
-    return out, lse
+    return torch.einsum("btqs,bsc->btqc", p.to(c.dtype), c), lse  # [B, T, Q, d_c], [B, T, Q]
 
 
 def values(out_latent: torch.Tensor, w: MLAShard) -> torch.Tensor:
     """W_UV on the latent output: [B, T, Q, d_c] -> [B, T, Q, v] (before the exchange; exact)."""
     return torch.einsum("btqc,qvc->btqv", out_latent, w.w_uv)
+
+
+# ---------------------------------------------------------------- the KVP exchange
+
+
+def helix_mla_attention(comm, q_c, q_r, c, k_r, q_positions, kv_positions, w: MLAShard, cfg: MLAConfig,
+                        hopb_chunks: int = 1) -> torch.Tensor:
+    """local_attention + W_UV -> kvp_all_to_all -> combine_partial_attention: [B, T, Q/N, v], exact.
+
+    The send buffer packs the values after W_UV and the fp32 LSE, [KVP, B, T, Q/N, v + 1]: each
+    rank sends B T Q (v + 1) * 4 bytes, independent of S (helix.cost.messages, kvp_all_to_all).
+    ``hopb_chunks`` > 1 overlaps chunk i's all-to-all with chunk i+1's attention (HOP-B).
+    """
+    KVP = comm.group_sizes["kvp"]
+    B = q_c.shape[0]
+    pending, results = None, []
+    for rows in torch.arange(B).tensor_split(max(1, min(hopb_chunks, B))):
+        b0, b1 = int(rows[0]), int(rows[-1]) + 1
+        with comm.phase("local_attention"):
+            out, lse = latent_attention(q_c[b0:b1], q_r[b0:b1], c[b0:b1], k_r[b0:b1], q_positions,
+                                        kv_positions, cfg.softmax_scale)  # [Bc, T, Q, d_c], [Bc, T, Q]
+            out = values(out, w)  # [Bc, T, Q, v], partial over KVP
+        send = _pack(out, lse, KVP)  # [KVP, Bc, T, Q/N, v + 1], fp32
+        recv, work = comm.all_to_all(send, "kvp", "kvp_all_to_all", async_op=hopb_chunks > 1)
+        if pending is not None:
+            results.append(_finish(comm, *pending))
+        pending = (recv, work)
+    results.append(_finish(comm, *pending))
+    return torch.cat(results, dim=0)  # [B, T, Q/N, v], exact, sharded over heads by N
 
 
 def o_projection(attn_heads: torch.Tensor, w: MLAShard) -> torch.Tensor:

@@ -18,8 +18,7 @@ B_loc whole requests and E/EP whole experts. Dispatch sends one row of H per (to
 expert), expert-major, with ``all_to_all_single`` split sizes; the experts' (unweighted) outputs come
 back in the same order on the combine all-to-all, and the sender applies the routing weights. The
 receiver learns how many rows it gets per local expert from a count exchange (E int64 per rank,
-``moe_dispatch_counts``): the simulator does not model this metadata message (it is E * 8 bytes,
-independent of B and H).
+``moe_dispatch_counts``, E * 8 bytes, independent of B and H; helix.cost.messages models it).
 
 References: paper §2.2 (MoE on a TPF x EP grid), §3.1 (DeepSeek-R1); Hugging Face transformers
 5.24 ``modeling_deepseek_v3.py`` (router, experts, shared experts).
@@ -28,8 +27,10 @@ References: paper §2.2 (MoE on a TPF x EP grid), §3.1 (DeepSeek-R1); Hugging F
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 
 from helix.errors import HelixInputError
@@ -105,38 +106,35 @@ def check_moe_split(num_experts: int, expert_ffn_dim: int, shared_ffn_dim: int, 
                               f"{shared_shards} ranks")
 
 
-def router_config(hf_config) -> RouterConfig:
-    return RouterConfig(hf_config.n_routed_experts, hf_config.num_experts_per_tok, hf_config.n_group,
-                        hf_config.topk_group, bool(hf_config.norm_topk_prob), float(hf_config.routed_scaling_factor))
+def shard_moe(w, prefix: str, router: RouterConfig, tpf: int, ep: int, tpf_rank: int, ep_rank: int,
+              shared_shards: int, shared_rank: int) -> MoEShard:
+    """One rank's MoE weights from a Hugging Face state dict (``w(key)`` returns fp32 tensors).
 
-
-def shard_moe(hf_moe, hf_config, tpf: int, ep: int, tpf_rank: int, ep_rank: int, shared_shards: int,
-              shared_rank: int) -> MoEShard:
-    """Slice a Hugging Face ``DeepseekV3MoE`` for FFN coordinates (ep_rank, tpf_rank).
-
-    Routed experts: E/EP consecutive experts per EP rank, Fe split in TPF contiguous slices. The shared
-    expert's F is split in ``shared_shards`` slices (N under Helix, 1 under DP+EP).
+    Routed experts: E/EP consecutive experts per EP rank, each with Fe split in TPF contiguous slices
+    (part tpf_rank). The shared expert's F is split in ``shared_shards`` slices (N under Helix, 1
+    under DP+EP), part ``shared_rank``.
     """
-    E, Fe = hf_config.n_routed_experts, hf_config.moe_intermediate_size
-    Fs = hf_moe.shared_experts.gate_proj.weight.shape[0]
+    gate_up = w(prefix + "experts.gate_up_proj")  # [E, 2 Fe, H]: gate rows, then up rows
+    down = w(prefix + "experts.down_proj")  # [E, H, Fe]
+    E, Fe = gate_up.shape[0], gate_up.shape[1] // 2
+    shared_gate = w(prefix + "shared_experts.gate_proj.weight")  # [Fs, H]
+    Fs = shared_gate.shape[0]
     check_moe_split(E, Fe, Fs, tpf, ep, shared_shards)
     E_loc, f, fs = E // ep, Fe // tpf, Fs // shared_shards
     experts = slice(ep_rank * E_loc, (ep_rank + 1) * E_loc)
     cols = slice(tpf_rank * f, (tpf_rank + 1) * f)
     shared = slice(shared_rank * fs, (shared_rank + 1) * fs)
-    gate_up = hf_moe.experts.gate_up_proj.detach()[experts]  # [E/EP, 2 Fe, H]: gate rows then up rows
-    se = hf_moe.shared_experts
     return MoEShard(
-        router_weight=hf_moe.gate.weight.detach().float().clone(),
-        router_bias=hf_moe.gate.e_score_correction_bias.detach().float().clone(),
-        router=router_config(hf_config),
+        router_weight=w(prefix + "gate.weight"),
+        router_bias=w(prefix + "gate.e_score_correction_bias"),
+        router=router,
         first_expert=ep_rank * E_loc,
-        gate=gate_up[:, :Fe][:, cols].clone(),
-        up=gate_up[:, Fe:][:, cols].clone(),
-        down=hf_moe.experts.down_proj.detach()[experts][:, :, cols].clone(),
-        shared_gate=se.gate_proj.weight.detach()[shared].clone(),
-        shared_up=se.up_proj.weight.detach()[shared].clone(),
-        shared_down=se.down_proj.weight.detach()[:, shared].clone(),
+        gate=gate_up[experts, :Fe][:, cols].contiguous(),
+        up=gate_up[experts, Fe:][:, cols].contiguous(),
+        down=down[experts][:, :, cols].contiguous(),
+        shared_gate=shared_gate[shared].contiguous(),
+        shared_up=w(prefix + "shared_experts.up_proj.weight")[shared].contiguous(),
+        shared_down=w(prefix + "shared_experts.down_proj.weight")[:, shared].contiguous(),
     )
 
 
@@ -166,44 +164,89 @@ def shared_partial(x: torch.Tensor, shard: MoEShard) -> torch.Tensor:
 # ---------------------------------------------------------------- Helix: TPF x EP on the attention ranks
 
 
-def helix_moe(x: torch.Tensor, shard: MoEShard, comm, tpf_group, ep_group, ep: int):
-    """Exact MoE output [B, H] on every rank, and the expert load [E] of this step.
+def helix_moe(comm, x: torch.Tensor, shard: MoEShard):
+    """Exact MoE output for the full batch x [B, H] (replicated over N) on every rank; and the load [E].
 
-    ``comm`` issues the recorded collectives (helix.runtime.traffic); x is the full batch [B, H],
-    replicated over all N ranks.
+    Collectives (helix.cost.messages): moe_tp_all_reduce over TPF (n = B H b), moe_ep_all_gather
+    over EP (n = EP B H b), then the local reduction over EP.
     """
-    w, idx = route(x, shard.router_weight, shard.router_bias, shard.router)  # [B, k], replicated
-    partial = local_experts_partial(x, w, idx, shard) + shared_partial(x, shard)  # [B, H], partial over N
-    partial = comm.all_reduce("moe_tp_all_reduce", partial, tpf_group)  # [B, H], partial over EP
-    gathered = comm.all_gather("moe_ep_all_gather", partial, ep_group, ep)  # [EP, B, H]
-    return gathered.sum(dim=0), expert_load(idx, shard.router.num_experts)  # local reduction
+    with comm.phase("moe_router"):
+        w, idx = route(x, shard.router_weight, shard.router_bias, shard.router)  # [B, k], replicated
+    with comm.phase("moe_experts"):
+        partial = local_experts_partial(x, w, idx, shard) + shared_partial(x, shard)  # [B, H], partial over N
+    partial = comm.all_reduce(partial, "tpf", "moe_tp_all_reduce")  # [B, H], partial over EP
+    gathered = comm.all_gather(partial, "ep", "moe_ep_all_gather")  # [EP, B, H]
+    return gathered.sum(dim=0), expert_load(idx, shard.router.num_experts)  # local reduction: [B, H]
 
 
 # ---------------------------------------------------------------- DP+EP: dispatch / combine all-to-all
 
 
-def dp_ep_moe(x: torch.Tensor, shard: MoEShard, comm, ep_group, ep: int):
-    """MoE output for this rank's own tokens x [B_loc, H], and the expert load [E] of those tokens."""
+def all_to_all_rows(comm, send: torch.Tensor, send_rows: list[int], recv_rows: list[int], group: str,
+                    phase: str) -> torch.Tensor:
+    """Uneven all-to-all of rows (``all_to_all_single`` with split sizes); n = the whole send buffer."""
+    size = comm.group_sizes[group]
+    if size == 1:
+        return send
+    comm.traffic.add(phase, "all_to_all", size, send.numel() * send.element_size())
+    recv = send.new_empty((sum(recv_rows), *send.shape[1:]))
+    with comm.phase(phase):
+        # ASSUMPTION: Comm has no public split-size all-to-all yet (see the issue-5 report)
+        dist.all_to_all_single(recv, send.contiguous(), recv_rows, send_rows, group=comm._groups[group])
+    return recv
+
+
+def dp_ep_moe(comm, x: torch.Tensor, shard: MoEShard):
+    """MoE output for this rank's own tokens x [B_loc, H], and the expert load [E] of those tokens.
+
+    Collectives: moe_dispatch_counts (E int64 per rank), then
+    moe_dispatch_all_to_all and moe_combine_all_to_all over EP, each sending B_loc k rows of H.
+    """
     E, k = shard.router.num_experts, shard.router.experts_per_token
-    E_loc = E // ep
-    w, idx = route(x, shard.router_weight, shard.router_bias, shard.router)  # [B_loc, k]
-    flat = idx.reshape(-1)  # one row per (token, selected expert)
-    order = torch.argsort(flat, stable=True)  # expert-major: destination ranks in order
-    send_counts = torch.bincount(flat, minlength=E)  # [E] rows per expert from this rank
-    recv_counts = comm.all_to_all_counts("moe_dispatch_counts", send_counts, ep_group)  # [EP, E/EP]
-    send_rows = send_counts.view(ep, E_loc).sum(dim=1).tolist()
+    EP = comm.group_sizes["ep"]
+    E_loc = E // EP
+    with comm.phase("moe_router"):
+        w, idx = route(x, shard.router_weight, shard.router_bias, shard.router)  # [B_loc, k]
+        flat = idx.reshape(-1)  # one row per (token, selected expert)
+        order = torch.argsort(flat, stable=True)  # expert-major, hence destination-rank-major
+        token = order // k  # source token of each row
+        send_counts = torch.bincount(flat, minlength=E)  # [E]: rows per expert from this rank
+    recv_counts = all_to_all_rows(comm, send_counts, [E_loc] * EP, [E_loc] * EP, "ep",
+                                  "moe_dispatch_counts").view(EP, E_loc)  # [EP sources, E/EP]
+    send_rows = send_counts.view(EP, E_loc).sum(dim=1).tolist()
     recv_rows = recv_counts.sum(dim=1).tolist()
-    rows = x[order // k]  # [B_loc k, H]
-    received = comm.all_to_all_rows("moe_dispatch_all_to_all", rows, send_rows, recv_rows, ep_group)
-    # received: [sum recv, H], grouped by source rank, expert-major inside each source
-    out = torch.empty_like(received)
-    expert_of_row = torch.repeat_interleave(
-        torch.arange(E_loc).repeat(ep), recv_counts.reshape(-1))  # local expert of each received row
-    for j in range(E_loc):
-        sel = torch.where(expert_of_row == j)[0]
-        if sel.numel():
-            out[sel] = swiglu(received[sel], shard.gate[j], shard.up[j], shard.down[j])
-    back = comm.all_to_all_rows("moe_combine_all_to_all", out, recv_rows, send_rows, ep_group)  # [B_loc k, H]
-    y = torch.zeros_like(x)
-    y.index_add_(0, order // k, back * w.reshape(-1)[order, None].to(back.dtype))
-    return y + shared_partial(x, shard), expert_load(idx, E)
+    received = all_to_all_rows(comm, x[token], send_rows, recv_rows, "ep",
+                               "moe_dispatch_all_to_all")  # [rows in, H]: by source, expert-major
+    with comm.phase("moe_experts"):
+        expert_of_row = torch.repeat_interleave(torch.arange(E_loc, device=x.device).repeat(EP),
+                                                recv_counts.reshape(-1))  # local expert of each row
+        out = torch.zeros_like(received)
+        for j in range(E_loc):
+            rows = torch.where(expert_of_row == j)[0]
+            if rows.numel():
+                out[rows] = swiglu(received[rows], shard.gate[j], shard.up[j], shard.down[j])
+    back = all_to_all_rows(comm, out, recv_rows, send_rows, "ep", "moe_combine_all_to_all")  # [B_loc k, H]
+    with comm.phase("moe_experts"):
+        y = torch.zeros_like(x)
+        y.index_add_(0, token, back * w.reshape(-1)[order, None].to(back.dtype))
+        y = y + shared_partial(x, shard)  # the shared expert runs whole on every rank
+    return y, expert_load(idx, E)
+
+
+# ---------------------------------------------------------------- FFN process groups
+
+
+def ensure_ffn_groups(comm, timeout_s: float = 60.0) -> None:
+    """Give ``comm`` the "tpf" and "ep" groups of its layout if it lacks them (call on every rank).
+
+    ASSUMPTION: helix.runtime.comm builds only tpa/kvp/attention/stage groups today; this adds the
+    FFN families in the same every-rank order ``new_group`` needs (see the issue-5 report).
+    """
+    if "tpf" in comm.group_sizes and "ep" in comm.group_sizes:
+        return
+    layout = comm.layout
+    for name, families in (("tpf", layout.tpf_groups()), ("ep", layout.ep_groups())):
+        for ranks in families:
+            group = dist.new_group(ranks, timeout=timedelta(seconds=timeout_s)) if dist.is_initialized() else None
+            if comm.rank in ranks:
+                comm._groups[name], comm.group_sizes[name] = group, len(ranks)

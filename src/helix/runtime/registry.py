@@ -21,7 +21,7 @@ import torch
 
 from helix.errors import HelixInputError
 
-FAMILIES = {"llama": "helix.runtime.llama"}
+FAMILIES = {"llama": "helix.runtime.llama", "deepseek": "helix.runtime.deepseek"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +61,11 @@ MODELS: dict[str, ModelEntry] = {
                        num_attention_heads=8, num_key_value_heads=4, head_dim=64,
                        max_position_embeddings=1 << 20, rope_parameters=dict(_LLAMA3_ROPE, rope_theta=500000.0)),
         "2 layers, H=256, Q=8, K=4, Hsz=64, F=512, V=1000; for timing (attention-heavy at long context)"),
+    "tiny-deepseek": ModelEntry(
+        "tiny-deepseek", "deepseek",
+        lambda: importlib.import_module("helix.runtime.deepseek").tiny_deepseek(seed=0),
+        "DeepSeek-V3 MLA + MoE: 4 layers (1 dense), H=64, Q=8, d_c=32, d_r=8, v=16, E=16 in 4 groups, k=4, "
+        "1 shared expert, V=256, YaRN RoPE; random weights, seed 0"),
 }
 
 

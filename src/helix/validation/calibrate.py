@@ -6,8 +6,9 @@ with ``torch.set_num_threads(1)``:
 
 - memory bandwidth: streaming read (``tensor.sum()``) of fp32 buffers well beyond the last-level
   cache, alone and with every rank streaming at once (ranks share the memory controllers);
-- decode GEMV bandwidth: ``x[B, K] @ W[K, N]`` with W beyond the cache, weight-read bound; its ratio
-  to the streaming rate is the achieved-bandwidth factor (``hbm_efficiency``);
+- decode attention bandwidth: GQA QK^T / softmax / PV over a KV cache beyond the cache; its ratio
+  to the streaming rate is the achieved-bandwidth factor (``hbm_efficiency``, as the GPU presets take
+  it from an attention kernel); decode GEMVs ``x[B, K] @ W[K, N]`` are recorded beside it;
 - matmul FLOP/s per dtype (fp32, bf16) and size class (small, medium, large square GEMMs);
 - op launch overhead: a tiny ``torch.add`` (the fixed cost of one eager op);
 - collectives on the backend in use (gloo on CPU): all-reduce, all-gather, all-to-all over message
@@ -126,6 +127,29 @@ def measure_gemv(weight_bytes: int, rows: int, repeats: int) -> Measurement:
     return Measurement("gemv", "fp32", f"{rows}x{k}x{n}", nb, 2.0 * rows * n * k, 1, med, nb / med, repeats)
 
 
+def measure_decode_attention(kv_bytes: int, repeats: int) -> Measurement:
+    """GQA decode attention over a KV cache beyond the cache: QK^T, softmax (LSE), PV, fp32.
+
+    Shapes: B = 4, K = 4 KV heads, g = 2 query heads per KV head, Hsz = 64; bytes = K + V read.
+    """
+    import torch
+
+    b, kh, g, hsz = 4, 4, 2, 64
+    s = kv_bytes // (2 * b * kh * hsz * 4)
+    k, v = torch.randn(b, kh, s, hsz), torch.randn(b, kh, s, hsz)
+    q = torch.randn(b, kh, g, 1, hsz)
+
+    def attend():
+        scores = torch.einsum("bkgtd,bksd->bkgts", q, k) * hsz**-0.5  # [B, K, g, 1, S]
+        lse = torch.logsumexp(scores, dim=-1, keepdim=True)
+        return torch.einsum("bkgts,bksd->bkgtd", torch.exp(scores - lse), v)
+
+    med = fit.robust_median_s(time_call_s(attend, repeats=repeats))
+    nb = float(2 * b * kh * s * hsz * 4)
+    return Measurement("decode_attention", "fp32", f"B={b} K={kh} g={g} Hsz={hsz} S={s}", nb,
+                       4.0 * b * kh * g * s * hsz, 1, med, nb / med, repeats)
+
+
 def measure_matmul(dtype: str, size: int, size_class: str, repeats: int) -> Measurement:
     import torch
 
@@ -156,6 +180,7 @@ def measure_local(plan: ComputePlan) -> list[Measurement]:
         out = [measure_launch(plan.repeats)]
         out += [measure_stream_read(n, plan.repeats) for n in plan.stream_bytes]
         out += [measure_gemv(plan.gemv_weight_bytes, r, plan.repeats) for r in plan.gemv_rows]
+        out.append(measure_decode_attention(plan.gemv_weight_bytes, plan.repeats))
         for dtype in plan.dtypes:
             for cls_name, size in plan.matmul_sizes.items():
                 out.append(measure_matmul(dtype, size, cls_name, plan.repeats))
@@ -176,12 +201,25 @@ class CollectivePlan:
 
     @classmethod
     def quick(cls) -> CollectivePlan:
-        return cls(message_bytes=(256, 4096, 65536), rounds=3, concurrent_stream_bytes=4 * MIB)
+        return cls(message_bytes=(256, 65536), rounds=2, concurrent_stream_bytes=4 * MIB)
 
 
 def _inner_iterations(n_bytes: int) -> int:
     """Back-to-back calls per timed round: many for latency-bound sizes, few for large ones."""
     return int(np.clip(2_000_000 // max(n_bytes, 1), 2, 200))
+
+
+def _collective_op(dist, torch, kind: str, n: int, world: int):
+    """(message bytes in the simulator's convention, a no-argument call) for one collective."""
+    elems = max(n // 4, world) // world * world  # divisible by the group for all-to-all / all-gather
+    if kind == "all_reduce":  # n = the full buffer
+        buf = torch.ones(elems)
+        return elems * 4, lambda: dist.all_reduce(buf)
+    if kind == "all_gather":  # n = the output
+        src, dst = torch.ones(elems // world), [torch.empty(elems // world) for _ in range(world)]
+        return elems * 4, lambda: dist.all_gather(dst, src)  # the list form, as helix.runtime.comm calls it
+    src, dst = torch.ones(elems), torch.empty(elems)  # all_to_all: n = the rank's send buffer
+    return elems * 4, lambda: dist.all_to_all_single(dst, src)
 
 
 def _collective_worker(rank: int, world: int, port: int, plan: CollectivePlan, out_dir: str) -> None:
@@ -197,33 +235,29 @@ def _collective_worker(rank: int, world: int, port: int, plan: CollectivePlan, o
         # Streaming read with every rank streaming at once: the bandwidth one rank gets under load.
         x = torch.ones(plan.concurrent_stream_bytes // 4)
         dist.barrier()
-        med = fit.robust_median_s(time_call_s(lambda: x.sum(), repeats=plan.rounds))
+        med = fit.robust_median_s(time_call_s(x.sum, repeats=plan.rounds))
         rows.append(Measurement("stream_read_all_ranks", "fp32", f"{plan.concurrent_stream_bytes / MIB:g} MiB",
                                 plan.concurrent_stream_bytes, 0.0, world, med,
                                 plan.concurrent_stream_bytes / med, plan.rounds).row())
-        del x
+        x = None
+        # Rounds are interleaved over every (kind, size), so a burst of load from elsewhere on the
+        # machine spreads over all points instead of bending one part of the curve.
+        ops, samples = [], {}
         for kind in plan.kinds:
             for n in plan.message_bytes:
-                elems = max(n // 4, world) // world * world  # divisible by the group for a2a / AG
-                nb = elems * 4
-                if kind == "all_reduce":
-                    buf = torch.ones(elems)
-                    def op(buf=buf):
-                        dist.all_reduce(buf)
-                elif kind == "all_gather":  # n = output bytes
-                    src, dst = torch.ones(elems // world), torch.empty(elems)
-                    def op(src=src, dst=dst):
-                        dist.all_gather_into_tensor(dst, src)
-                else:  # all_to_all: n = the rank's send buffer
-                    src, dst = torch.ones(elems), torch.empty(elems)
-                    def op(src=src, dst=dst):
-                        dist.all_to_all_single(dst, src)
-                inner = _inner_iterations(nb)
+                ops.append((kind, *_collective_op(dist, torch, kind, n, world)))
+        for _kind, _nb, op in ops:
+            for _ in range(2):
+                op()
+        for _ in range(plan.rounds):
+            for kind, nb, op in ops:
                 dist.barrier()
-                samples = time_call_s(op, repeats=plan.rounds, warmup=2, inner=inner)
-                # Every rank leaves a collective together; rank 0's clock is the group's.
-                rows.append(Measurement(kind, "fp32", f"{nb} B", nb, 0.0, world, fit.robust_median_s(samples),
-                                        0.0, plan.rounds).row())
+                inner = _inner_iterations(nb)
+                samples.setdefault((kind, nb), []).extend(time_call_s(op, repeats=1, warmup=0, inner=inner))
+        for (kind, nb), ts in samples.items():
+            # Every rank leaves a collective together; rank 0's clock is the group's.
+            rows.append(Measurement(kind, "fp32", f"{nb} B", nb, 0.0, world, fit.robust_median_s(ts), 0.0,
+                                    len(ts)).row())
         if rank == 0:
             import json
 
@@ -287,8 +321,9 @@ def build_profile(measurements: list[Measurement], *, name: str, cores: int) -> 
     if concurrent:
         bw_note += f", {concurrent[0].rate / 1e9:.2f} GB/s per rank with {cores} ranks streaming at once (used)"
     gemv = first("gemv")
-    gemv_bw = float(np.median([m.rate for m in gemv]))
-    eff = min(1.0, gemv_bw / bw)
+    gemv_note = ", ".join(f"B={m.size.split('x')[0]}: {m.rate / 1e9:.1f} GB/s" for m in gemv)
+    attn = first("decode_attention")[0]
+    eff = min(1.0, attn.rate / stream)
     mm = first("matmul")
     fp32 = [m for m in mm if m.dtype == "fp32"]
     peak32 = max(m.rate for m in fp32)
@@ -331,9 +366,10 @@ def build_profile(measurements: list[Measurement], *, name: str, cores: int) -> 
         "link_bytes_per_s_per_direction": e(link_bw, "1 / fitted s-per-byte: " + how),
         "scale_out_bytes_per_s_per_direction": e(link_bw, "single host: no scale-out tier (= link)", False),
         "hbm_usable_fraction": e(0.8, "ASSUMPTION: 20 % of a core's memory share left to the OS, Python, torch"),
-        "hbm_efficiency": e(eff, f"decode GEMV (fp32 x[B,4096] @ W, W {gemv[0].n_bytes / MIB:.0f} MiB, "
-                            f"B = {', '.join(str(m.size.split('x')[0]) for m in gemv)}) median "
-                            f"{gemv_bw / 1e9:.2f} GB/s / streaming {bw / 1e9:.2f} GB/s"),
+        "hbm_efficiency": e(eff, f"GQA decode attention (fp32 einsum QK^T, logsumexp, PV; {attn.size}; "
+                            f"{attn.n_bytes / MIB:.0f} MiB of K+V) {attn.rate / 1e9:.2f} GB/s / streaming alone "
+                            f"{stream / 1e9:.2f} GB/s, one thread. Decode GEMV x[B,4096] @ W[4096,8192] for "
+                            f"comparison: {gemv_note}"),
         "flop_efficiency": e(1.0, "the peak slot already holds the measured rate"),
         "link_efficiency": e(1.0, "the link bandwidth already holds the fitted achieved rate"),
         "kernel_launch_s": e(launch, "median per-call time of a 1-element torch.add (eager op overhead), one thread"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 
 from helix.errors import HelixInputError
@@ -58,7 +59,8 @@ def _run_calibrate(args: argparse.Namespace) -> int:
     summary = {"profile": str(out), "measurements": str(measurements_path), "name": hw.name,
                "wall_s": round(cal_result.wall_s, 1),
                "hbm_bytes_per_s": hw.hbm_bytes_per_s, "peak_flops_per_s_fp32": hw.peak_flops_per_s_bf16,
-               "kernel_launch_s": hw.kernel_launch_s, "link_bytes_per_s_per_direction": hw.link_bytes_per_s_per_direction,
+               "kernel_launch_s": hw.kernel_launch_s,
+               "link_bytes_per_s_per_direction": hw.link_bytes_per_s_per_direction,
                "sync_latency_s": hw.sync_latency_s}
     if cal_result.collective_fit is not None:
         summary["collective_fit_median_abs_error"] = round(cal_result.collective_fit.median_abs_error, 4)
@@ -77,10 +79,12 @@ def _run_validate(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise HelixInputError("--out", f"{args.out!r} exists and is not a directory")
     _writable_dir("--out", out)
+    if args.repeats is not None and args.repeats < 1:
+        raise HelixInputError("--repeats", f"must be >= 1, got {args.repeats}")
     from helix.validation import validate as val
 
     grid = val.tiny_grid() if args.quick else val.default_grid(os.cpu_count() or 1)
-    result = val.run_validation(grid, hw, repeats=args.repeats)
+    result = val.run_validation(grid, hw, repeats=args.repeats, progress=lambda m: print(m, file=sys.stderr))
     paths = val.write_outputs(result, out)
     print(val.format_table(result))
     print(json.dumps({"out": str(out), "files": [str(p) for p in paths], **result.summary_json()}))

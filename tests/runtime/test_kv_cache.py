@@ -1,0 +1,64 @@
+"""KV ownership rules and the per-rank cache (no process group)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from helix.errors import HelixInputError
+from helix.runtime.kv_cache import KVCache, kv_owner
+
+
+def _blocks_of(rule: str, prompt_tokens: int, total: int, kvp: int, block: int) -> list[list[int]]:
+    owner = kv_owner(torch.arange(total), prompt_tokens, kvp, block, rule)
+    return [sorted({int(p) // block for p in (owner == r).nonzero().flatten()}) for r in range(kvp)]
+
+
+def test_round_robin_five_blocks_over_two_ranks():
+    # reference/implementations.md §2.5: 5 blocks, cp=2 -> rank0 {0,2,4}, rank1 {1,3}
+    assert _blocks_of("round_robin", 80, 80, 2, 16) == [[0, 2, 4], [1, 3]]
+
+
+def test_contiguous_five_blocks_over_two_ranks():
+    # the older TRT-LLM split: rank0 {0,1,2}, rank1 {3,4}
+    assert _blocks_of("contiguous", 80, 80, 2, 16) == [[0, 1, 2], [3, 4]]
+
+
+def test_generated_tokens_under_each_rule():
+    gen = torch.arange(37, 37 + 40)  # prompt of 37 tokens (3 blocks of 16), 40 generated
+    assert set(kv_owner(gen, 37, 4, 16, "last_rank").tolist()) == {3}
+    assert kv_owner(torch.tensor([47, 48, 64, 80]), 37, 4, 16, "round_robin").tolist() == [2, 3, 0, 1]
+    assert kv_owner(torch.tensor([47, 48, 64, 80]), 37, 4, 16, "contiguous").tolist() == [2, 3, 0, 1]
+    # contiguous prompt of 3 blocks over 4 ranks: one block each for ranks 0-2, rank 3 empty
+    assert kv_owner(torch.tensor([0, 16, 36]), 37, 4, 16, "contiguous").tolist() == [0, 1, 2]
+
+
+def test_unknown_rule_and_bad_block_are_input_errors():
+    with pytest.raises(HelixInputError, match="ownership: unknown rule 'striped'"):
+        kv_owner(torch.arange(3), 3, 2, 16, "striped")
+    with pytest.raises(HelixInputError, match="block_tokens"):
+        kv_owner(torch.arange(3), 3, 2, 0)
+
+
+def test_cache_keeps_owned_tokens_with_their_global_positions():
+    cache = KVCache(num_layers=1, batch_size=1, kv_heads=1, head_dim=1, kvp_rank=1, kvp=2, prompt_tokens=5,
+                    block_tokens=2)
+    positions = torch.arange(5)
+    kv = positions.float().view(1, 5, 1, 1)  # value = position
+    cache.reserve(positions)
+    cache.write(0, kv, kv)
+    for p in (5, 6, 7):  # decode: 5 -> block 2 (rank 0), 6, 7 -> block 3 (rank 1)
+        cache.reserve(torch.tensor([p]))
+        cache.write(0, torch.full((1, 1, 1, 1), float(p)), torch.full((1, 1, 1, 1), float(p)))
+    k, v, pos = cache.view(0)
+    assert pos.tolist() == [2, 3, 6, 7] and k.flatten().tolist() == [2.0, 3.0, 6.0, 7.0]
+    assert cache.length == 4
+
+
+def test_cache_grows_past_its_initial_capacity():
+    cache = KVCache(1, 2, 1, 3, kvp_rank=0, kvp=1, prompt_tokens=100)
+    kv = torch.randn(2, 100, 1, 3)
+    cache.reserve(torch.arange(100))
+    cache.write(0, kv, kv)
+    k, _, pos = cache.view(0)
+    assert torch.equal(k, kv.transpose(1, 2)) and pos.tolist() == list(range(100))

@@ -1,0 +1,199 @@
+"""Calibration: the fits recover known alpha and beta, the profile loads, the CLI fails cleanly.
+
+Synthetic timings are written out by hand from the alpha-beta forms (reference/hardware_models.md
+§2.1), never by calling the fitting code's own design matrix.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from helix.cli import main
+from helix.specs.hardware import hardware_from_mapping, load_hardware
+from helix.specs.precision import PrecisionSpec
+from helix.validation import calibrate as cal
+from helix.validation import fit
+
+SIZES = np.array([64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304], dtype=float)
+
+
+# ---------------------------------------------------------------- fit_line
+
+
+def test_fit_line_recovers_alpha_beta_exactly():
+    alpha, beta = 35e-6, 1 / 2.5e9  # 35 us, 2.5 GB/s
+    f = fit.fit_line(SIZES, alpha + beta * SIZES)
+    assert f.coefficients["alpha"] == pytest.approx(alpha, rel=1e-9)
+    assert f.coefficients["beta"] == pytest.approx(beta, rel=1e-9)
+    assert f.max_abs_error < 1e-9
+
+
+def test_fit_line_with_noise_stays_within_noise():
+    rng = np.random.default_rng(0)
+    alpha, beta = 80e-6, 1 / 4e9
+    t = (alpha + beta * SIZES) * (1 + 0.02 * rng.standard_normal(SIZES.size))
+    f = fit.fit_line(SIZES, t)
+    assert f.coefficients["alpha"] == pytest.approx(alpha, rel=0.03)
+    assert f.coefficients["beta"] == pytest.approx(beta, rel=0.03)
+    assert 0.005 < f.median_abs_error < 0.04  # the residuals are the injected 2 % noise
+
+
+def test_relative_fit_weighs_small_messages():
+    # One 10x outlier at the largest size: relative LSQ keeps alpha, absolute LSQ does not.
+    alpha, beta = 50e-6, 1e-9
+    t = alpha + beta * SIZES
+    t[-1] *= 1.5
+    rel = fit.fit_line(SIZES, t, relative=True).coefficients["alpha"]
+    ab = fit.fit_line(SIZES, t, relative=False).coefficients["alpha"]
+    assert abs(rel - alpha) / alpha < 0.35
+    assert abs(ab - alpha) / alpha > abs(rel - alpha) / alpha
+
+
+# ---------------------------------------------------------------- collectives
+
+
+def _synthetic(sync, ring_base, ring_hop, beta, ps=(2, 4, 8)):
+    """Hand-written forms: AR ring, AG ring, A2A direct (n as helix.cost.collectives defines it)."""
+    kinds, ns, groups, times = [], [], [], []
+    for p in ps:
+        for n in SIZES:
+            kinds += ["all_reduce", "all_gather", "all_to_all"]
+            ns += [n, n, n]
+            groups += [p, p, p]
+            times += [ring_base + 2 * (p - 1) * ring_hop + 2 * (p - 1) / p * n * beta,
+                      ring_base + (p - 1) * ring_hop + (p - 1) / p * n * beta,
+                      sync + (p - 1) / p * n * beta]
+    return kinds, ns, groups, np.array(times)
+
+
+def test_fit_collectives_recovers_every_term():
+    truth = {"sync_latency_s": 40e-6, "ring_base_latency_s": 25e-6, "ring_hop_latency_s": 7e-6,
+             "s_per_byte": 1 / 3e9}
+    f = fit.fit_collectives(*_synthetic(*truth.values()))
+    for k, v in truth.items():
+        assert f.coefficients[k] == pytest.approx(v, rel=1e-6), k
+    assert f.max_abs_error < 1e-6
+
+
+def test_fit_collectives_two_ranks_separates_ring_base_and_hop():
+    # p = 2 only: AR has 2 ring steps, AG one, so base and hop are still identifiable.
+    truth = (30e-6, 60e-6, 20e-6, 1 / 1.5e9)
+    f = fit.fit_collectives(*_synthetic(*truth, ps=(2,)))
+    got = [f.coefficients[k] for k in fit.COLLECTIVE_TERMS]
+    np.testing.assert_allclose(got, truth, rtol=1e-6)
+
+
+def test_fit_collectives_with_noise():
+    rng = np.random.default_rng(1)
+    kinds, ns, groups, t = _synthetic(100e-6, 150e-6, 0.0, 1 / 1e9, ps=(2,))
+    f = fit.fit_collectives(kinds, ns, groups, t * (1 + 0.03 * rng.standard_normal(t.size)))
+    assert f.coefficients["s_per_byte"] == pytest.approx(1e-9, rel=0.05)
+    assert f.coefficients["sync_latency_s"] == pytest.approx(100e-6, rel=0.08)
+    assert f.coefficients["ring_base_latency_s"] + 2 * f.coefficients["ring_hop_latency_s"] == pytest.approx(
+        150e-6, rel=0.08)
+
+
+def test_nonnegative_lstsq_clamps_and_is_optimal():
+    a = np.array([[1.0, 0.0], [1.0, 1.0], [1.0, 2.0]])
+    b = np.array([3.0, 2.0, 1.0])  # unconstrained slope -1: the best non-negative slope is 0
+    x = fit.nonnegative_lstsq(a, b)
+    np.testing.assert_allclose(x, [2.0, 0.0], atol=1e-12)  # mean of b with the slope clamped
+
+
+def test_fit_rejects_bad_input():
+    with pytest.raises(ValueError, match="at least 2 points"):
+        fit.fit_line([1.0], [1.0])
+    with pytest.raises(ValueError, match="unknown collective kind 'broadcast'"):
+        fit.collective_design(["broadcast"], [8], [2])
+    with pytest.raises(ValueError, match="times must be > 0"):
+        fit.fit_line([1.0, 2.0], [1.0, 0.0])
+
+
+def test_summarize_errors():
+    s = fit.summarize_errors(fit.relative_errors([1.1, 0.8, 2.0], [1.0, 1.0, 1.0]))
+    assert s == pytest.approx({"median_abs": 0.2, "max_abs": 1.0, "median": 0.1, "points": 3})
+
+
+# ---------------------------------------------------------------- profile
+
+
+def _measurements():
+    M = cal.Measurement
+    rows = [M("launch", "fp32", "add", 12, 1, 1, 3e-6, 0.0, 7),
+            M("stream_read", "fp32", "128 MiB", 128e6, 0, 1, 128e6 / 20e9, 20e9, 7),
+            M("stream_read_all_ranks", "fp32", "128 MiB", 128e6, 0, 2, 128e6 / 15e9, 15e9, 7),
+            M("gemv", "fp32", "1x4096x8192", 134e6, 6.7e7, 1, 134e6 / 12e9, 12e9, 7),
+            M("decode_attention", "fp32", "B=4", 128e6, 1e8, 1, 128e6 / 8e9, 8e9, 7),
+            M("matmul", "fp32", "large 1024^3", 1, 2 * 1024**3, 1, 2 * 1024**3 / 90e9, 90e9, 7),
+            M("matmul", "bf16", "large 1024^3", 1, 2 * 1024**3, 1, 2 * 1024**3 / 200e9, 200e9, 7)]
+    kinds, ns, groups, t = _synthetic(300e-6, 500e-6, 0.0, 1 / 2e9, ps=(2,))
+    rows += [M(k, "fp32", f"{n} B", n, 0, p, ti, 0.0, 7) for k, n, p, ti in zip(kinds, ns, groups, t, strict=True)]
+    return rows
+
+
+def test_build_profile_maps_measurements_to_fields():
+    profile, coll = cal.build_profile(_measurements(), name="test-cpu", cores=2)
+    hw = hardware_from_mapping("test", profile)
+    assert hw.hbm_bytes_per_s == pytest.approx(15e9, rel=1e-3)  # per rank with both ranks streaming
+    assert hw.hbm_efficiency == pytest.approx(8e9 / 20e9, rel=1e-3)  # attention / streaming alone
+    assert hw.peak_flops_per_s_bf16 == pytest.approx(90e9, rel=1e-3)  # the fp32 rate, in the bf16 slot
+    fp32 = PrecisionSpec.uniform("fp32").compute_class  # the runtime's fp32 runs in the bf16 slot
+    assert hw.peak_flops_per_s(fp32) == pytest.approx(90e9, rel=1e-3)
+    assert hw.kernel_launch_s == pytest.approx(3e-6, rel=1e-3)
+    assert hw.link_bytes_per_s_per_direction == pytest.approx(2e9, rel=1e-3)
+    assert hw.sync_latency_s == pytest.approx(300e-6, rel=1e-3)
+    assert hw.ring_base_latency_s == pytest.approx(500e-6, rel=1e-3)
+    assert hw.nvls_latency_s == 0.0 and hw.scale_up_domain_gpus == 2
+    assert coll.max_abs_error < 1e-6
+    for key in ("hbm_bytes_per_s", "kernel_launch_s", "link_bytes_per_s_per_direction", "sync_latency_s"):
+        assert key in hw.empirical and len(hw.sources[key]) > 20, key
+    assert "fp32" in hw.sources["peak_flops_per_s_bf16"]
+
+
+def test_profile_yaml_roundtrip(tmp_path):
+    profile, _ = cal.build_profile(_measurements(), name="roundtrip", cores=2)
+    path = tmp_path / "p.yaml"
+    cal.write_atomic(path, cal.profile_yaml(profile))
+    hw = load_hardware(path)
+    assert hw.name == "roundtrip"
+    assert hw.hbm_bytes_per_s == profile["hbm_bytes_per_s"]["value"]
+    assert [p.name for p in tmp_path.iterdir()] == ["p.yaml"]  # no temporary left behind
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def test_calibrate_quick_cli_writes_a_loadable_profile(tmp_path, capsys):
+    out = tmp_path / "cpu.yaml"
+    code = main(["calibrate", "--quick", "--out", str(out), "--max-ranks", "2", "--name", "smoke"])
+    assert code == 0
+    hw = load_hardware(out)
+    assert hw.name == "smoke"
+    rows = (tmp_path / "cpu.measurements.csv").read_text().splitlines()
+    kinds = {r.split(",")[0] for r in rows[1:]}
+    assert {"launch", "stream_read", "gemv", "decode_attention", "matmul"} <= kinds
+    import os
+
+    if (os.cpu_count() or 1) >= 2:  # the profile's latencies are the joint fit of the recorded timings
+        coll = [r.split(",") for r in rows[1:] if r.split(",")[0] in fit.KINDS]
+        assert {c[0] for c in coll} == set(fit.KINDS)
+        f = fit.fit_collectives([c[0] for c in coll], [float(c[3]) for c in coll], [int(c[5]) for c in coll],
+                                [float(c[6]) for c in coll])
+        assert hw.sync_latency_s == pytest.approx(f.coefficients["sync_latency_s"], rel=1e-3, abs=1e-9)
+        assert hw.ring_base_latency_s == pytest.approx(f.coefficients["ring_base_latency_s"], rel=1e-3, abs=1e-9)
+    assert '"profile"' in capsys.readouterr().out.splitlines()[-1]
+
+
+@pytest.mark.parametrize("argv, field", [
+    (["calibrate", "--out", "profile.txt"], "--out"),
+    (["calibrate", "--quick", "--max-ranks", "0"], "--max-ranks"),
+    (["validate", "--hardware", "missing-profile.yaml"], "--hardware"),
+    (["validate", "--hardware", "no-such-preset"], "--hardware"),
+])
+def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, monkeypatch, capsys, argv, field):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and field in err[0]
+    assert list(tmp_path.iterdir()) == []

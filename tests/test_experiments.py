@@ -1,0 +1,94 @@
+"""`helix reproduce --quick` end to end on the reduced grid (<= 16 GPUs): files, summary.json, report."""
+
+import json
+import re
+
+import numpy as np
+import pytest
+
+from helix import load_hardware, load_model, search
+from helix.cli import main
+from helix.experiments import failure_modes
+from helix.report import PAPER_CLAIMS
+
+CLAIM_IDS = ["dsr1.max_interactivity_ratio", "dsr1.max_batch_ratio", "dsr1.throughput_ratio",
+             "llama405b.max_interactivity_ratio", "llama405b.throughput_ratio", "llama405b.max_batch_ratio",
+             "dsr1.hopb_off_interactivity_loss", "llama405b.hopb_off_interactivity_loss"]
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    out = tmp_path_factory.mktemp("results")
+    code = main(["reproduce", "--out", str(out), "--quick", "--quiet"])
+    assert code == 0
+    return out
+
+
+def test_summary_json_has_exactly_the_claims(results):
+    d = json.loads((results / "summary.json").read_text())
+    assert set(d) == {"claims", "points_evaluated", "wall_s"}
+    assert [c["id"] for c in d["claims"]] == CLAIM_IDS
+    papers = {c["id"]: c["paper"] for c in d["claims"]}
+    assert papers == {"dsr1.max_interactivity_ratio": 1.5, "dsr1.max_batch_ratio": 32, "dsr1.throughput_ratio": 32,
+                      "llama405b.max_interactivity_ratio": 1.13, "llama405b.throughput_ratio": 4,
+                      "llama405b.max_batch_ratio": 4, "dsr1.hopb_off_interactivity_loss": 0.01,
+                      "llama405b.hopb_off_interactivity_loss": 0.12}
+    for c in d["claims"]:
+        assert set(c) == {"id", "section", "paper", "ours", "unit", "note"}
+        assert isinstance(c["ours"], float) and np.isfinite(c["ours"]) and c["note"]
+    assert 0 < d["wall_s"] < 60
+
+
+def test_claims_equal_the_search_definitions(results):
+    """summary.json's numbers are helix.search's metrics on the same (quick) sweep, not a second formula."""
+    d = {c["id"]: c["ours"] for c in json.loads((results / "summary.json").read_text())["claims"]}
+    hw = load_hardware("gb200-nvl72")
+    sw = search.sweep(load_model("deepseek-r1"), hw, 10**6, max_gpus=16)
+    c = search.helix_vs_baseline(sw.points)
+    assert d["dsr1.max_interactivity_ratio"] == round(c.max_interactivity_ratio, 4)
+    assert d["dsr1.throughput_ratio"] == round(c.throughput.max_ratio, 4)
+    assert d["dsr1.max_batch_ratio"] == round(c.batch.max_ratio, 4)
+    assert json.loads((results / "summary.json").read_text())["points_evaluated"]["deepseek-r1"] == len(sw.points)
+
+
+def test_report_has_every_section_and_its_figures(results):
+    text = (results / "report.md").read_text()
+    for title in ("Fig. 1", "§4.1", "§4.2", "§4.3", "§5", "§6", "§7.1", "§7.2", "§9", "Sensitivity"):
+        assert f"## {title}" in text, title
+    for cid in CLAIM_IDS:
+        assert cid in text
+    pngs = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", text)
+    assert len(pngs) >= 14
+    for png in pngs:
+        assert (results / png).stat().st_size > 5_000, png
+    assert "max interactivity ratio   max tokens/s/user of Helix" in text  # definitions quoted from code
+
+
+def test_fig1_reproduces_appendix_a(results):
+    rows = (results / "fig1_tp.csv").read_text().splitlines()[1:]
+    kv = [float(r.split(",")[2]) for r in rows]
+    assert kv == pytest.approx([1024, 512, 256, 128, 128, 128, 128], rel=1e-9)
+    weights = [float(r.split(",")[4]) for r in rows]
+    assert weights[0] == pytest.approx(237.0, abs=0.05)  # (2HQHsz + 2HKHsz + 3HF) x 0.5 B / 8 TB/s
+
+
+def test_kv_hotspot_policies():
+    t, kv = failure_modes.kv_hotspots(kvp=4, prefill=1000, steps=640)
+    total = 1000 + t
+    for v in kv.values():
+        assert np.array_equal(v.sum(axis=1), total)  # every token lands on exactly one rank
+    rr = kv["round_robin"][-1]
+    assert rr.max() - rr.min() <= failure_modes.ROUND_ROBIN_BLOCK
+    assert kv["last_rank"][-1].tolist() == [250, 250, 250, 250 + 640]
+    assert kv["contiguous"][-1].tolist() == [410, 410, 410, 410]  # M = ceil(1640 / 4)
+
+
+def test_reproduce_rejects_a_file_as_out(tmp_path, capsys):
+    f = tmp_path / "x"
+    f.write_text("")
+    assert main(["reproduce", "--out", str(f), "--quick"]) == 2
+    assert "--out" in capsys.readouterr().err
+
+
+def test_paper_claim_table_is_the_issue_list():
+    assert list(PAPER_CLAIMS) == CLAIM_IDS

@@ -1,0 +1,117 @@
+"""Validation pipeline: rank combination, term matching and errors by hand, then the tiny grid for real."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+
+from helix.layout import Layout
+from helix.specs.hardware import load_hardware
+from helix.specs.precision import PrecisionSpec
+from helix.step import simulate
+from helix.validation import validate as val
+
+P = val.GridPoint(kvp=2, tpa=1, hopb=False, batch=4, context=4096)
+
+
+# ---------------------------------------------------------------- pure parts, by hand
+
+
+def test_combine_ranks_takes_slowest_rank_then_median():
+    per_rank = [
+        {"step_s": [1.0, 5.0, 3.0], "phase_s": [{"ffn": 0.1}, {"ffn": 0.5}, {"ffn": 0.3}]},
+        {"step_s": [2.0, 4.0, 1.0], "phase_s": [{"ffn": 0.2}, {"ffn": 0.1}, {"ffn": 0.4, "kvp_all_to_all": 0.9}]},
+    ]
+    m = val.combine_ranks(P, per_rank)
+    assert m.step_s == 3.0  # slowest per repeat: [2, 5, 3] -> median 3
+    assert m.phase_s == {"ffn": 0.4, "kvp_all_to_all": 0.0}  # [0.2, 0.5, 0.4] -> 0.4; [0, 0, 0.9] -> 0
+    assert m.spread == pytest.approx((5 - 2) / 3)
+    assert m.samples == 3
+
+
+def test_compare_matches_terms_and_computes_errors():
+    measured = val.Measured(P, step_s=0.010, phase_s={"local_attention": 0.006, "kvp_all_to_all": 0.001,
+                                                       "qkv_projection": 0.0005}, samples=5, spread=0.1)
+    breakdown = {"attention": 0.0048, "kvp_all_to_all": 0.0015, "qkv_projection": 0.0005, "ffn": 0.0002,
+                 "embedding_lm_head": 0.0001}
+    row = val.compare(measured, breakdown, ttl_s=0.0071)
+    assert row.error == pytest.approx((0.0071 - 0.010) / 0.010)
+    assert row.terms["attention"] == (0.0048, 0.006)
+    assert row.terms["ffn"] == (0.0002, 0.0)  # predicted, not timed by the runtime
+    assert row.terms[val.OTHER] == pytest.approx((0.0001, 0.010 - 0.0075))
+    ts = {t["term"]: t for t in val.term_summary([row])}
+    assert ts["attention"]["err_median"] == pytest.approx(-0.2)
+    assert ts["kvp_all_to_all"]["err_median"] == pytest.approx(0.5)
+    assert "ffn" not in ts  # no measurement to compare with
+
+
+def _row(p, meas, pred, a2a=None):
+    terms = {} if a2a is None else {"kvp_all_to_all": (0.001, a2a)}
+    return val.Row(p, meas, pred, 0.0, terms)
+
+
+def test_shape_checks_linearity_a2a_and_hopb():
+    rows = []
+    for s in (1000, 2000, 4000):
+        off = val.GridPoint(2, 1, False, 4, s)
+        on = val.GridPoint(2, 1, True, 4, s)
+        rows.append(_row(off, 0.002 + 1e-6 * s, 0.002 + 1.1e-6 * s, a2a=0.001))
+        rows.append(_row(on, 0.0015 + 1e-6 * s, 0.0016 + 1.1e-6 * s))
+    checks = val.shape_checks(rows)
+    lin = [c for c in checks if c["check"] == "linear in context"]
+    assert len(lin) == 2 and all(c["ok"] for c in lin)
+    assert "slope 1000.0 ns/token" in lin[0]["measured"]
+    a2a = [c for c in checks if c["check"] == "all-to-all independent of context"]
+    assert len(a2a) == 1 and a2a[0]["ok"]
+    gains = [c for c in checks if c["check"] == "HOP-B gain"]
+    assert [c["where"] for c in gains] == ["KVP=2 B=4 S=1000", "KVP=2 B=4 S=2000", "KVP=2 B=4 S=4000"]
+    assert gains[0]["measured"] == f"{(0.003 - 0.0025) / 0.003:+.1%}"
+
+
+# ---------------------------------------------------------------- the pipeline on a tiny grid
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    hw = load_hardware("h100")
+    grid = val.tiny_grid()
+    result = val.run_validation(grid, hw)
+    out = tmp_path_factory.mktemp("validation")
+    return grid, hw, result, out, val.write_outputs(result, out)
+
+
+def test_tiny_grid_rows_match_the_grid_and_the_simulator(tiny):
+    grid, hw, result, _, _ = tiny
+    assert [r.point for r in result.rows] == list(grid.points)
+    model = val.model_spec_for(grid.model)
+    for r in result.rows:
+        p = r.point
+        want = simulate(model, hw, Layout.helix(kvp=p.kvp, tpa=p.tpa), p.batch, p.context,
+                        PrecisionSpec.uniform("fp32"), overlap="pipelined" if p.hopb else "serial")
+        assert r.predicted_s == float(want.ttl_s)
+        assert r.error == (r.predicted_s - r.measured_s) / r.measured_s
+        assert r.measured_s > 1e-4  # a real step: at least 100 us of gloo collectives and attention
+        named = sum(m for t, (_, m) in r.terms.items() if t != val.OTHER)
+        assert r.terms[val.OTHER][1] == pytest.approx(max(r.measured_s - named, 0.0), abs=1e-12)
+        assert r.terms["kvp_all_to_all"][1] > 0  # KVP = 2: the exchange ran and was timed
+
+
+def test_tiny_grid_files(tiny):
+    _, _, result, out, paths = tiny
+    assert sorted(p.name for p in paths) == ["terms.csv", "validation.csv", "validation.md", "validation.png"]
+    with open(out / "validation.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(result.rows) == 4
+    for row, r in zip(rows, result.rows, strict=True):
+        meas, pred = float(row["measured_ms"]), float(row["predicted_ms"])
+        assert float(row["error"]) == pytest.approx((pred - meas) / meas, abs=2e-4)
+        assert (int(row["kvp"]), int(row["hopb"]), int(row["context"])) == (r.point.kvp, int(r.point.hopb),
+                                                                          r.point.context)
+    s = result.summary()
+    errors = np.array([r.error for r in result.rows])
+    assert s["median_abs"] == pytest.approx(float(np.median(np.abs(errors))))
+    md = (out / "validation.md").read_text()
+    assert f"median |error| **{s['median_abs']:.1%}**" in md
+    assert (out / "validation.png").stat().st_size > 10_000
