@@ -33,15 +33,55 @@ def test_helix_run_spawns_workers_and_reports(capsys):
     assert "decode step ms (rank 0):" in out and "HOP-B: decode step mean" in out
 
 
+@pytest.mark.slow
+def test_helix_run_deepseek_dp_ep_reports_expert_load(capsys):
+    argv = ["run", "--model", "tiny-deepseek", "--strategy", "dp_ep", "--gpus", "2", "--batch", "2",
+            "--prompt-len", "9", "--new-tokens", "3"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["tokens_match_hf"] is True and summary["traffic_matches_simulator"] is True
+    assert (summary["strategy"], summary["dp"], summary["ep"]) == ("dp_ep", 2, 2)
+    phases = {r["phase"]: r for r in summary["collectives"]}
+    assert set(phases) == {"moe_dispatch_counts", "moe_dispatch_all_to_all", "moe_combine_all_to_all"}
+    assert phases["moe_dispatch_counts"]["bytes"] == 3 * 16 * 8  # E int64 per MoE layer
+    assert phases["moe_dispatch_all_to_all"]["bytes"] == 3 * 1 * 4 * 64 * 4  # B_loc k H 4 per MoE layer
+    assert "(mean over 2 ranks: routing-dependent)" in out
+    # 2 decode steps x 2 requests x top-4 per MoE layer
+    assert [sum(row) for row in summary["expert_load_decode"]] == [16, 16, 16]
+    assert "expert load over 2 decode steps" in out and "  layer 1: " in out
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--model", "gpt-17"], "helix run: error: --model: unknown runtime model 'gpt-17'"),
     (["--tpa", "3", "--kvp", "1"], "helix run: error: tpa: must divide the KV heads (4), got 3"),
     (["--batch", "0"], "helix run: error: --batch: must be >= 1, got 0"),
+    (["--kvp", "4", "--tpf", "3"], "helix run: error: --tpf: tpf*ep (=3*1) must equal kvp*tpa (=4)"),
+    (["--kvp", "2", "--gpus", "4"], "helix run: error: --gpus: must equal kvp*tpa (=2) for helix, got 4"),
+    (["--ep", "2"], "helix run: error: ep: must be 1 for the dense model 'tiny-llama', got 2"),
+    (["--strategy", "dp_ep", "--gpus", "2", "--batch", "2"],
+     "helix run: error: strategy: must be helix for the dense model 'tiny-llama' (dp_ep needs an MoE model)"),
+    (["--model", "tiny-deepseek", "--strategy", "dp_ep", "--kvp", "2"],
+     "helix run: error: --kvp: must be 1 under dp_ep"),
+    (["--model", "tiny-deepseek", "--strategy", "dp_ep", "--gpus", "4", "--ep", "2"],
+     "helix run: error: --ep: dp_ep uses EP = N (--gpus 4), got 2"),
+    (["--model", "tiny-deepseek", "--strategy", "dp_ep", "--gpus", "4", "--batch", "6"],
+     "helix run: error: --batch: must be a multiple of N (=4) under dp_ep"),
+    (["--model", "tiny-deepseek", "--kvp", "2", "--tpa", "2"],
+     "helix run: error: tpa: helix needs tpa <= KV heads (1) (MLA has one latent KV head, so TPA must be 1)"),
+    (["--model", "tiny-deepseek", "--kvp", "4", "--ep", "3"],
+     "helix run: error: ep: must divide kvp*tpa*dp (=4), got 3"),
+    (["--ownership", "striped"], "helix run: error: ownership: unknown rule 'striped'"),
 ])
 def test_bad_input_exits_2_with_one_line(capsys, argv, message):
     assert main(["run", *argv]) == 2
     err = capsys.readouterr().err
     assert err.startswith(message) and err.count("\n") == 1, err
+
+
+def test_helix_starts_without_importing_torch():
+    code = "import sys, helix.cli; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
 
 
 @pytest.mark.slow

@@ -16,8 +16,8 @@ from helix.cost.messages import step_messages
 from helix.errors import HelixInputError
 from helix.layout import Layout
 from helix.runtime.decoder import DecodeOptions
-from helix.runtime.deepseek import MoEJob, model_spec, run_moe_job, run_moe_spawned
-from helix.runtime.launch import RunSpec, WorkerError, prepare
+from helix.runtime.deepseek import model_spec
+from helix.runtime.launch import Job, RunSpec, WorkerError, prepare, run_job, run_spawned
 from helix.specs.precision import PrecisionSpec
 
 B, T, NEW = 4, 21, 6  # 21 prompt tokens: not a multiple of any block; B = 4 divides DP+EP's N = 4
@@ -45,8 +45,8 @@ class Reference:
     loads: list[torch.Tensor]  # per forward (prefill, decode0, ...): [MoE layers, E] from HF's router
 
 
-def _job(prompt, layout: Layout) -> MoEJob:
-    return MoEJob("tiny-deepseek", 1, 1, prompt, tuple(RUNS.values()), moe_layout=layout)
+def _job(prompt, layout: Layout) -> Job:
+    return Job.from_layout("tiny-deepseek", layout, prompt, tuple(RUNS.values()))
 
 
 @pytest.fixture(scope="module")
@@ -70,21 +70,21 @@ def reference() -> Reference:
 def runs(request, reference):
     layout = LAYOUTS[request.param]
     payload = dataclasses.replace(reference.payload, job=_job(reference.prompt, layout))
-    per_rank = run_moe_spawned(payload, timeout_s=120)
+    per_rank = run_spawned(payload, timeout_s=120)
     return layout, {name: [ranks[i] for ranks in per_rank] for i, name in enumerate(RUNS)}
 
 
 @pytest.fixture(scope="module")
 def single(reference):
     """KVP = 1 (TPF = EP = 1) in this process: no collectives at all."""
-    return {name: r for name, r in zip(RUNS, run_moe_job(0, 1, "", reference.payload), strict=True)}
+    return {name: r for name, r in zip(RUNS, run_job(0, 1, "", reference.payload), strict=True)}
 
 
 def test_single_device_equals_hf(single, reference):
     for name, r in single.items():
-        assert torch.equal(r.run.tokens, reference.tokens), name
-        torch.testing.assert_close(torch.stack(r.run.logits, dim=1), reference.logits, rtol=0, atol=1e-4)
-        assert r.run.traffic == []
+        assert torch.equal(r.tokens, reference.tokens), name
+        torch.testing.assert_close(torch.stack(r.logits, dim=1), reference.logits, rtol=0, atol=1e-4)
+        assert r.traffic == []
 
 
 @pytest.mark.slow
@@ -92,8 +92,8 @@ def test_tokens_equal_hf_on_every_rank_and_logits_within_1e_4(runs, reference):
     layout, results = runs
     for name, ranks in results.items():
         for rank, r in enumerate(ranks):
-            assert torch.equal(r.run.tokens, reference.tokens), (layout.describe(), name, rank)
-        logits = torch.stack(ranks[0].run.logits, dim=1)  # [B, NEW, V]
+            assert torch.equal(r.tokens, reference.tokens), (layout.describe(), name, rank)
+        logits = torch.stack(ranks[0].logits, dim=1)  # [B, NEW, V]
         err = (logits - reference.logits).abs()
         assert float(err.max()) < 1e-4, f"{name}: max {float(err.max()):.2e}, mean {float(err.mean()):.2e}"
 
@@ -102,7 +102,7 @@ def test_tokens_equal_hf_on_every_rank_and_logits_within_1e_4(runs, reference):
 def test_expert_load_equals_hf_routing_and_sums_to_tokens_times_top_k(runs, reference):
     layout, results = runs
     for r in results["rr4"]:
-        loads = r.expert_loads
+        loads = r.extras["expert_loads"]
         assert list(loads) == ["prefill"] + [f"decode{i}" for i in range(NEW - 1)]
         for step, (name, load) in enumerate(loads.items()):
             tokens = B * T if name == "prefill" else B
@@ -114,7 +114,7 @@ def test_expert_load_equals_hf_routing_and_sums_to_tokens_times_top_k(runs, refe
 @pytest.mark.slow
 def test_empty_kv_shards_under_a_contiguous_prompt(runs):
     layout, results = runs
-    kv = results["contiguous16"][0].run.kv_tokens
+    kv = results["contiguous16"][0].kv_tokens
     # positions 0..25 cached (21 prompt + 5 decode appends): block 0 -> rank 0, block 1 -> rank 1
     if layout.strategy == "dp_ep":
         assert kv == [T + NEW - 1] * layout.dp
@@ -149,7 +149,7 @@ def test_decode_traffic_equals_the_simulator_formulas(runs):
         combine_sent = [0] * MOE_LAYERS
         for rank, r in enumerate(results["rr4"]):
             got: dict[str, list] = {}
-            for c in r.run.traffic:
+            for c in r.traffic:
                 if c.step == f"decode{step}":
                     got.setdefault(c.phase, []).append((c.kind, c.group_size, c.n_bytes))
             if layout.strategy == "dp_ep":
@@ -172,7 +172,7 @@ def test_hopb_splits_the_mla_all_to_all_per_chunk(runs):
     layout, results = runs
     if layout.strategy != "helix":
         pytest.skip("no KVP all-to-all under DP+EP")
-    sent = [c.n_bytes for c in results["contiguous16"][0].run.traffic
+    sent = [c.n_bytes for c in results["contiguous16"][0].traffic
             if c.step == "decode0" and c.phase == "kvp_all_to_all"]
     assert sent == [2 * 8 * 17 * 4] * (2 * 4)  # 2 chunks of 2 requests, 4 layers
 
@@ -183,19 +183,25 @@ def test_hopb_splits_the_mla_all_to_all_per_chunk(runs):
 def test_bad_layouts_are_refused_before_spawning(reference):
     with pytest.raises(HelixInputError, match=r"ep: must divide the expert count \(16\), got 3"):
         prepare(_job(reference.prompt, Layout.dp_ep(3)))
-    with pytest.raises(HelixInputError, match="tpa: .*MLA.*TPA must be 1"):
+    with pytest.raises(HelixInputError, match=r"tpa: helix needs tpa <= KV heads \(1\) \(MLA has one latent KV "
+                                              r"head, so TPA must be 1\), got 2$"):
         prepare(_job(reference.prompt, Layout.helix(kvp=2, tpa=2)))
-    with pytest.raises(HelixInputError, match="world_size: must equal"):
-        run_moe_job(0, 3, "", dataclasses.replace(reference.payload,
-                                                  job=_job(reference.prompt, Layout.helix(kvp=2))))
+    with pytest.raises(HelixInputError, match=r"kvp: must divide the query heads \(8\) for the all-to-all, got 16"):
+        prepare(_job(reference.prompt, Layout.helix(kvp=16)))  # Q v = 128 divides 16, the heads do not
+    with pytest.raises(HelixInputError, match=r"strategy: the runtime runs helix or dp_ep, got 'medha'"):
+        _job(reference.prompt, Layout.medha(kvp=2, tp=1))
+    with pytest.raises(HelixInputError, match=r"world_size: must equal kvp\*tpa \(=2\)"):
+        run_job(0, 3, "", dataclasses.replace(reference.payload, job=_job(reference.prompt, Layout.helix(kvp=2))))
+    with pytest.raises(HelixInputError, match=r"world_size: must equal ep \(=4\)"):
+        run_job(0, 3, "", dataclasses.replace(reference.payload, job=_job(reference.prompt, Layout.dp_ep(4))))
 
 
 @pytest.mark.slow
 def test_every_rank_reports_the_same_input_error(reference):
     bad = dataclasses.replace(reference.payload, job=_job(reference.prompt, Layout.helix(kvp=1, tpa=2)))
     with pytest.raises(WorkerError) as info:
-        run_moe_spawned(bad, timeout_s=60)
+        run_spawned(bad, timeout_s=60)
     failures = info.value.failures
     assert sorted(failures) == [0, 1]
     assert {(kind, field) for kind, field, _, _ in failures.values()} == {("HelixInputError", "tpa")}
-    assert "must be 1 for MLA" in str(info.value.input_error())
+    assert "MLA has one latent KV head, so TPA must be 1" in str(info.value.input_error())

@@ -62,3 +62,17 @@ def test_cache_grows_past_its_initial_capacity():
     cache.write(0, kv, kv)
     k, _, pos = cache.view(0)
     assert torch.equal(k, kv.transpose(1, 2)) and pos.tolist() == list(range(100))
+
+
+def test_mla_cache_has_no_value_slot():
+    cache = KVCache(2, 1, 1, 5, kvp_rank=0, kvp=2, prompt_tokens=40, value_dim=0)  # [c | k_r], no value
+    latent = torch.arange(40.0).view(1, 40, 1, 1).expand(1, 40, 1, 5)
+    cache.reserve(torch.arange(40))  # blocks 0 and 2 (positions 0-15, 32-39) are rank 0's
+    cache.write(1, latent)
+    for p in range(40, 80):  # grows past the initial capacity with the zero-width value
+        cache.reserve(torch.tensor([p]))
+        cache.write(1, torch.full((1, 1, 1, 5), float(p)))
+    k, v, pos = cache.view(1)
+    assert v.shape == (1, 1, cache.length, 0) and k.shape == (1, 1, cache.length, 5)
+    assert pos.tolist() == [*range(16), *range(32, 48), *range(64, 80)]
+    assert k[0, 0, :, 0].tolist() == [float(p) for p in pos]

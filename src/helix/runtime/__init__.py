@@ -1,0 +1,20 @@
+"""Helix decoding on torch.distributed: a readable reference, checked against Hugging Face.
+
+Read in this order (docs/runtime.md is the guide):
+
+- ``comm``: process groups from ``helix.layout.Layout`` (attention and FFN families); explicit,
+  recorded collectives;
+- ``attention``: local attention with LSE, the KVP all-to-all, the exact combine, HOP-B (one loop
+  for every attention kind, given an ``attend`` callable);
+- ``kv_cache``: sequence-sharded KV cache, ownership rules (round-robin blocks, contiguous, last rank);
+- ``decoder``: the family-independent interface (prefill, decode_step, generate), vocab-parallel
+  embedding and greedy LM head;
+- ``llama``: the dense GQA decoder (KVP x TPA attention, TP = N O-projection, TPF = N FFN);
+- ``mla``, ``moe``, ``deepseek``: the DeepSeek-V3 decoder (absorbed MLA over KVP; MoE as Helix
+  TPF x EP or the DP+EP baseline);
+- ``registry``: runtime model presets and families; ``launch``: jobs, spawned CPU workers, torchrun;
+- ``command``: ``helix run``.
+
+This package's ``__init__`` and ``command`` import nothing heavy (``helix`` imports ``command`` at
+start-up); the other modules need torch; transformers is needed only to build registry models.
+"""

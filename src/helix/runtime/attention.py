@@ -9,6 +9,10 @@ Per layer, on rank (kvp_rank, tpa_rank) of an N = KVP x TPA attention group [pap
 2. ``kvp_all_to_all``: the head axis Q/TPA is cut into KVP chunks of Q/N heads; chunk j (partial
    output and LSE packed in one fp32 buffer [.., Hsz + 1]) goes to KVP rank j. One call per layer,
    or one per chunk of requests under HOP-B.
+
+``helix_attention`` runs steps 1-3 with the local attention passed in as ``attend(b0, b1)``, so GQA
+(``gqa_attend``) and MLA (``helix.runtime.mla.mla_attend``: latent attention, then W_UV) share one
+exchange and one HOP-B loop.
 3. ``combine_partial_attention``: the received KVP partials of Q/N heads are rescaled by
    exp(LSE_i - LSE) and summed: the exact softmax attention over all S tokens.
 
@@ -82,41 +86,48 @@ def combine_partial_attention(outs: torch.Tensor, lses: torch.Tensor,
 
 
 def _pack(out: torch.Tensor, lse: torch.Tensor, kvp: int) -> torch.Tensor:
-    """[B, T, Q/TPA, Hsz] + [B, T, Q/TPA] -> send buffer [KVP, B, T, Q/N, Hsz + 1] (chunk j to KVP rank j)."""
-    B, T, Ql, Hsz = out.shape
-    packed = torch.cat([out, lse.unsqueeze(-1)], dim=-1)  # [B, T, Q/TPA, Hsz + 1], fp32
-    return packed.reshape(B, T, kvp, Ql // kvp, Hsz + 1).permute(2, 0, 1, 3, 4).contiguous()
+    """[B, T, Q/TPA, D] + [B, T, Q/TPA] -> send buffer [KVP, B, T, Q/N, D + 1] (chunk j to KVP rank j)."""
+    B, T, Ql, D = out.shape
+    packed = torch.cat([out, lse.unsqueeze(-1)], dim=-1)  # [B, T, Q/TPA, D + 1], fp32
+    return packed.reshape(B, T, kvp, Ql // kvp, D + 1).permute(2, 0, 1, 3, 4).contiguous()
 
 
 def _combine_received(recv: torch.Tensor) -> torch.Tensor:
-    """[KVP (source), B, T, Q/N, Hsz + 1] -> exact attention [B, T, Q/N, Hsz]."""
+    """[KVP (source), B, T, Q/N, D + 1] -> exact attention [B, T, Q/N, D]."""
     out, _ = combine_partial_attention(recv[..., :-1], recv[..., -1])
     return out
 
 
-def helix_attention(comm, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, q_positions: torch.Tensor,
-                    k_positions: torch.Tensor, scale: float, hopb_chunks: int = 1) -> torch.Tensor:
-    """local_attention -> kvp_all_to_all -> combine_partial_attention; returns [B, T, Q/N, Hsz].
+def helix_attention(comm, attend, batch_size: int, hopb_chunks: int = 1) -> torch.Tensor:
+    """local attention -> kvp_all_to_all -> combine_partial_attention, for any attention kind.
+
+    ``attend(b0, b1) -> (out [b1-b0, T, Q/TPA, D], natural-log lse [b1-b0, T, Q/TPA])`` is this rank's
+    local attention of requests [b0, b1) over its KV shard (GQA: ``local_attention``; MLA: latent
+    attention then W_UV, so D = v). Returns the exact attention of this rank's Q/N heads [B, T, Q/N, D].
 
     ``hopb_chunks`` > 1 splits the batch into that many chunks of requests and overlaps chunk i's
     all-to-all with chunk i+1's attention (HOP-B); the result is the same as with one chunk.
     """
     KVP = comm.group_sizes["kvp"]
-    B = q.shape[0]
-    bounds = torch.arange(B).tensor_split(max(1, min(hopb_chunks, B)))
     results: list[torch.Tensor] = []
     pending = None
-    for rows in bounds:
+    for rows in torch.arange(batch_size).tensor_split(max(1, min(hopb_chunks, batch_size))):
         b0, b1 = int(rows[0]), int(rows[-1]) + 1
         with comm.phase("local_attention"):
-            out, lse = local_attention(q[b0:b1], k[b0:b1], v[b0:b1], q_positions, k_positions, scale)
-        send = _pack(out, lse, KVP)  # [KVP, Bc, T, Q/N, Hsz + 1], fp32
+            out, lse = attend(b0, b1)  # [Bc, T, Q/TPA, D], [Bc, T, Q/TPA], partial over KVP
+        send = _pack(out, lse, KVP)  # [KVP, Bc, T, Q/N, D + 1], fp32
         recv, work = comm.all_to_all(send, "kvp", "kvp_all_to_all", async_op=hopb_chunks > 1)
         if pending is not None:  # chunk i-1's exchange ran while chunk i's attention computed
             results.append(_finish(comm, *pending))
         pending = (recv, work)
     results.append(_finish(comm, *pending))
-    return torch.cat(results, dim=0)  # [B, T, Q/N, Hsz], exact, sharded over heads by N
+    return torch.cat(results, dim=0)  # [B, T, Q/N, D], exact, sharded over heads by N
+
+
+def gqa_attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, q_positions: torch.Tensor,
+               k_positions: torch.Tensor, scale: float):
+    """The ``attend`` callable of ``helix_attention`` for GQA: ``local_attention`` on requests [b0, b1)."""
+    return lambda b0, b1: local_attention(q[b0:b1], k[b0:b1], v[b0:b1], q_positions, k_positions, scale)
 
 
 def _finish(comm, recv: torch.Tensor, work) -> torch.Tensor:

@@ -1,21 +1,24 @@
 """Process groups from the Layout, and explicit collectives that record every byte they move.
 
 The runtime never calls ``torch.distributed`` collectives directly: it calls ``Comm.all_reduce``,
-``Comm.all_to_all`` and ``Comm.all_gather`` with a *named* group (``"tpa"``, ``"kvp"``,
-``"attention"``, ``"stage"``) and the simulator's phase name. Each call appends one
+``Comm.all_to_all``, ``Comm.all_to_all_v`` (uneven rows) and ``Comm.all_gather`` with a *named*
+group (``GROUP_NAMES``: ``"tpa"``, ``"kvp"``, ``"attention"``, ``"stage"``, ``"tpf"``, ``"ep"``) and
+the simulator's phase name. Each call appends one
 ``CollectiveRecord`` to the ``TrafficRecorder`` before it runs, using helix.cost.collectives'
 byte convention, so a decode step's records can be compared one for one with
 ``helix.cost.messages.step_messages``:
 
 - all_reduce: n = the full buffer;
 - all_gather: n = the output (group size x the input);
-- all_to_all: n = the rank's whole send buffer, its own chunk included.
+- all_to_all, all_to_all_v: n = the rank's whole send buffer, its own chunk included.
 
 A collective over a group of one rank is not issued and not recorded (the simulator omits it too).
 
-Groups are built from ``helix.layout.Layout`` (global rank r = kvp_rank * TPA + tpa_rank for the
-runtime's DP = PP = 1): every rank creates every group of every family in the same order, as
-``torch.distributed.new_group`` requires, and keeps the ones it belongs to. The backend is NCCL when
+Groups are built from ``helix.layout.Layout`` (PP = 1): attention rank r = (dp_rank * KVP +
+kvp_rank) * TPA + tpa_rank, FFN rank r = ep_rank * TPF + tpf_rank. Every rank walks every group of
+every family in the same order, as ``torch.distributed.new_group`` requires, and keeps the ones it
+belongs to; a rank list already created for an earlier family reuses that process group (for a dense
+Helix model "tpf" is "stage"; for TPA = 1 "kvp" is "attention"), and one-rank groups get none. The backend is NCCL when
 every local rank has its own GPU and gloo otherwise (``HELIX_DEVICE=cpu`` forces gloo). Process-group
 setup and every collective time out (``timeout_s``) instead of hanging.
 """
@@ -34,14 +37,14 @@ import torch.distributed as dist
 
 from helix.layout import Layout
 
-GROUP_NAMES = ("tpa", "kvp", "attention", "stage")
+GROUP_NAMES = ("tpa", "kvp", "attention", "stage", "tpf", "ep")
 
 
 @dataclass(frozen=True, slots=True)
 class CollectiveRecord:
     step: str  # "prefill", "decode0", "decode1", ...
     phase: str  # simulator term, e.g. "kvp_all_to_all"
-    kind: str  # all_reduce | all_to_all | all_gather
+    kind: str  # all_reduce | all_to_all | all_gather (all_to_all_v records as all_to_all)
     group_size: int
     n_bytes: int  # helix.cost.collectives convention (see module docstring)
 
@@ -92,8 +95,8 @@ class Comm:
         self.layout = layout
         self.rank = rank
         self.device = device
-        _, _, self.kvp_rank, self.tpa_rank = layout.attention_coords(rank)
-        self.tpf_rank = layout.ffn_coords(rank)[3]  # TPF = N for a dense Helix FFN: tpf_rank == rank
+        _, self.dp_rank, self.kvp_rank, self.tpa_rank = layout.attention_coords(rank)
+        _, _, self.ep_rank, self.tpf_rank = layout.ffn_coords(rank)  # dense Helix: EP = 1, tpf_rank == rank
         self.stage_rank = rank % layout.gpus_per_stage
         self._groups = groups
         self.group_sizes = group_sizes
@@ -114,13 +117,18 @@ class Comm:
             dist.init_process_group(default_backend(device), init_method=init_method, rank=rank,
                                     world_size=world_size, timeout=timeout)
         families = {"tpa": layout.tpa_groups(), "kvp": layout.kvp_groups(),
-                    "attention": layout.attention_groups(), "stage": layout.stage_groups()}
+                    "attention": layout.attention_groups(), "stage": layout.stage_groups(),
+                    "tpf": layout.tpf_groups(), "ep": layout.ep_groups()}
+        created: dict[tuple[int, ...], object] = {}
         groups, sizes = {}, {}
         for name in GROUP_NAMES:  # same order on every rank
             for ranks in families[name]:
-                group = dist.new_group(ranks, timeout=timeout) if world_size > 1 else None
+                key = tuple(ranks)
+                if key not in created:  # one process group per distinct rank list; none for one rank
+                    multi = world_size > 1 and len(ranks) > 1
+                    created[key] = dist.new_group(ranks, timeout=timeout) if multi else None
                 if rank in ranks:
-                    groups[name], sizes[name] = group, len(ranks)
+                    groups[name], sizes[name] = created[key], len(ranks)
         return cls(layout, rank, device, groups, sizes)
 
     @staticmethod
@@ -138,12 +146,13 @@ class Comm:
             self.phase_s[name] += time.perf_counter() - t0
 
     # ---- collectives: explicit, on named groups, recorded
-    def all_reduce(self, tensor: torch.Tensor, group: str, phase: str) -> torch.Tensor:
-        """In-place sum over ``group``; n = the whole buffer."""
+    def all_reduce(self, tensor: torch.Tensor, group: str, phase: str, record: bool = True) -> torch.Tensor:
+        """In-place sum over ``group``; n = the whole buffer. ``record=False`` only for bookkeeping."""
         size = self.group_sizes[group]
         if size == 1:
             return tensor
-        self.traffic.add(phase, "all_reduce", size, tensor.numel() * tensor.element_size())
+        if record:
+            self.traffic.add(phase, "all_reduce", size, tensor.numel() * tensor.element_size())
         with self.phase(phase):
             dist.all_reduce(tensor, group=self._groups[group])
         return tensor
@@ -158,6 +167,23 @@ class Comm:
         with self.phase(phase):
             work = dist.all_to_all_single(recv, send, group=self._groups[group], async_op=async_op)
         return recv, work
+
+    def all_to_all_v(self, send: torch.Tensor, send_rows: list[int], recv_rows: list[int], group: str,
+                     phase: str) -> torch.Tensor:
+        """Uneven all-to-all of rows: ``send_rows[j]`` rows of ``send`` (in group rank order) go to group
+        rank j, ``recv_rows[j]`` rows come from it; returns [sum(recv_rows), *send.shape[1:]].
+
+        n = the whole send buffer (recorded as ``all_to_all``). The caller must know ``recv_rows``
+        (e.g. from a count exchange with ``all_to_all``).
+        """
+        size = self.group_sizes[group]
+        if size == 1:
+            return send
+        self.traffic.add(phase, "all_to_all", size, send.numel() * send.element_size())
+        recv = send.new_empty((sum(recv_rows), *send.shape[1:]))
+        with self.phase(phase):
+            dist.all_to_all_single(recv, send.contiguous(), recv_rows, send_rows, group=self._groups[group])
+        return recv
 
     def all_gather(self, tensor: torch.Tensor, group: str, phase: str, record: bool = True) -> torch.Tensor:
         """[G, *tensor.shape], group rank order; n = the output. ``record=False`` only for debug gathers."""

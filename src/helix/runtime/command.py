@@ -1,11 +1,19 @@
 """``helix run``: greedy Helix decoding of a registry model on torch.distributed, checked against HF.
 
-Run plainly, it validates its arguments, builds the model once and spawns kvp*tpa CPU workers
-(gloo). Under ``torchrun`` (RANK / WORLD_SIZE set) every rank builds the same seeded model and rank 0
-prints. The report: per-step decode latency, the KV tokens each rank holds, the bytes of every
-collective per decode step beside the simulator's formula (helix.cost.messages), and whether the
-tokens equal Hugging Face ``generate`` on one device. With ``--hopb`` the run is made without and
-with HOP-B and both step times are shown. The last line is compact JSON.
+Run plainly, it validates its arguments, builds the model once and spawns one CPU worker (gloo) per
+rank of the layout. Under ``torchrun`` (RANK / WORLD_SIZE set) every rank builds the same seeded
+model and rank 0 prints. The report: per-step decode latency, the KV tokens each rank holds, the
+bytes of every collective per decode step beside the simulator's formula (helix.cost.messages),
+the expert load of MoE models, and whether the tokens equal Hugging Face ``generate`` on one device.
+With ``--hopb`` the run is made without and with HOP-B and both step times are shown. The last line
+is compact JSON.
+
+Layouts (the flags of ``helix simulate``): ``--strategy helix`` (default) is KVP x TPA attention
+with the FFN as TPF x EP on the same N = KVP x TPA ranks (``--tpf``/``--ep``, TPF x EP = N); ``--strategy
+dp_ep`` is the DP+EP baseline on ``--gpus`` N ranks (DP = EP = N; MoE models only).
+
+This module is imported when the ``helix`` command starts: torch is imported inside the handler only,
+so ``helix simulate`` does not pay for it.
 """
 
 from __future__ import annotations
@@ -14,27 +22,35 @@ import json
 import os
 import statistics
 
-import torch
-
 from helix.errors import HelixInputError
-from helix.runtime.decoder import DecodeOptions
-from helix.runtime.kv_cache import OWNERSHIP_RULES
-from helix.runtime.launch import Job, RunSpec, WorkerError, prepare, run_job, run_spawned
+
+# The DP+EP combine sends back what each rank received: per rank it depends on the routing, and
+# helix.cost.messages gives the mean over the EP group. Checked as that mean when every rank is known.
+ROUTING_DEPENDENT = ("moe_combine_all_to_all",)
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("run", help="run Helix decoding on torch.distributed and check it against HF",
                               description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default="tiny-llama", help="runtime model preset (default tiny-llama)")
-    p.add_argument("--kvp", type=int, default=2, help="KV-parallel width KVP (default 2)")
-    p.add_argument("--tpa", type=int, default=1, help="attention tensor-parallel width TPA (default 1)")
+    p.add_argument("--model", default="tiny-llama", help="runtime model preset (default tiny-llama; "
+                   "tiny-deepseek: MLA + MoE)")
+    p.add_argument("--strategy", default="helix", choices=("helix", "dp_ep"),
+                   help="helix (default), or dp_ep: the DP+EP baseline (MoE models only)")
+    p.add_argument("--gpus", type=int, default=None,
+                   help="N ranks: the DP+EP width (default 2); for helix N = KVP x TPA (KVP = N/TPA if --kvp is unset)")
+    p.add_argument("--kvp", type=int, default=None, help="KV-parallel width KVP (helix; default 2)")
+    p.add_argument("--tpa", type=int, default=None, help="attention tensor-parallel width TPA (helix; default 1)")
+    p.add_argument("--tpf", type=int, default=None, help="FFN tensor-parallel width TPF (helix; TPF x EP = N)")
+    p.add_argument("--ep", type=int, default=None,
+                   help="expert-parallel width EP (helix: default N/TPF, or 1; dp_ep: EP = N)")
     p.add_argument("--batch", type=int, default=4, help="requests decoded together B (default 4)")
     p.add_argument("--prompt-len", type=int, default=256, help="prompt tokens per request (default 256)")
     p.add_argument("--new-tokens", type=int, default=16, help="tokens to generate per request (default 16)")
     p.add_argument("--hopb", action="store_true", help="also run with HOP-B (one chunk per request) and compare")
     p.add_argument("--hopb-chunks", type=int, default=None, help="HOP-B chunks (default: one per request)")
     p.add_argument("--block-tokens", type=int, default=16, help="KV block size for staged concatenation")
-    p.add_argument("--ownership", default="round_robin", choices=OWNERSHIP_RULES, help="KV ownership rule")
+    p.add_argument("--ownership", default="round_robin",
+                   help="KV ownership rule: round_robin (default), contiguous or last_rank")
     p.add_argument("--seed", type=int, default=0, help="seed of the random prompt")
     p.add_argument("--timeout-s", type=float, default=60.0, help="process-group setup and collective timeout")
     p.set_defaults(func=handle)
@@ -46,40 +62,73 @@ def _positive(field: str, value: int) -> int:
     return value
 
 
+def layout_args(args) -> tuple[int, int, int, str]:
+    """(kvp, tpa, ep, strategy) of ``launch.Job`` from the flags; HelixInputError names the flag."""
+    for flag in ("gpus", "kvp", "tpa", "tpf", "ep"):
+        if getattr(args, flag) is not None:
+            _positive("--" + flag, getattr(args, flag))
+    if args.strategy == "dp_ep":
+        for flag in ("kvp", "tpa", "tpf"):
+            if getattr(args, flag) not in (None, 1):
+                raise HelixInputError(f"--{flag}", f"must be 1 under dp_ep (data-parallel attention, whole "
+                                      f"experts; give the width with --gpus), got {getattr(args, flag)}")
+        n = args.gpus or args.ep or 2
+        if args.ep is not None and args.ep != n:
+            raise HelixInputError("--ep", f"dp_ep uses EP = N (--gpus {n}), got {args.ep}")
+        if args.batch % n:
+            raise HelixInputError("--batch", f"must be a multiple of N (={n}) under dp_ep (every rank owns "
+                                  f"B/N whole requests), got {args.batch}")
+        return 1, 1, n, "dp_ep"
+    tpa = args.tpa or 1
+    kvp = args.kvp or (max(args.gpus // tpa, 1) if args.gpus else 2)
+    n = kvp * tpa
+    if args.gpus is not None and n != args.gpus:
+        raise HelixInputError("--gpus", f"must equal kvp*tpa (={n}) for helix, got {args.gpus}")
+    ep = args.ep or (n // args.tpf if args.tpf else 1)
+    if args.tpf is not None and args.tpf * ep != n:
+        raise HelixInputError("--tpf", f"tpf*ep (={args.tpf}*{ep}) must equal kvp*tpa (={n}) for helix")
+    return kvp, tpa, ep, "helix"
+
+
 def handle(args) -> int:
-    for name in ("kvp", "tpa", "batch", "prompt_len", "new_tokens", "block_tokens"):
+    from helix.runtime.decoder import DecodeOptions  # torch: imported here, not when ``helix`` starts
+    from helix.runtime.launch import Job, RunSpec, WorkerError, prepare, run_job, run_spawned
+
+    for name in ("batch", "prompt_len", "new_tokens", "block_tokens"):
         _positive("--" + name.replace("_", "-"), getattr(args, name))
     if args.new_tokens < 2:
         raise HelixInputError("--new-tokens", f"must be >= 2 (prefill, then decode steps), got {args.new_tokens}")
+    kvp, tpa, ep, strategy = layout_args(args)
     chunks = args.hopb_chunks or args.batch
     base = DecodeOptions(block_tokens=args.block_tokens, ownership=args.ownership)
     runs = [RunSpec(args.new_tokens, base)]
     if args.hopb:
         runs.append(RunSpec(args.new_tokens, DecodeOptions(block_tokens=args.block_tokens, ownership=args.ownership,
                                                            hopb_chunks=_positive("--hopb-chunks", chunks))))
-    prompt = _prompt(args)
-    job = Job(args.model, args.kvp, args.tpa, prompt, tuple(runs), timeout_s=args.timeout_s)
+    job = Job(args.model, kvp, tpa, _prompt(args), tuple(runs), timeout_s=args.timeout_s, ep=ep, strategy=strategy)
     under_torchrun = "RANK" in os.environ and "WORLD_SIZE" in os.environ
     if under_torchrun:
         rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
         payload, hf = prepare(job)
-        results = run_job(rank, world, "env://", payload)
+        per_rank = [run_job(rank, world, "env://", payload)]  # this rank's only
         if rank != 0:
             return 0
         launcher = f"torchrun, {world} ranks"
     else:
         payload, hf = prepare(job)
         try:
-            results = run_spawned(payload, timeout_s=max(120.0, 4 * args.timeout_s))[0]
+            per_rank = run_spawned(payload, timeout_s=max(120.0, 4 * args.timeout_s))
         except WorkerError as exc:
             if exc.input_error() is not None:
                 raise exc.input_error() from None
             raise
         launcher = f"{job.layout.num_gpus} spawned CPU workers"
-    return _report(args, job, payload, hf, results, launcher)
+    return _report(args, job, payload, hf, per_rank, launcher)
 
 
-def _prompt(args) -> torch.Tensor:
+def _prompt(args):
+    import torch
+
     from helix.runtime.registry import get_model
 
     get_model(args.model)  # unknown model: a clear error before anything is built
@@ -87,12 +136,16 @@ def _prompt(args) -> torch.Tensor:
     return torch.randint(0, 100, (args.batch, args.prompt_len), generator=g)  # ids < every preset's V
 
 
-def _report(args, job, payload, hf, results, launcher: str) -> int:
+def _report(args, job, payload, hf, per_rank, launcher: str) -> int:
+    """Print the report from ``per_rank[rank][run]`` (every rank when spawned, rank 0 under torchrun)."""
+    import torch
+
     from helix.cost.messages import step_messages
     from helix.runtime.registry import family
     from helix.specs.precision import PrecisionSpec
 
-    layout, base = job.layout, results[0]
+    layout, results = job.layout, per_rank[0]
+    base = results[0]
     with torch.no_grad():
         reference = hf.generate(job.prompt_ids, max_new_tokens=args.new_tokens, do_sample=False,
                                 min_new_tokens=args.new_tokens)[:, job.prompt_ids.shape[1]:]
@@ -106,28 +159,24 @@ def _report(args, job, payload, hf, results, launcher: str) -> int:
     print(f"  mean {mean_ms:.2f}  median {statistics.median(step_ms) if step_ms else float('nan'):.2f}")
     print("KV tokens per rank (S_loc): " + " ".join(f"r{r}={n}" for r, n in enumerate(base.kv_tokens)))
     spec = family(payload.family).model_spec(payload.arch, args.model)
-    expected = {m.phase: m for m in step_messages(spec, PrecisionSpec.uniform("fp32"), "helix", layout.tpa,
-                                                  layout.kvp, 1, layout.tpf, 1, 1, args.batch)}
-    traffic = _per_phase(base, "decode0")
-    print(f"{'collective (decode step 0)':28} {'kind':11} {'group':>5} {'calls':>5} {'bytes/step':>11} "
-          f"{'simulator':>11}  match")
-    rows, exact = [], True
-    for phase, m in expected.items():
-        calls, group = int(m.calls_per_step), int(m.group_size)
-        want = int(m.n_bytes * calls) if group > 1 and calls > 0 else 0
-        got = traffic.get(phase, (0, 0))
-        ok = got == ((calls if want else 0), want)
-        exact &= ok
-        if want or got[0]:
-            print(f"{phase:28} {m.kind:11} {group:5d} {got[0]:5d} {got[1]:11d} {want:11d}  {'yes' if ok else 'NO'}")
-            rows.append({"phase": phase, "kind": m.kind, "group": group, "calls": got[0], "bytes": got[1],
-                         "simulator_bytes": want})
-    extra = set(traffic) - set(expected)
-    exact &= not extra
-    summary = {"model": args.model, "kvp": layout.kvp, "tpa": layout.tpa, "batch": args.batch,
+    rows, exact = _traffic_table(spec, layout, args.batch, [ranks[0] for ranks in per_rank],
+                                 PrecisionSpec.uniform("fp32"), step_messages)
+    summary = {"model": args.model, "strategy": layout.strategy, "kvp": layout.kvp, "tpa": layout.tpa,
+               "dp": layout.dp, "tpf": layout.tpf, "ep": layout.ep, "batch": args.batch,
                "prompt_len": args.prompt_len, "new_tokens": args.new_tokens, "step_ms_mean": round(mean_ms, 3),
                "kv_tokens_per_rank": base.kv_tokens, "collectives": rows, "traffic_matches_simulator": exact,
                "tokens_match_hf": match}
+    loads = base.extras.get("expert_loads")
+    if loads:
+        from helix.runtime.deepseek import expert_load_lines
+
+        for line in expert_load_lines(loads, spec.num_dense_layers):
+            print(line)
+        decode = [load for step, load in loads.items() if step.startswith("decode")]
+        if decode:
+            total = torch.stack(decode).sum(dim=0)  # [MoE layers, E]
+            summary["expert_load_decode"] = total.tolist()
+            summary["expert_load_hottest_to_mean"] = [round(float(r.max() / r.float().mean()), 3) for r in total]
     if args.hopb:
         hopb_ms = statistics.mean(1e3 * s for s in results[1].step_s) if results[1].step_s else float("nan")
         same = torch.equal(results[1].tokens, base.tokens)
@@ -137,6 +186,41 @@ def _report(args, job, payload, hf, results, launcher: str) -> int:
     print(f"tokens match Hugging Face generate (single device): {'yes' if match else 'NO'}")
     print(json.dumps(summary, separators=(",", ":")))
     return 0 if match and exact else 1
+
+
+def _traffic_table(spec, layout, batch: int, ranks: list, precision, step_messages) -> tuple[list[dict], bool]:
+    """Print decode step 0's collectives beside the simulator's; ``ranks``: one RunResult per known rank."""
+    expected = {m.phase: m for m in step_messages(spec, precision, layout.strategy, layout.tpa, layout.kvp,
+                                                  layout.dp, layout.tpf, layout.ep, 1, batch)}
+    traffic = [_per_phase(r, "decode0") for r in ranks]
+    every_rank = len(ranks) == layout.num_gpus
+    print(f"{'collective (decode step 0)':28} {'kind':11} {'group':>5} {'calls':>5} {'bytes/step':>11} "
+          f"{'simulator':>11}  match")
+    rows, exact = [], True
+    for phase, m in expected.items():
+        calls, group = int(m.calls_per_step), int(m.group_size)
+        want = int(m.n_bytes * calls) if group > 1 and calls > 0 else 0
+        got = [t.get(phase, (0, 0)) for t in traffic]
+        if phase in ROUTING_DEPENDENT and want:
+            n_calls, n_bytes = got[0][0], sum(n for _, n in got) / len(got)
+            if every_rank:
+                ok = {c for c, _ in got} == {calls} and n_bytes == want
+                verdict, note = ("yes" if ok else "NO"), f" (mean over {len(got)} ranks: routing-dependent)"
+            else:  # under torchrun rank 0 sees only its own share
+                ok, verdict, note = True, "n/a", " (rank 0 only: routing-dependent, not compared)"
+        else:
+            ok = all(g == ((calls if want else 0), want) for g in got)
+            (n_calls, n_bytes), verdict, note = got[0], ("yes" if ok else "NO"), ""
+        exact &= ok
+        if want or any(c for c, _ in got):
+            n_bytes = int(n_bytes) if float(n_bytes).is_integer() else round(n_bytes, 1)
+            print(f"{phase:28} {m.kind:11} {group:5d} {n_calls:5d} {n_bytes:11} {want:11d}  {verdict}{note}")
+            rows.append({"phase": phase, "kind": m.kind, "group": group, "calls": n_calls, "bytes": n_bytes,
+                         "simulator_bytes": want, "match": verdict})
+    extra = set().union(*traffic) - set(expected)
+    for phase in sorted(extra):
+        print(f"{phase:28} not in the simulator's step  NO")
+    return rows, exact and not extra
 
 
 def _per_phase(result, step: str) -> dict[str, tuple[int, int]]:

@@ -1,6 +1,6 @@
 """The decoder interface every model family implements, and the parts all families share.
 
-A family decoder (``HelixLlama`` here; ``tiny-deepseek``'s MLA + MoE decoder plugs in the same way)
+A family decoder (``HelixLlama``; ``HelixDeepseek`` for MLA + MoE)
 is built on every rank from a plain, picklable architecture object and the *full* Hugging Face
 state dict, keeps only this rank's shards, and answers three calls:
 
@@ -13,10 +13,11 @@ state dict, keeps only this rank's shards, and answers three calls:
 - ``generate(prompt_ids, new_tokens, options) -> Generation``: prefill, then ``new_tokens - 1``
   decode steps, with per-step wall times (shared code below).
 
-Subclasses implement ``prefill``/``decode_step`` and the class methods ``arch_from_hf_config`` and
-``model_spec``; they may reuse ``vocab_parallel_embedding`` and ``vocab_parallel_argmax`` (the
-vocabulary split over the N ranks of the stage; greedy decoding only ships each shard's
-(max logit, index) per token, 8 bytes, instead of the logits).
+Subclasses implement ``prefill``/``decode_step``/``kv_tokens`` (and ``extras`` if they report more);
+their module adds ``arch_from_hf_config``, ``model_spec`` and ``check_layout`` (registry). They may
+reuse ``vocab_parallel_embedding`` and ``vocab_parallel_argmax`` (the vocabulary split over the N
+ranks of the stage; greedy decoding only ships each shard's (max logit, index) per token, 8 bytes,
+instead of the logits).
 """
 
 from __future__ import annotations
@@ -75,6 +76,13 @@ class HelixDecoder:
     def kv_tokens(self) -> int:
         """S_loc: tokens of each request whose KV this rank holds."""
         raise NotImplementedError
+
+    def extras(self) -> dict:
+        """Results beyond tokens for ``launch.RunResult.extras`` (DeepSeek: the expert load per step).
+
+        Called on every rank after ``generate``; may use unrecorded collectives, so every rank must call it.
+        """
+        return {}
 
     def generate(self, prompt_ids: torch.Tensor, new_tokens: int, options: DecodeOptions) -> Generation:
         """Greedy decoding: prefill gives the first token, then new_tokens - 1 decode steps."""

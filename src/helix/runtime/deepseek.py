@@ -24,23 +24,29 @@ LM head; MoE experts by EP with the dispatch/combine all-to-all. The tokens ever
 gathered outside the step (unrecorded): a real deployment returns them to each rank's own users.
 
 The cache stores [c | k_r] (d_c + d_r per token, one latent head) in helix.runtime.kv_cache with the
-staged-concatenation ownership rules; the value slot is unused (zero width).
+staged-concatenation ownership rules, with ``value_dim=0`` (no value).
 
 Expert load: ``expert_loads[step]`` is [MoE layers, E] int64 tokens per expert for that step (prefill:
-B T k per layer; decode: B k per layer under Helix, this rank's B_loc k under DP+EP).
+B T k per layer; decode: B k per layer under Helix, this rank's B_loc k under DP+EP). ``extras()``
+returns the whole batch's (summed over the DP ranks) for ``launch.RunResult.extras["expert_loads"]``;
+``expert_load_lines`` formats it for ``helix run``.
+
+Launch it like any family: ``launch.Job(..., ep=EP)`` (Helix, TPF = N / EP) or
+``Job(..., ep=N, strategy="dp_ep")``, or ``Job.from_layout``.
 
 References: paper §2.1-2.2, §3.1; Hugging Face transformers 5.24 ``modeling_deepseek_v3.py``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from helix.errors import HelixInputError
 from helix.layout import Layout, check_layout_for_model
+from helix.runtime.attention import helix_attention
 from helix.runtime.decoder import (
     DecodeOptions,
     HelixDecoder,
@@ -50,17 +56,8 @@ from helix.runtime.decoder import (
     vocab_range,
 )
 from helix.runtime.kv_cache import KVCache
-from helix.runtime.launch import Job, Payload, RunResult, _gather_ints, spawn, validate
-from helix.runtime.mla import (
-    MLAConfig,
-    check_mla_layout,
-    helix_mla_attention,
-    o_projection,
-    project,
-    rms_norm,
-    shard_mla,
-)
-from helix.runtime.moe import MoEShard, RouterConfig, dp_ep_moe, ensure_ffn_groups, helix_moe, shard_moe, swiglu
+from helix.runtime.mla import MLAConfig, check_mla_layout, mla_attend, o_projection, project, rms_norm, shard_mla
+from helix.runtime.moe import MoEShard, RouterConfig, dp_ep_moe, helix_moe, shard_moe, swiglu
 from helix.specs.model import ModelSpec
 
 # ---------------------------------------------------------------- architecture
@@ -124,14 +121,18 @@ def model_spec(arch: DeepseekArch, name: str) -> ModelSpec:
 
 
 def check_layout(layout: Layout, arch: DeepseekArch, name: str = "deepseek") -> None:
-    """Helix with TPA = 1 or DP+EP; E/EP, Fe/TPF and the shared/dense F over N must divide."""
+    """Helix with TPA = 1 or DP+EP; E/EP, Fe/TPF and the shared/dense F over N must divide.
+
+    The simulator's model checks come first (``check_layout_for_model``: its messages are the ones a
+    user of ``helix simulate`` sees for the same layout), then what only the runtime needs.
+    """
     if layout.strategy not in ("helix", "dp_ep"):
         raise HelixInputError("strategy", f"must be helix or dp_ep for MLA + MoE, got {layout.strategy!r}")
+    check_layout_for_model(layout, model_spec(arch, name))
     if layout.strategy == "helix":
         check_mla_layout(layout.tpa, layout.kvp, arch.mla.num_heads)
     if layout.dp > 1 and layout.strategy == "helix":
         raise HelixInputError("dp", "Helix with DP > 1 is not supported by the runtime")
-    check_layout_for_model(layout, model_spec(arch, name))
     if arch.expert_ffn_dim % layout.tpf:
         raise HelixInputError("tpf", f"must divide the expert FFN dim ({arch.expert_ffn_dim}), got {layout.tpf}")
     shared = arch.expert_ffn_dim * arch.num_shared_experts
@@ -158,7 +159,6 @@ class HelixDeepseek(HelixDecoder):
     def __init__(self, arch: DeepseekArch, state_dict: dict[str, torch.Tensor], comm, name: str = "deepseek"):
         layout = comm.layout
         check_layout(layout, arch, name)
-        ensure_ffn_groups(comm)
         self.arch, self.comm, self.name = arch, comm, name
         self.dp_ep = layout.strategy == "dp_ep"
         N, dev = layout.gpus_per_stage, comm.device
@@ -213,9 +213,7 @@ class HelixDeepseek(HelixDecoder):
         n_rows = self.rows.stop - self.rows.start
         self.cache = KVCache(a.num_layers, n_rows, 1, m.d_latent + m.d_rope, 0 if self.dp_ep else c.kvp_rank,
                              1 if self.dp_ep else c.layout.kvp, T, options.block_tokens, options.ownership,
-                             device=c.device)
-        # ASSUMPTION: KVCache has no value width parameter yet; MLA stores [c | k_r] as the key and no value
-        self.cache.v = [t[..., :0] for t in self.cache.v]
+                             device=c.device, value_dim=0)  # one latent head [c | k_r], no value
         c.traffic.step = "prefill"
         chunk = options.prefill_chunk_tokens or T
         for t0 in range(0, T, chunk):
@@ -236,6 +234,19 @@ class HelixDeepseek(HelixDecoder):
 
     def kv_tokens(self) -> int:
         return 0 if self.cache is None else self.cache.length
+
+    def extras(self) -> dict:
+        """{"expert_loads": {step: [MoE layers, E] int64 on CPU}}, the whole batch's (every rank, same value).
+
+        Under DP+EP each rank routed its own requests: the loads are summed over the DP ranks
+        (bookkeeping outside the step, unrecorded). Under Helix routing is replicated already.
+        """
+        loads = {}
+        for step, load in self.expert_loads.items():
+            if self.dp_ep:
+                load = self.comm.all_reduce(load.clone(), "stage", "expert_load", record=False)
+            loads[step] = load.cpu()
+        return {"expert_loads": loads}
 
     # ---- the model
     def _forward(self, ids: torch.Tensor, positions: torch.Tensor, capture: bool = False) -> torch.Tensor:
@@ -266,10 +277,11 @@ class HelixDeepseek(HelixDecoder):
             x = rms_norm(h, w.input_norm, a.rms_norm_eps)  # [B, T, H], replicated
             q_c, q_r, lat, k_r = project(x, positions, w.attn, a.mla)  # [B, T, Q, d_c], [B, T, Q, d_r], ...
             entry = torch.cat([lat, k_r], dim=-1).unsqueeze(2)  # [B, T, 1, d_c + d_r]: one latent head
-            self.cache.write(i, entry, entry[..., :0])  # only the tokens this KVP rank owns are kept
+            self.cache.write(i, entry)  # only the tokens this KVP rank owns are kept
         cached, _, kv_positions = self.cache.view(i)  # [B, 1, S_loc, d_c + d_r], [S_loc]
-        attn = helix_mla_attention(c, q_c, q_r, cached[:, 0, :, :d_c], cached[:, 0, :, d_c:], positions,
-                                   kv_positions, w.attn, a.mla, self.options.hopb_chunks)  # [B, T, Q/N, v]
+        attend = mla_attend(q_c, q_r, cached[:, 0, :, :d_c], cached[:, 0, :, d_c:], positions, kv_positions,
+                            w.attn, a.mla)  # latent attention + W_UV, by requests
+        attn = helix_attention(c, attend, B, self.options.hopb_chunks)  # [B, T, Q/N, v], exact
         with c.phase("o_projection"):
             o = o_projection(attn, w.attn)  # [B, T, H], partial sum over N
         c.all_reduce(o, "attention", "o_projection_all_reduce")  # [B, T, H], replicated
@@ -306,66 +318,7 @@ class HelixDeepseek(HelixDecoder):
 DECODER = HelixDeepseek
 
 
-# ---------------------------------------------------------------- jobs with an FFN grid (TPF x EP) or DP+EP
-
-
-@dataclass(frozen=True)
-class MoEJob(Job):
-    """A launch.Job whose layout is given whole (Helix TPF x EP, or DP+EP); ``kvp``/``tpa`` are ignored.
-
-    ASSUMPTION: launch.Job only knows Helix KVP x TPA with TPF = N (see the issue-5 report).
-    """
-
-    moe_layout: Layout = field(default_factory=Layout)
-
-    @property
-    def layout(self) -> Layout:
-        return self.moe_layout
-
-
-@dataclass
-class MoERunResult:
-    run: RunResult
-    expert_loads: dict[str, torch.Tensor]  # step -> [MoE layers, E], summed over the DP ranks
-
-
-def run_moe_job(rank: int, world_size: int, init_method: str, payload: Payload) -> list[MoERunResult]:
-    """launch.run_job for a DeepSeek decoder, also returning the expert load of every step."""
-    import torch.distributed as dist
-
-    from helix.runtime.comm import Comm
-
-    job = payload.job
-    _, layout = validate(job, world_size)
-    check_layout(layout, payload.arch, job.model)
-    comm = Comm.create(layout, rank, world_size, init_method, timeout_s=job.timeout_s)
-    try:
-        decoder = HelixDeepseek(payload.arch, payload.state_dict, comm, name=job.model)
-        results = []
-        for run in job.runs:
-            comm.traffic.records.clear()
-            comm.phase_s.clear()
-            gen = decoder.generate(job.prompt_ids, run.new_tokens, run.options)
-            loads = {}
-            for step, load in decoder.expert_loads.items():
-                if decoder.dp_ep and world_size > 1:  # each rank routed its own requests: add them up
-                    dist.all_reduce(load)  # bookkeeping outside the step, not recorded
-                loads[step] = load.cpu()
-            results.append(MoERunResult(RunResult(
-                tokens=gen.tokens.cpu(), kv_tokens=_gather_ints(decoder.kv_tokens(), world_size),
-                prefill_s=gen.prefill_s, step_s=gen.step_s, traffic=list(comm.traffic.records),
-                phase_s=dict(comm.phase_s),
-                logits=[t.cpu() for t in gen.logits] if rank == 0 and run.options.return_logits else None,
-                hidden=[t.cpu() for t in gen.hidden] if rank == 0 and run.options.capture_hidden else None),
-                loads))
-        return results
-    finally:
-        Comm.destroy()
-
-
-def run_moe_spawned(payload: Payload, timeout_s: float = 300.0) -> list[list[MoERunResult]]:
-    """Spawn one CPU worker per rank of the job's layout; returns [rank][run] results."""
-    return spawn(run_moe_job, payload.job.layout.num_gpus, payload, timeout_s=timeout_s)
+# ---------------------------------------------------------------- reporting
 
 
 def expert_load_lines(loads: dict[str, torch.Tensor], first_moe_layer: int) -> list[str]:

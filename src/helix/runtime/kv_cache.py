@@ -16,8 +16,9 @@ Ownership rules (``block`` = tokens per block, 16 by default as in the paper; TR
   #9757: that rank's KV keeps growing while the others stay fixed).
 
 A request's global positions (for RoPE and causality) are stored beside the keys: local index s of
-the cache is *not* a position. The batch's requests share one prompt length, so one ownership map
-serves the batch.
+the cache is *not* a position. ``value_dim`` is the width of the value slot: ``head_dim`` for GQA,
+0 for MLA (one latent "key" [c | k_r] per token, no value). The batch's requests share one prompt
+length, so one ownership map serves the batch.
 """
 
 from __future__ import annotations
@@ -53,18 +54,21 @@ def kv_owner(positions: torch.Tensor, prompt_tokens: int, kvp: int, block_tokens
 
 
 class KVCache:
-    """K and V of the tokens this rank owns, for every layer: [B, K/TPA, S_loc, Hsz] each."""
+    """K [B, K/TPA, S_loc, head_dim] and V [B, K/TPA, S_loc, value_dim] of the tokens this rank owns, per layer."""
 
     def __init__(self, num_layers: int, batch_size: int, kv_heads: int, head_dim: int, kvp_rank: int, kvp: int,
                  prompt_tokens: int, block_tokens: int = 16, rule: str = "round_robin",
-                 device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
+                 device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
+                 value_dim: int | None = None):
         check_ownership(rule, block_tokens)
         self.kvp_rank, self.kvp = kvp_rank, kvp
         self.prompt_tokens, self.block_tokens, self.rule = prompt_tokens, block_tokens, rule
+        self.value_dim = head_dim if value_dim is None else value_dim  # 0: no value (MLA)
         capacity = 64
-        shape = (batch_size, kv_heads, capacity, head_dim)
-        self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(num_layers)]
-        self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(num_layers)]
+        self.k = [torch.zeros((batch_size, kv_heads, capacity, head_dim), device=device, dtype=dtype)
+                  for _ in range(num_layers)]
+        self.v = [torch.zeros((batch_size, kv_heads, capacity, self.value_dim), device=device, dtype=dtype)
+                  for _ in range(num_layers)]
         self.positions = torch.zeros(capacity, dtype=torch.int64, device=device)  # global position per slot
         self.length = 0  # S_loc: tokens held by this rank (per request, every layer)
         self._owned = torch.zeros(0, dtype=torch.bool)
@@ -79,14 +83,17 @@ class KVCache:
         self.positions[self.length:need] = positions[owned]
         self._start, self.length, self._owned = self.length, need, owned
 
-    def write(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> None:
-        """Store the owned tokens of k, v [B, T, K/TPA, Hsz] into the slots ``reserve`` claimed."""
+    def write(self, layer: int, k: torch.Tensor, v: torch.Tensor | None = None) -> None:
+        """Store the owned tokens of k [B, T, K/TPA, head_dim] and v [B, T, K/TPA, value_dim] (None when
+        value_dim is 0) into the slots ``reserve`` claimed."""
         owned = self._owned.to(k.device)
         self.k[layer][:, :, self._start:self.length] = k[:, owned].transpose(1, 2)
-        self.v[layer][:, :, self._start:self.length] = v[:, owned].transpose(1, 2)
+        if self.value_dim:
+            self.v[layer][:, :, self._start:self.length] = v[:, owned].transpose(1, 2)
 
     def view(self, layer: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(k, v, positions): [B, K/TPA, S_loc, Hsz] twice and the global position of each slot [S_loc]."""
+        """(k, v, positions): [B, K/TPA, S_loc, head_dim], [B, K/TPA, S_loc, value_dim] and the global
+        position of each slot [S_loc]."""
         S_loc = self.length
         return self.k[layer][:, :, :S_loc], self.v[layer][:, :, :S_loc], self.positions[:S_loc]
 

@@ -1,8 +1,15 @@
 """Jobs: build the model once, start one worker per rank (spawned on CPU or under torchrun), collect.
 
-A ``Job`` names a registry model, a Helix layout (KVP x TPA; DP = PP = 1, TPF = N), a prompt batch
-and one or more ``RunSpec`` (decode options + number of new tokens); all runs of a job share one
-process group and one set of weight shards, so a test can check several options per spawn.
+A ``Job`` names a registry model, a layout, a prompt batch and one or more ``RunSpec`` (decode
+options + number of new tokens); all runs of a job share one process group and one set of weight
+shards, so a test can check several options per spawn. Layouts (PP = 1): Helix KVP x TPA with the FFN
+as TPF x EP on the same N ranks (TPF = N / EP; EP > 1 only for MoE models), or the DP+EP baseline
+(``strategy="dp_ep"``: N = DP = EP, each rank owning whole requests and whole experts).
+``Job.from_layout`` takes a ``helix.layout.Layout`` instead.
+
+Every family checks the layout against its model (``check_layout``), in the launcher and on every
+rank. What a decoder reports beyond tokens (DeepSeek: the expert load per step) comes back in
+``RunResult.extras``.
 
 Bad input is found before any process group exists: ``prepare`` validates in the launching process,
 and every worker validates again (a torchrun launch has no launcher), so every rank raises the same
@@ -25,7 +32,7 @@ import torch
 import torch.distributed as dist
 
 from helix.errors import HelixInputError
-from helix.layout import Layout, check_layout_for_model
+from helix.layout import Layout
 from helix.runtime import registry
 from helix.runtime.comm import CollectiveRecord, Comm
 from helix.runtime.decoder import DecodeOptions
@@ -37,18 +44,43 @@ class RunSpec:
     options: DecodeOptions = field(default_factory=DecodeOptions)
 
 
+RUNTIME_STRATEGIES = ("helix", "dp_ep")
+
+
 @dataclass(frozen=True)
 class Job:
     model: str
-    kvp: int
-    tpa: int
+    kvp: int  # Helix KVP (1 under dp_ep)
+    tpa: int  # Helix TPA (1 under dp_ep)
     prompt_ids: torch.Tensor  # [B, T] int64, every request the same length
     runs: tuple[RunSpec, ...]
     timeout_s: float = 60.0  # process-group setup and each collective
+    ep: int = 1  # expert-parallel width: Helix TPF = kvp*tpa / ep; dp_ep: N = DP = EP
+    strategy: str = "helix"  # helix | dp_ep
 
     @property
     def layout(self) -> Layout:
-        return Layout.helix(kvp=self.kvp, tpa=self.tpa)
+        """The Layout (raises HelixInputError for an impossible one)."""
+        if self.strategy not in RUNTIME_STRATEGIES:
+            raise HelixInputError("strategy", f"the runtime runs {' or '.join(RUNTIME_STRATEGIES)}, "
+                                  f"got {self.strategy!r}")
+        if self.strategy == "dp_ep":  # Layout refuses kvp, tpa != 1 here
+            return Layout(tpa=self.tpa, kvp=self.kvp, dp=self.ep, ep=self.ep, strategy="dp_ep")
+        return Layout.helix(kvp=self.kvp, tpa=self.tpa, ep=self.ep)
+
+    @classmethod
+    def from_layout(cls, model: str, layout: Layout, prompt_ids: torch.Tensor, runs: tuple[RunSpec, ...],
+                    timeout_s: float = 60.0) -> Job:
+        """A job for ``layout``: Helix with DP = PP = 1 (TPF = N / EP), or DP+EP with PP = 1."""
+        if layout.strategy not in RUNTIME_STRATEGIES:
+            raise HelixInputError("strategy", f"the runtime runs {' or '.join(RUNTIME_STRATEGIES)}, "
+                                  f"got {layout.strategy!r}")
+        if layout.pp != 1 or (layout.strategy == "helix" and layout.dp != 1):
+            raise HelixInputError("layout", f"the runtime runs PP = 1 and Helix with DP = 1, got {layout.describe()}")
+        job = cls(model, layout.kvp, layout.tpa, prompt_ids, runs, timeout_s, layout.ep, layout.strategy)
+        if job.layout != layout:  # Helix with TPF != N / EP cannot be built
+            raise HelixInputError("tpf", f"must be N/EP for Helix, got {layout.describe()}")
+        return job
 
 
 @dataclass(frozen=True)
@@ -71,6 +103,7 @@ class RunResult:
     phase_s: dict[str, float]
     logits: list[torch.Tensor] | None = None  # rank 0 only, with options.return_logits
     hidden: list[torch.Tensor] | None = None  # rank 0 only, with options.capture_hidden
+    extras: dict = field(default_factory=dict)  # HelixDecoder.extras(), e.g. {"expert_loads": {step: [L_moe, E]}}
 
 
 class WorkerError(RuntimeError):
@@ -94,11 +127,15 @@ class WorkerError(RuntimeError):
 
 
 def validate(job: Job, world_size: int | None = None):
-    """(registry entry, layout): raises HelixInputError for an unknown model, bad layout or world size."""
+    """(registry entry, layout): raises HelixInputError for an unknown model, bad layout or world size.
+
+    Model-independent only; the family's ``check_layout`` adds the model's checks once it is built.
+    """
     entry = registry.get_model(job.model)
     layout = job.layout
     if world_size is not None and world_size != layout.num_gpus:
-        raise HelixInputError("world_size", f"must equal kvp*tpa (={layout.num_gpus}) for {layout.describe()}, "
+        width = "ep" if layout.strategy == "dp_ep" else "kvp*tpa"
+        raise HelixInputError("world_size", f"must equal {width} (={layout.num_gpus}) for {layout.describe()}, "
                               f"got {world_size}")
     if job.prompt_ids.ndim != 2 or job.prompt_ids.shape[1] < 1:
         raise HelixInputError("prompt", f"must be [batch, tokens] with tokens >= 1, got {tuple(job.prompt_ids.shape)}")
@@ -111,7 +148,7 @@ def prepare(job: Job) -> tuple[Payload, object]:
     fam = registry.family(entry.family)
     hf = entry.build()
     arch = fam.arch_from_hf_config(hf.config)
-    check_layout_for_model(layout, fam.model_spec(arch, job.model))
+    fam.check_layout(layout, arch, job.model)
     state = {k: v.detach().clone() for k, v in hf.state_dict().items()}
     return Payload(job, entry.family, arch, state), hf
 
@@ -124,7 +161,7 @@ def run_job(rank: int, world_size: int, init_method: str, payload: Payload) -> l
     job = payload.job
     _, layout = validate(job, world_size)
     fam = registry.family(payload.family)
-    check_layout_for_model(layout, fam.model_spec(payload.arch, job.model))
+    fam.check_layout(layout, payload.arch, job.model)
     comm = Comm.create(layout, rank, world_size, init_method, timeout_s=job.timeout_s)
     try:
         decoder = fam.DECODER(payload.arch, payload.state_dict, comm, name=job.model)
@@ -138,7 +175,8 @@ def run_job(rank: int, world_size: int, init_method: str, payload: Payload) -> l
                 prefill_s=gen.prefill_s, step_s=gen.step_s, traffic=list(comm.traffic.records),
                 phase_s=dict(comm.phase_s),
                 logits=[t.cpu() for t in gen.logits] if rank == 0 and run.options.return_logits else None,
-                hidden=[t.cpu() for t in gen.hidden] if rank == 0 and run.options.capture_hidden else None))
+                hidden=[t.cpu() for t in gen.hidden] if rank == 0 and run.options.capture_hidden else None,
+                extras=decoder.extras()))  # every rank: may use (unrecorded) collectives
         return results
     finally:
         Comm.destroy()
@@ -219,5 +257,5 @@ def spawn(fn, world_size: int, payload, timeout_s: float = 300.0, grace_s: float
 
 
 def run_spawned(payload: Payload, timeout_s: float = 300.0) -> list[list[RunResult]]:
-    """Spawn kvp*tpa CPU workers for a prepared job; returns [rank][run] results."""
+    """Spawn one CPU worker per rank of the job's layout; returns [rank][run] results."""
     return spawn(run_job, payload.job.layout.num_gpus, payload, timeout_s=timeout_s)

@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 
 from helix.errors import HelixInputError
-from helix.layout import check_layout_for_model
-from helix.runtime.attention import helix_attention
+from helix.layout import Layout, check_layout_for_model
+from helix.runtime.attention import gqa_attend, helix_attention
 from helix.runtime.decoder import (
     DecodeOptions,
     HelixDecoder,
@@ -90,6 +90,14 @@ def model_spec(arch: LlamaArch, name: str) -> ModelSpec:
                      source="runtime registry")
 
 
+def check_layout(layout: Layout, arch: LlamaArch, name: str = "llama") -> None:
+    """Helix only (DP+EP needs an MoE model), with the simulator's model checks (TPA vs K, EP = 1)."""
+    if layout.strategy != "helix":
+        raise HelixInputError("strategy", f"must be helix for the dense model {name!r} (dp_ep needs an MoE "
+                              f"model), got {layout.strategy!r}")
+    check_layout_for_model(layout, model_spec(arch, name))
+
+
 # ---------------------------------------------------------------- RoPE and RMSNorm
 
 
@@ -147,7 +155,7 @@ class HelixLlama(HelixDecoder):
 
     def __init__(self, arch: LlamaArch, state_dict: dict[str, torch.Tensor], comm, name: str = "llama"):
         layout = comm.layout
-        check_layout_for_model(layout, model_spec(arch, name))
+        check_layout(layout, arch, name)
         self.arch, self.comm = arch, comm
         dev = comm.device
         Q, K, Hsz, TPA, N = arch.num_query_heads, arch.num_kv_heads, arch.head_dim, layout.tpa, layout.gpus_per_stage
@@ -245,8 +253,8 @@ class HelixLlama(HelixDecoder):
             q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)  # global positions
             self.cache.write(i, k, v)  # only the tokens this KVP rank owns are kept
         k_loc, v_loc, k_positions = self.cache.view(i)  # [B, K/TPA, S_loc, Hsz] x2, [S_loc]
-        attn = helix_attention(c, q, k_loc, v_loc, positions, k_positions, self.scale,
-                               self.options.hopb_chunks)  # [B, T, Q/N, Hsz], exact, sharded by N
+        attend = gqa_attend(q, k_loc, v_loc, positions, k_positions, self.scale)  # local_attention by requests
+        attn = helix_attention(c, attend, B, self.options.hopb_chunks)  # [B, T, Q/N, Hsz], exact, sharded by N
         with c.phase("o_projection"):
             o = F.linear(attn.reshape(B, T, self.Qn * Hsz), w.o)  # [B, T, H], partial sum over N
         c.all_reduce(o, "attention", "o_projection_all_reduce")  # [B, T, H], replicated

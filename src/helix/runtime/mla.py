@@ -32,7 +32,6 @@ import torch
 import torch.nn.functional as F
 
 from helix.errors import HelixInputError
-from helix.runtime.attention import _finish, _pack  # the GQA runtime's exchange (issue 4)
 
 # ---------------------------------------------------------------- weights
 
@@ -169,30 +168,20 @@ def values(out_latent: torch.Tensor, w: MLAShard) -> torch.Tensor:
 # ---------------------------------------------------------------- the KVP exchange
 
 
-def helix_mla_attention(comm, q_c, q_r, c, k_r, q_positions, kv_positions, w: MLAShard, cfg: MLAConfig,
-                        hopb_chunks: int = 1) -> torch.Tensor:
-    """local_attention + W_UV -> kvp_all_to_all -> combine_partial_attention: [B, T, Q/N, v], exact.
+def mla_attend(q_c, q_r, c, k_r, q_positions, kv_positions, w: MLAShard, cfg: MLAConfig):
+    """The ``attend(b0, b1)`` of ``helix.runtime.attention.helix_attention`` for MLA.
 
-    The send buffer packs the values after W_UV and the fp32 LSE, [KVP, B, T, Q/N, v + 1]: each
-    rank sends B T Q (v + 1) * 4 bytes, independent of S (helix.cost.messages, kvp_all_to_all).
-    ``hopb_chunks`` > 1 overlaps chunk i's all-to-all with chunk i+1's attention (HOP-B).
+    Latent attention of requests [b0, b1) over this rank's cache shard, then W_UV: returns the
+    values [b1-b0, T, Q, v] (partial over KVP) and the LSE [b1-b0, T, Q]. ``helix_attention`` packs
+    them as [KVP, Bc, T, Q/N, v + 1] fp32, so each rank sends B T Q (v + 1) 4 bytes per layer,
+    independent of S (helix.cost.messages, kvp_all_to_all), and returns [B, T, Q/N, v], exact.
     """
-    KVP = comm.group_sizes["kvp"]
-    B = q_c.shape[0]
-    pending, results = None, []
-    for rows in torch.arange(B).tensor_split(max(1, min(hopb_chunks, B))):
-        b0, b1 = int(rows[0]), int(rows[-1]) + 1
-        with comm.phase("local_attention"):
-            out, lse = latent_attention(q_c[b0:b1], q_r[b0:b1], c[b0:b1], k_r[b0:b1], q_positions,
-                                        kv_positions, cfg.softmax_scale)  # [Bc, T, Q, d_c], [Bc, T, Q]
-            out = values(out, w)  # [Bc, T, Q, v], partial over KVP
-        send = _pack(out, lse, KVP)  # [KVP, Bc, T, Q/N, v + 1], fp32
-        recv, work = comm.all_to_all(send, "kvp", "kvp_all_to_all", async_op=hopb_chunks > 1)
-        if pending is not None:
-            results.append(_finish(comm, *pending))
-        pending = (recv, work)
-    results.append(_finish(comm, *pending))
-    return torch.cat(results, dim=0)  # [B, T, Q/N, v], exact, sharded over heads by N
+    def attend(b0: int, b1: int):
+        out, lse = latent_attention(q_c[b0:b1], q_r[b0:b1], c[b0:b1], k_r[b0:b1], q_positions, kv_positions,
+                                    cfg.softmax_scale)  # [Bc, T, Q, d_c], [Bc, T, Q]
+        return values(out, w), lse  # [Bc, T, Q, v]: W_UV before the exchange (exact, 4x fewer bytes)
+
+    return attend
 
 
 def o_projection(attn_heads: torch.Tensor, w: MLAShard) -> torch.Tensor:

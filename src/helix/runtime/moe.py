@@ -15,7 +15,7 @@ rank. The shared expert's slices ride the same two reductions, so it costs no ex
 
 DP+EP baseline (the production DeepSeek layout, reference/hardware_models.md §2.7): each rank owns
 B_loc whole requests and E/EP whole experts. Dispatch sends one row of H per (token, selected
-expert), expert-major, with ``all_to_all_single`` split sizes; the experts' (unweighted) outputs come
+expert), expert-major, with ``Comm.all_to_all_v`` (split sizes); the experts' (unweighted) outputs come
 back in the same order on the combine all-to-all, and the sender applies the routing weights. The
 receiver learns how many rows it gets per local expert from a count exchange (E int64 per rank,
 ``moe_dispatch_counts``, E * 8 bytes, independent of B and H; helix.cost.messages models it).
@@ -27,10 +27,8 @@ References: paper §2.2 (MoE on a TPF x EP grid), §3.1 (DeepSeek-R1); Hugging F
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 
 from helix.errors import HelixInputError
@@ -182,20 +180,6 @@ def helix_moe(comm, x: torch.Tensor, shard: MoEShard):
 # ---------------------------------------------------------------- DP+EP: dispatch / combine all-to-all
 
 
-def all_to_all_rows(comm, send: torch.Tensor, send_rows: list[int], recv_rows: list[int], group: str,
-                    phase: str) -> torch.Tensor:
-    """Uneven all-to-all of rows (``all_to_all_single`` with split sizes); n = the whole send buffer."""
-    size = comm.group_sizes[group]
-    if size == 1:
-        return send
-    comm.traffic.add(phase, "all_to_all", size, send.numel() * send.element_size())
-    recv = send.new_empty((sum(recv_rows), *send.shape[1:]))
-    with comm.phase(phase):
-        # ASSUMPTION: Comm has no public split-size all-to-all yet (see the issue-5 report)
-        dist.all_to_all_single(recv, send.contiguous(), recv_rows, send_rows, group=comm._groups[group])
-    return recv
-
-
 def dp_ep_moe(comm, x: torch.Tensor, shard: MoEShard):
     """MoE output for this rank's own tokens x [B_loc, H], and the expert load [E] of those tokens.
 
@@ -211,12 +195,12 @@ def dp_ep_moe(comm, x: torch.Tensor, shard: MoEShard):
         order = torch.argsort(flat, stable=True)  # expert-major, hence destination-rank-major
         token = order // k  # source token of each row
         send_counts = torch.bincount(flat, minlength=E)  # [E]: rows per expert from this rank
-    recv_counts = all_to_all_rows(comm, send_counts, [E_loc] * EP, [E_loc] * EP, "ep",
-                                  "moe_dispatch_counts").view(EP, E_loc)  # [EP sources, E/EP]
+    recv_counts, _ = comm.all_to_all(send_counts, "ep", "moe_dispatch_counts")  # E/EP counts to each EP rank
+    recv_counts = recv_counts.view(EP, E_loc)  # [EP sources, E/EP]: rows this rank gets per local expert
     send_rows = send_counts.view(EP, E_loc).sum(dim=1).tolist()
     recv_rows = recv_counts.sum(dim=1).tolist()
-    received = all_to_all_rows(comm, x[token], send_rows, recv_rows, "ep",
-                               "moe_dispatch_all_to_all")  # [rows in, H]: by source, expert-major
+    received = comm.all_to_all_v(x[token], send_rows, recv_rows, "ep",
+                                 "moe_dispatch_all_to_all")  # [rows in, H]: by source, expert-major
     with comm.phase("moe_experts"):
         expert_of_row = torch.repeat_interleave(torch.arange(E_loc, device=x.device).repeat(EP),
                                                 recv_counts.reshape(-1))  # local expert of each row
@@ -225,28 +209,9 @@ def dp_ep_moe(comm, x: torch.Tensor, shard: MoEShard):
             rows = torch.where(expert_of_row == j)[0]
             if rows.numel():
                 out[rows] = swiglu(received[rows], shard.gate[j], shard.up[j], shard.down[j])
-    back = all_to_all_rows(comm, out, recv_rows, send_rows, "ep", "moe_combine_all_to_all")  # [B_loc k, H]
+    back = comm.all_to_all_v(out, recv_rows, send_rows, "ep", "moe_combine_all_to_all")  # [B_loc k, H]
     with comm.phase("moe_experts"):
         y = torch.zeros_like(x)
         y.index_add_(0, token, back * w.reshape(-1)[order, None].to(back.dtype))
         y = y + shared_partial(x, shard)  # the shared expert runs whole on every rank
     return y, expert_load(idx, E)
-
-
-# ---------------------------------------------------------------- FFN process groups
-
-
-def ensure_ffn_groups(comm, timeout_s: float = 60.0) -> None:
-    """Give ``comm`` the "tpf" and "ep" groups of its layout if it lacks them (call on every rank).
-
-    ASSUMPTION: helix.runtime.comm builds only tpa/kvp/attention/stage groups today; this adds the
-    FFN families in the same every-rank order ``new_group`` needs (see the issue-5 report).
-    """
-    if "tpf" in comm.group_sizes and "ep" in comm.group_sizes:
-        return
-    layout = comm.layout
-    for name, families in (("tpf", layout.tpf_groups()), ("ep", layout.ep_groups())):
-        for ranks in families:
-            group = dist.new_group(ranks, timeout=timedelta(seconds=timeout_s)) if dist.is_initialized() else None
-            if comm.rank in ranks:
-                comm._groups[name], comm.group_sizes[name] = group, len(ranks)

@@ -1,9 +1,10 @@
 """Models the runtime can run: name -> a seeded Hugging Face model and the family that decodes it.
 
 A family is a module exposing ``DECODER`` (a ``helix.runtime.decoder.HelixDecoder`` subclass),
-``arch_from_hf_config(config)`` (plain, picklable numbers) and ``model_spec(arch, name)`` (the
-simulator's ``ModelSpec``). To add ``tiny-deepseek``: write ``helix.runtime.deepseek`` with those
-three names, add ``"deepseek": "helix.runtime.deepseek"`` to ``FAMILIES`` and one ``ModelEntry``.
+``arch_from_hf_config(config)`` (plain, picklable numbers), ``model_spec(arch, name)`` (the
+simulator's ``ModelSpec``) and ``check_layout(layout, arch, name)`` (HelixInputError for a layout the
+decoder cannot run). A new family: a module with those four names, one entry in ``FAMILIES`` and a
+``ModelEntry`` (``helix.runtime.deepseek`` was added this way).
 
 Presets are built in code from a fixed config and seed: no downloads. Weights are drawn with a
 wide initialiser (std 0.2) so greedy tokens have clear margins and token-for-token checks are not

@@ -12,8 +12,10 @@ with ``torch.set_num_threads(1)``:
 - matmul FLOP/s per dtype (fp32, bf16) and size class (small, medium, large square GEMMs);
 - op launch overhead: a tiny ``torch.add`` (the fixed cost of one eager op);
 - collectives on the backend in use (gloo on CPU): all-reduce, all-gather, all-to-all over message
-  sizes and every group size with a core per rank, fitted jointly to the simulator's alpha-beta
-  forms (helix.validation.fit.fit_collectives).
+  sizes and every group size with a core per rank, each call timed as a decode step meets it (after
+  ~1 ms of compute, process groups used in turn: gloo's worker threads sleep between phases, and a
+  back-to-back loop would time a hot path 2-5x faster than any decode step sees), fitted jointly to
+  the simulator's alpha-beta forms (helix.validation.fit.fit_collectives).
 
 The runtime computes in fp32, which the simulator maps to its ``bf16`` compute class: the measured
 fp32 rate is stored in ``peak_flops_per_s_bf16`` (its source says so); FP8/FP4 are 0 (fall back).
@@ -196,33 +198,48 @@ def measure_local(plan: ComputePlan) -> list[Measurement]:
 class CollectivePlan:
     message_bytes: tuple[int, ...] = tuple(4**i * 64 for i in range(10))  # 64 B .. 16 MiB
     kinds: tuple[str, ...] = fit.KINDS
-    rounds: int = 7
+    rounds: int = 32
     concurrent_stream_bytes: int = 128 * MIB
+    compute_between_s: float = 1e-3  # work before each call, as between the phases of a decode step
+    groups: int = 3  # process groups over the same ranks, used in turn (the runtime's kvp, attention, stage)
 
     @classmethod
     def quick(cls) -> CollectivePlan:
-        return cls(message_bytes=(256, 65536), rounds=2, concurrent_stream_bytes=4 * MIB)
-
-
-def _inner_iterations(n_bytes: int) -> int:
-    """Back-to-back calls per timed round: many for latency-bound sizes, few for large ones."""
-    return int(np.clip(2_000_000 // max(n_bytes, 1), 2, 200))
+        return cls(message_bytes=(256, 65536), rounds=3, concurrent_stream_bytes=4 * MIB)
 
 
 def _collective_op(dist, torch, kind: str, n: int, world: int):
-    """(message bytes in the simulator's convention, a no-argument call) for one collective."""
+    """(message bytes in the simulator's convention, a call taking the process group) for one collective."""
     elems = max(n // 4, world) // world * world  # divisible by the group for all-to-all / all-gather
     if kind == "all_reduce":  # n = the full buffer
         buf = torch.ones(elems)
-        return elems * 4, lambda: dist.all_reduce(buf)
-    if kind == "all_gather":  # n = the output
+        return elems * 4, lambda g: dist.all_reduce(buf, group=g)
+    if kind == "all_gather":  # n = the output; the list form, as helix.runtime.comm calls it
         src, dst = torch.ones(elems // world), [torch.empty(elems // world) for _ in range(world)]
-        return elems * 4, lambda: dist.all_gather(dst, src)  # the list form, as helix.runtime.comm calls it
+        return elems * 4, lambda g: dist.all_gather(dst, src, group=g)
     src, dst = torch.ones(elems), torch.empty(elems)  # all_to_all: n = the rank's send buffer
-    return elems * 4, lambda: dist.all_to_all_single(dst, src)
+    return elems * 4, lambda g: dist.all_to_all_single(dst, src, group=g)
+
+
+def _busy(torch, seconds: float):
+    """A no-argument call that keeps this core busy for about ``seconds`` with small matmuls."""
+    a = torch.randn(128, 128)
+    t0 = time.perf_counter()
+    a @ a
+    reps = max(1, int(seconds / max(time.perf_counter() - t0, 1e-6)))
+
+    def work():
+        for _ in range(reps):
+            a @ a
+
+    return work
 
 
 def _collective_worker(rank: int, world: int, port: int, plan: CollectivePlan, out_dir: str) -> None:
+    """Time every (kind, size) as a decode step meets it: one call after ~1 ms of compute, on one of
+    ``plan.groups`` process groups in turn. Back-to-back calls would time a hot gloo path that a
+    decode step never sees (its worker threads asleep between phases cost several times more).
+    """
     import torch
     import torch.distributed as dist
 
@@ -230,37 +247,43 @@ def _collective_worker(rank: int, world: int, port: int, plan: CollectivePlan, o
     os.environ["MASTER_ADDR"] = "127.0.0.1"
     os.environ["MASTER_PORT"] = str(port)
     dist.init_process_group("gloo", rank=rank, world_size=world)
-    rows = []
     try:
+        groups = [dist.new_group(list(range(world))) for _ in range(plan.groups)]
+        rows = []
         # Streaming read with every rank streaming at once: the bandwidth one rank gets under load.
         x = torch.ones(plan.concurrent_stream_bytes // 4)
         dist.barrier()
-        med = fit.robust_median_s(time_call_s(x.sum, repeats=plan.rounds))
+        med = fit.robust_median_s(time_call_s(x.sum, repeats=7))
         rows.append(Measurement("stream_read_all_ranks", "fp32", f"{plan.concurrent_stream_bytes / MIB:g} MiB",
                                 plan.concurrent_stream_bytes, 0.0, world, med,
-                                plan.concurrent_stream_bytes / med, plan.rounds).row())
+                                plan.concurrent_stream_bytes / med, 7).row())
         x = None
-        # Rounds are interleaved over every (kind, size), so a burst of load from elsewhere on the
+        busy = _busy(torch, plan.compute_between_s)
+        ops = [(kind, *_collective_op(dist, torch, kind, n, world)) for kind in plan.kinds for n in plan.message_bytes]
+        for _kind, _nb, op in ops:  # warm-up: connections and buffers
+            for g in groups:
+                op(g)
+        # Rounds are interleaved over every (kind, size): a burst of load from elsewhere on the
         # machine spreads over all points instead of bending one part of the curve.
-        ops, samples = [], {}
-        for kind in plan.kinds:
-            for n in plan.message_bytes:
-                ops.append((kind, *_collective_op(dist, torch, kind, n, world)))
-        for _kind, _nb, op in ops:
-            for _ in range(2):
-                op()
-        for _ in range(plan.rounds):
-            for kind, nb, op in ops:
-                dist.barrier()
-                inner = _inner_iterations(nb)
-                samples.setdefault((kind, nb), []).extend(time_call_s(op, repeats=1, warmup=0, inner=inner))
-        for (kind, nb), ts in samples.items():
-            # Every rank leaves a collective together; rank 0's clock is the group's.
-            rows.append(Measurement(kind, "fp32", f"{nb} B", nb, 0.0, world, fit.robust_median_s(ts), 0.0,
-                                    len(ts)).row())
+        samples: dict[tuple[str, int], list[float]] = {}
+        dist.barrier()
+        for r in range(plan.rounds):
+            for i, (kind, nb, op) in enumerate(ops):
+                busy()
+                t0 = time.perf_counter()
+                op(groups[(r + i) % len(groups)])
+                samples.setdefault((kind, nb), []).append(time.perf_counter() - t0)
+        everyone: list = [None] * world
+        dist.all_gather_object(everyone, samples)
         if rank == 0:
             import json
 
+            for (kind, nb), _ in samples.items():
+                # The last rank to arrive waits for no one: the minimum over ranks is the call's own
+                # cost. Mean over calls: gloo's heavy tail adds up in a step, so it must count here.
+                per_call = np.min(np.array([e[(kind, nb)] for e in everyone]), axis=0)
+                rows.append(Measurement(kind, "fp32", f"{nb} B", nb, 0.0, world, float(np.mean(per_call)), 0.0,
+                                        int(per_call.size)).row())
             Path(out_dir, f"world{world}.json").write_text(json.dumps(rows))
     finally:
         dist.destroy_process_group()
@@ -341,7 +364,9 @@ def build_profile(measurements: list[Measurement], *, name: str, cores: int) -> 
         sizes = sorted({m.n_bytes for m in coll})
         ps = sorted({m.group_size for m in coll})
         how = (f"gloo {', '.join(sorted({m.what for m in coll}))}, {sizes[0]:g}-{sizes[-1]:g} B, group sizes "
-               f"{ps}, median of rounds, joint relative least squares to helix.cost.collectives forms "
+               f"{ps}; each call after ~1 ms of compute on one of 3 process groups in turn (as in a decode "
+               f"step), fastest rank, mean of {coll[0].samples} calls; joint relative least squares to "
+               f"helix.cost.collectives forms "
                f"(median |residual| {coll_fit.median_abs_error:.1%}, worst {coll_fit.max_abs_error:.1%})")
         sync, ring_base, ring_hop = c["sync_latency_s"], c["ring_base_latency_s"], c["ring_hop_latency_s"]
     else:
@@ -434,6 +459,9 @@ def write_atomic(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a profile is an ordinary file
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -81,12 +81,13 @@ def _run_validate(args: argparse.Namespace) -> int:
     _writable_dir("--out", out)
     if args.repeats is not None and args.repeats < 1:
         raise HelixInputError("--repeats", f"must be >= 1, got {args.repeats}")
+    from helix.validation import tables
     from helix.validation import validate as val
 
     grid = val.tiny_grid() if args.quick else val.default_grid(os.cpu_count() or 1)
     result = val.run_validation(grid, hw, repeats=args.repeats, progress=lambda m: print(m, file=sys.stderr))
-    paths = val.write_outputs(result, out)
-    print(val.format_table(result))
+    paths = tables.write_outputs(result, out)
+    print(tables.format_table(result))
     print(json.dumps({"out": str(out), "files": [str(p) for p in paths], **result.summary_json()}))
     return 0
 

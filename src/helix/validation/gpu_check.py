@@ -54,6 +54,7 @@ class Timer:
     device: str  # "cuda" or "cpu"
     graphs: bool = False  # CUDA: replay ``inner`` calls captured in one CUDA graph (as a serving engine does)
     graph_failures: int = 0
+    last_eager_s: float = 0.0  # with graphs: the same call timed eagerly, launch by launch
 
     def _graphed(self, fn, inner: int):
         """One CUDA graph holding ``inner`` calls of fn; falls back to eager calls if capture fails."""
@@ -88,7 +89,9 @@ class Timer:
             fn()
         samples = []
         per_replay = 1
+        self.last_eager_s = 0.0
         if self.device == "cuda" and self.graphs:
+            self.last_eager_s = Timer(self.device).time_s(fn, repeats=repeats, warmup=0, inner=inner)
             fn, per_replay, inner = self._graphed(fn, inner), inner, 1
         if self.device == "cuda":
             torch.cuda.synchronize()
@@ -217,6 +220,7 @@ class Point:
     flops: float
     measured_s: float
     note: str = ""
+    eager_s: float = 0.0
 
 
 # ---- attention kernels: split-KV ("flash decoding") partials merged by LSE, the Helix combine in miniature
@@ -294,7 +298,8 @@ def gqa_points(timer: Timer, smoke: bool, budget_bytes: float, sms: int) -> list
         kv_tok = float(memory.kv_bytes_per_token_per_layer_per_gpu(model, BF16, tpa)) if not smoke else Kh * 2 * hs * 2
         flops_tok = Qh * (model.attention_flops_per_cached_token_per_head if not smoke else 4 * hs)
         pts.append(Point("gqa_attention", f"TPA={tpa} Q/TPA={Qh} K/TPA={Kh} B={B} S={S}",
-                         B * S * kv_tok, B * S * flops_tok, t, f"{kernel} split-KV x{c} + LSE merge"))
+                         B * S * kv_tok, B * S * flops_tok, t, f"{kernel} split-KV x{c} + LSE merge",
+                         timer.last_eager_s))
     return pts
 
 
@@ -334,7 +339,7 @@ def mla_points(timer: Timer, smoke: bool, budget_bytes: float, sms: int) -> list
         kv_tok = float(memory.kv_bytes_per_token_per_layer_per_gpu(model, BF16, 1)) if not smoke else width * 2
         flops_tok = Qh * (model.attention_flops_per_cached_token_per_head if not smoke else 4 * dc + 2 * dr)
         pts.append(Point("mla_attention", f"Q={Qh} latent={width} B={B} S={S}", B * S * kv_tok, B * S * flops_tok,
-                         t, f"{kernel} split-KV x{c} + LSE merge, V = latent"))
+                         t, f"{kernel} split-KV x{c} + LSE merge, V = latent", timer.last_eager_s))
     return pts
 
 
@@ -372,7 +377,7 @@ def gemm_points(timer: Timer, smoke: bool) -> list[Point]:
             t = timer.time_s(_rotating(torch.nn.functional.linear, [(x, w) for w in ws]),
                              repeats=10 if not smoke else 3, inner=copies)
             pts.append(Point("decode_gemm", f"{name} B={B} K={k} N={n}", w_bytes + 2 * B * (k + n),
-                             2.0 * B * k * n, t, "F.linear, bf16"))
+                             2.0 * B * k * n, t, "F.linear, bf16", timer.last_eager_s))
         ws = None
     return pts
 
@@ -384,7 +389,7 @@ def predictions(points: list[Point], profiles: dict) -> list[dict]:
     rows = []
     for p in points:
         row = {"op": p.op, "shape": p.shape, "bytes_read": p.bytes_read, "flops": p.flops,
-               "measured_us": p.measured_s * 1e6,
+               "measured_us": p.measured_s * 1e6, "eager_us": p.eager_s * 1e6,
                "achieved_GBps": p.bytes_read / p.measured_s / 1e9}
         for label, hw in profiles.items():
             pred = float(op_time_s(p.bytes_read, p.flops, hw, "bf16"))
@@ -415,18 +420,52 @@ def write_markdown(rows: list[dict], cal: dict, labels: list[str], header: str, 
             s = fit.summarize_errors([r[f"err_{lab}"] for r in rows if r["op"] == op])
             lines.append(f"| {op} | {lab} | {s['points']} | {s['median_abs']:.1%} | {s['max_abs']:.1%} | "
                          f"{s['median']:+.1%} |")
-    lines += ["", "## Points", "", "| op | shape | measured µs | achieved GB/s | "
+    lines += ["", "## Points", "", "Measured = CUDA-graph replay; eager = the same calls launched one by one.", "",
+              "| op | shape | measured µs | eager µs | achieved GB/s | "
               + " | ".join(f"pred {lab} µs | err {lab}" for lab in labels) + " |",
-              "|---|---|---|---|" + "---|---|" * len(labels)]
+              "|---|---|---|---|---|" + "---|---|" * len(labels)]
     for r in rows:
         preds = " | ".join(f"{r[f'pred_{lab}_us']:.1f} | {r[f'err_{lab}']:+.1%}" for lab in labels)
-        lines.append(f"| {r['op']} | {r['shape']} | {r['measured_us']:.1f} | {r['achieved_GBps']:.0f} | {preds} |")
+        lines.append(f"| {r['op']} | {r['shape']} | {r['measured_us']:.1f} | {r['eager_us']:.1f} | "
+                     f"{r['achieved_GBps']:.0f} | {preds} |")
     path.write_text("\n".join(lines) + "\n")
+
+
+def plot(rows: list[dict], labels: list[str], title: str, path: Path) -> None:
+    """Predicted vs measured per op, one panel per profile, each point's error written beside it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(labels), figsize=(6.5 * len(labels), 5.5), squeeze=False)
+    ops = sorted({r["op"] for r in rows})
+    colors = dict(zip(ops, ("tab:blue", "tab:orange", "tab:green", "tab:red"), strict=False))
+    meas = [r["measured_us"] for r in rows]
+    for ax, lab in zip(axes[0], labels, strict=True):
+        pred = [r[f"pred_{lab}_us"] for r in rows]
+        lo, hi = min(meas + pred) * 0.7, max(meas + pred) * 1.4
+        xs = [lo, hi]
+        ax.plot(xs, xs, "k-", lw=0.8)
+        ax.fill_between(xs, [x * 0.85 for x in xs], [x * 1.15 for x in xs], color="0.88", label="±15 %")
+        for op in ops:
+            sel = [r for r in rows if r["op"] == op]
+            ax.scatter([r["measured_us"] for r in sel], [r[f"pred_{lab}_us"] for r in sel], s=14,
+                       color=colors[op], label=op)
+            for r in sel:
+                ax.annotate(f"{r[f'err_{lab}']:+.0%}", (r["measured_us"], r[f"pred_{lab}_us"]), fontsize=5,
+                            xytext=(2, -2), textcoords="offset points")
+        ax.set(xscale="log", yscale="log", xlabel="measured µs (CUDA graph)", ylabel=f"predicted µs ({lab})",
+               title=f"{title}: {lab}")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m helix.validation.gpu_check", description=__doc__.split("\n")[0])
-    ap.add_argument("--out", required=True, help="output directory (≤ 4 files)")
+    ap.add_argument("--out", required=True, help="output directory (4 files)")
     ap.add_argument("--cpu-smoke", action="store_true", help="tiny sizes on the CPU: tests the script only")
     args = ap.parse_args(argv)
     import torch
@@ -483,6 +522,10 @@ def main(argv: list[str] | None = None) -> int:
               f"({timer.graph_failures} fell back to eager), CUDA events, median of 10 after warm-up, operands "
               f"rotated over > 200 MB so each call reads HBM. Wall {wall:.0f} s.")
     write_markdown(rows, cal, labels, header, out / "gpu_validation.md")
+    try:
+        plot(rows, labels, device_name, out / "gpu_validation.png")
+    except Exception as exc:  # noqa: BLE001 - the tables matter more than the figure
+        print(f"plot skipped: {type(exc).__name__}: {exc}", file=sys.stderr)
     for lab in labels:
         s = fit.summarize_errors([r[f"err_{lab}"] for r in rows])
         print(f"{lab}: {s}")

@@ -8,26 +8,30 @@ thread per process (a rank is a core, as in ``helix calibrate``):
    through ``KVCache.reserve`` / ``write`` (the same staged round-robin ownership a long prefill
    would give; a real S-token prefill costs O(S^2) and would time nothing of interest);
 2. ``warmup`` decode steps, then ``repeats`` timed ones, each after a barrier; a step's time is the
-   slowest rank's, and each runtime phase (``comm.phase_s``: qkv_projection, local_attention,
-   kvp_all_to_all, ...) is timed alike; the point's figure is the median over repeats;
+   slowest rank's and the point's figure is the median over repeats; each runtime phase
+   (``comm.phase_s``: qkv_projection, local_attention, kvp_all_to_all, ...) is the mean over
+   repeats of the slowest rank (compute) or the fastest rank (collectives: see ``combine_ranks``);
 3. ``helix.step.simulate`` predicts the step with the calibrated profile, fp32 everywhere, overlap
    ``pipelined`` (HOP-B) or ``serial``, and its breakdown is matched term by term to the phases.
 
-Error = (predicted - measured) / measured, per point and per term. Outputs: validation.csv (points),
-terms.csv (per term), validation.md (tables, shape checks), validation.png (predicted vs measured).
+Error = (predicted - measured) / measured, per point and per term. The tables, shape checks and the
+figure are written by helix.validation.tables.
 
-Runtime hook used: only public names (launch.prepare/spawn, Comm.create, DECODER, prefill,
-decode_step, KVCache.reserve/write, ``next_position``, ``comm.phase_s``).
+Runtime names used (no runtime file is changed): launch.Job/RunSpec/prepare/spawn/WorkerError,
+Comm.create/destroy, ``comm.phase_s``, the family's DECODER and model_spec, ``prefill``,
+``decode_step``, ``kv_tokens``, and, to give a decoder an S-token context, its ``cache``
+(KVCache.reserve/write), ``arch``, ``Kl`` and ``next_position``. ``count_ops_per_phase`` (a
+diagnostic) also wraps one Comm instance's ``phase`` to tag aten ops with the current phase.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
+from helix.cost import collectives
 from helix.validation import fit
 
 # Simulator breakdown term -> runtime phases that implement it.
@@ -89,7 +93,7 @@ def default_grid(cores: int) -> Grid:
                     points.append(GridPoint(2, 1, True, b, s))
                 points.append(GridPoint(1, 2, False, b, s))
             points.append(GridPoint(1, 1, False, b, s))
-    return Grid("bench-llama", tuple(points))
+    return Grid("bench-llama", tuple(points), warmup=2, repeats=9)
 
 
 def tiny_grid() -> Grid:
@@ -168,22 +172,36 @@ def _measure_rank(rank: int, world_size: int, init_method: str, work: _Work) -> 
 @dataclass
 class Measured:
     point: GridPoint
-    step_s: float  # median over repeats of the slowest rank's step
-    phase_s: dict[str, float]  # median over repeats of the slowest rank's phase time
+    step_s: float  # median over repeats of the slowest rank's step (the headline figure)
+    phase_s: dict[str, float]  # mean over repeats (see combine_ranks)
     samples: int
     spread: float  # (max - min) / median of the step samples
+    mean_step_s: float = 0.0  # mean over repeats of the slowest rank's step: the phases add up to it
+
+
+COLLECTIVE_PHASES = frozenset(("kvp_all_to_all", "o_projection_all_reduce", "ffn_all_reduce", "embedding_all_reduce",
+                               "lm_head_all_gather"))
 
 
 def combine_ranks(point: GridPoint, per_rank: list[dict]) -> Measured:
-    """Slowest rank per repeat, then the median over repeats (pure; tested)."""
+    """Per repeat: the slowest rank's step and compute phases, the *fastest* rank's collectives.
+
+    Over repeats, the step's headline is the median; phases are means, so that with the mean step
+    they add up (gloo collectives have a heavy tail: ~10 % of calls take a 4 ms scheduler tick, and a
+    sum of per-phase medians would hide it). A rank that reaches a collective first waits there for
+    the others; the last to arrive waits for no one, so the minimum over ranks is the collective's own
+    cost and the skew between ranks stays in the step (as ``other``). Pure; tested.
+    """
     steps = np.max(np.array([r["step_s"] for r in per_rank]), axis=0)
     names = sorted({k for r in per_rank for ph in r["phase_s"] for k in ph})
     phases = {}
     for name in names:
         per = np.array([[ph.get(name, 0.0) for ph in r["phase_s"]] for r in per_rank])
-        phases[name] = float(np.median(per.max(axis=0)))
+        across = per.min(axis=0) if name in COLLECTIVE_PHASES else per.max(axis=0)
+        phases[name] = float(np.mean(across))
     med = float(np.median(steps))
-    return Measured(point, med, phases, int(steps.size), float((steps.max() - steps.min()) / med))
+    return Measured(point, med, phases, int(steps.size), float((steps.max() - steps.min()) / med),
+                    float(np.mean(steps)))
 
 
 def measure(grid: Grid, progress=None) -> tuple[list[Measured], object]:
@@ -222,14 +240,6 @@ def measure(grid: Grid, progress=None) -> tuple[list[Measured], object]:
 # ---------------------------------------------------------------- predicting and comparing
 
 
-def model_spec_for(model_name: str):
-    from helix.runtime import registry
-
-    entry = registry.get_model(model_name)
-    fam = registry.family(entry.family)
-    return fam.model_spec(fam.arch_from_hf_config(entry.build().config), model_name)
-
-
 def predict(model, hw, p: GridPoint):
     """The simulator's StepResult for a grid point (fp32 everywhere, as the runtime computes)."""
     from helix.layout import Layout
@@ -247,6 +257,12 @@ class Row:
     predicted_s: float
     spread: float
     terms: dict[str, tuple[float, float]] = field(default_factory=dict)  # term -> (predicted, measured) s
+    measured_mean_s: float = 0.0
+    predicted_ring_ar_s: float = 0.0  # diagnostic: all-reduce restricted to the ring algorithm
+
+    @property
+    def ring_ar_error(self) -> float:
+        return float(fit.relative_errors(self.predicted_ring_ar_s, self.measured_s))
 
     @property
     def error(self) -> float:
@@ -263,8 +279,32 @@ def compare(measured: Measured, breakdown: dict[str, float], ttl_s: float) -> Ro
         pr = float(breakdown.get(term, 0.0))
         if pr > 0 or m > 0:
             terms[term] = (pr, m)
-    terms[OTHER] = (float(breakdown.get("embedding_lm_head", 0.0)), max(measured.step_s - named, 0.0))
-    return Row(measured.point, measured.step_s, float(ttl_s), measured.spread, terms)
+    step = measured.mean_step_s or measured.step_s
+    terms[OTHER] = (float(breakdown.get("embedding_lm_head", 0.0)), max(step - named, 0.0))
+    return Row(measured.point, measured.step_s, float(ttl_s), measured.spread, terms, step)
+
+
+def ring_only_all_reduce_ttl_s(model, hw, p: GridPoint, result) -> float:
+    """Diagnostic: the predicted step if all-reduce could only use the ring algorithm.
+
+    helix.cost.collectives takes the cheapest of ring, one-shot and two-shot; gloo implements
+    neither of the last two (they need peer memory). Raising the one-/two-shot sync latency out of
+    reach leaves the simulator's own ring formula; the all-to-all and all-gather are untouched
+    because only the all-reduce terms of the breakdown are swapped.
+    """
+    from dataclasses import replace
+
+    from helix.cost.messages import step_messages
+    from helix.specs.precision import PrecisionSpec
+
+    ring_hw = replace(hw, sync_latency_s=1e3)
+    delta = 0.0
+    for m in step_messages(model, PrecisionSpec.uniform("fp32"), "helix", p.tpa, p.kvp, 1, p.ranks, 1, 1, p.batch):
+        if m.kind == "all_reduce" and float(m.group_size) > 1:
+            delta += float(m.calls_per_step) * float(
+                collectives.all_reduce_s(m.n_bytes, m.group_size, ring_hw)
+                - collectives.all_reduce_s(m.n_bytes, m.group_size, hw))
+    return float(result.ttl_s) + delta
 
 
 @dataclass
@@ -274,18 +314,23 @@ class ValidationResult:
     model: str
     wall_s: float
     notes: list[str] = field(default_factory=list)
+    op_counts: dict[str, int] = field(default_factory=dict)  # aten ops per decode step, by runtime phase
 
     def summary(self) -> dict[str, float]:
         return fit.summarize_errors([r.error for r in self.rows])
 
     def summary_json(self) -> dict:
         s = self.summary()
+        ring = fit.summarize_errors([r.ring_ar_error for r in self.rows])
         return {"points": s["points"], "median_abs_error": round(s["median_abs"], 4),
                 "max_abs_error": round(s["max_abs"], 4), "bias": round(s["median"], 4),
+                "ring_only_all_reduce": {"median_abs_error": round(ring["median_abs"], 4),
+                                         "max_abs_error": round(ring["max_abs"], 4)},
                 "hardware": self.hardware, "wall_s": round(self.wall_s, 1)}
 
 
-def run_validation(grid: Grid, hw, repeats: int | None = None, progress=None) -> ValidationResult:
+def run_validation(grid: Grid, hw, repeats: int | None = None, progress=None,
+                   ops_per_phase: bool = True) -> ValidationResult:
     from dataclasses import replace
 
     t0 = time.perf_counter()
@@ -295,178 +340,62 @@ def run_validation(grid: Grid, hw, repeats: int | None = None, progress=None) ->
     rows = []
     for m in measured:
         res = predict(model, hw, m.point)
-        rows.append(compare(m, {k: float(v) for k, v in res.breakdown.items()}, float(res.ttl_s)))
-    return ValidationResult(rows, hw.name, grid.model, time.perf_counter() - t0)
+        row = compare(m, {k: float(v) for k, v in res.breakdown.items()}, float(res.ttl_s))
+        row.predicted_ring_ar_s = ring_only_all_reduce_ttl_s(model, hw, m.point, res)
+        rows.append(row)
+    result = ValidationResult(rows, hw.name, grid.model, time.perf_counter() - t0)
+    if ops_per_phase:
+        result.op_counts = count_ops_per_phase(grid.model, grid.points[-1].batch, min(4096, grid.points[-1].context))
+    return result
 
 
-# ---------------------------------------------------------------- shape checks
+# Kernel launches per step the simulator charges (helix.step: one per op, two for the FFN and for
+# embedding + LM head), by runtime phase.
+SIMULATED_LAUNCHES_PER_LAYER = {"qkv_projection": 1, "local_attention": 1, "combine_partial_attention": 1,
+                                "o_projection": 1, "ffn": 2}
 
 
-def shape_checks(rows: list[Row]) -> list[dict]:
-    """Linearity in S, all-to-all independent of S, HOP-B gain: measured beside predicted."""
-    checks = []
-    groups: dict[tuple, list[Row]] = {}
-    for r in rows:
-        groups.setdefault((r.point.label, r.point.batch), []).append(r)
-    for (label, b), rs in sorted(groups.items()):
-        rs = sorted(rs, key=lambda r: r.point.context)
-        if len(rs) < 3:
-            continue
-        s = np.array([r.point.context for r in rs], dtype=float)
-        meas, pred = np.array([r.measured_s for r in rs]), np.array([r.predicted_s for r in rs])
-        lm, lp = fit.fit_line(s, meas, relative=True), fit.fit_line(s, pred, relative=True)
-        checks.append({"check": "linear in context", "where": f"{label}, B={b}",
-                       "measured": f"slope {lm.coefficients['beta'] * 1e9:.1f} ns/token, worst residual "
-                                   f"{lm.max_abs_error:.1%}",
-                       "predicted": f"slope {lp.coefficients['beta'] * 1e9:.1f} ns/token",
-                       "ok": lm.max_abs_error < 0.1})
-        a2a = [r.terms["kvp_all_to_all"][1] for r in rs if "kvp_all_to_all" in r.terms]
-        if len(a2a) == len(rs) and not rs[0].point.hopb:
-            ratio = max(a2a) / max(min(a2a), 1e-12)
-            checks.append({"check": "all-to-all independent of context", "where": f"{label}, B={b}",
-                           "measured": "  ".join(f"S={int(x)}: {t * 1e3:.2f} ms" for x, t in zip(s, a2a, strict=True)),
-                           "predicted": f"{rs[0].terms['kvp_all_to_all'][0] * 1e3:.2f} ms at every S",
-                           "ok": ratio < 1.5})
-    by_key = {(r.point.kvp, r.point.tpa, r.point.hopb, r.point.batch, r.point.context): r for r in rows}
-    for (kvp, tpa, hopb, b, s), on in sorted(by_key.items()):
-        off = by_key.get((kvp, tpa, False, b, s))
-        if not hopb or off is None:
-            continue
-        gm = (off.measured_s - on.measured_s) / off.measured_s
-        gp = (off.predicted_s - on.predicted_s) / off.predicted_s
-        checks.append({"check": "HOP-B gain", "where": f"KVP={kvp} B={b} S={s}", "measured": f"{gm:+.1%}",
-                       "predicted": f"{gp:+.1%}", "ok": (gp <= 0.01 or gm > 0) and abs(gm - gp) < 0.1})
-    return checks
+def count_ops_per_phase(model_name: str, batch: int, context: int) -> dict[str, int]:
+    """Aten ops one single-rank decode step issues, by runtime phase (``other``: outside every phase).
 
+    Diagnostic for the launch term: runs in this process (one rank, no process group), wraps this
+    Comm instance's ``phase`` to know the current phase, and counts ops with a TorchDispatchMode.
+    """
+    from contextlib import contextmanager
 
-# ---------------------------------------------------------------- outputs
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
 
+    from helix.layout import Layout
+    from helix.runtime import registry
+    from helix.runtime.comm import Comm
+    from helix.runtime.decoder import DecodeOptions
+    from helix.runtime.launch import Job, RunSpec, prepare
 
-def term_summary(rows: list[Row]) -> list[dict]:
-    """Per simulator term: median predicted and measured ms and the error over the points."""
-    out = []
-    names = sorted({t for r in rows for t in r.terms}, key=lambda t: list(TERM_PHASES).index(t)
-                   if t in TERM_PHASES else 99)
-    for t in names:
-        pairs = [r.terms[t] for r in rows if t in r.terms and r.terms[t][1] > 0]
-        if not pairs:
-            continue
-        pr, me = np.array(pairs).T
-        e = fit.summarize_errors(fit.relative_errors(pr, me))
-        out.append({"term": t, "points": len(pairs), "pred_ms": float(np.median(pr)) * 1e3,
-                    "meas_ms": float(np.median(me)) * 1e3, "share": float(np.median(me / [
-                        r.measured_s for r in rows if t in r.terms and r.terms[t][1] > 0])),
-                    **{f"err_{k}": v for k, v in e.items() if k != "points"}})
-    return out
+    payload, _ = prepare(Job(model_name, 1, 1, torch.zeros(1, 1, dtype=torch.int64), (RunSpec(2),)))
+    comm = Comm.create(Layout.helix(kvp=1, tpa=1), 0, 1, "env://")
+    decoder = registry.family(payload.family).DECODER(payload.arch, payload.state_dict, comm, name=model_name)
+    current, timed_phase = [OTHER], comm.phase
 
+    @contextmanager
+    def tagged(name):
+        previous, current[0] = current[0], name
+        with timed_phase(name):
+            yield
+        current[0] = previous
 
-def points_csv(rows: list[Row]) -> str:
-    terms = sorted({t for r in rows for t in r.terms})
-    head = ["layout", "kvp", "tpa", "hopb", "batch", "context", "measured_ms", "predicted_ms", "error", "spread"]
-    head += [f"{t}_{w}_ms" for t in terms for w in ("pred", "meas")]
-    lines = [",".join(head)]
-    for r in rows:
-        p = r.point
-        vals = [p.label, p.kvp, p.tpa, int(p.hopb), p.batch, p.context, f"{r.measured_s * 1e3:.4f}",
-                f"{r.predicted_s * 1e3:.4f}", f"{r.error:.4f}", f"{r.spread:.3f}"]
-        for t in terms:
-            pr, me = r.terms.get(t, (0.0, 0.0))
-            vals += [f"{pr * 1e3:.4f}", f"{me * 1e3:.4f}"]
-        lines.append(",".join(str(v) for v in vals))
-    return "\n".join(lines) + "\n"
+    comm.phase = tagged
+    counts: dict[str, int] = {}
 
+    class _Count(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            counts[current[0]] = counts.get(current[0], 0) + 1
+            return func(*args, **(kwargs or {}))
 
-def format_table(result: ValidationResult) -> str:
-    lines = [f"{'layout':<28} {'B':>3} {'S':>7} {'meas ms':>9} {'pred ms':>9} {'error':>8}"]
-    for r in result.rows:
-        p = r.point
-        lines.append(f"{p.label:<28} {p.batch:>3} {p.context:>7} {r.measured_s * 1e3:>9.2f} "
-                     f"{r.predicted_s * 1e3:>9.2f} {r.error:>+8.1%}")
-    s = result.summary()
-    lines.append(f"median |error| {s['median_abs']:.1%}, worst {s['max_abs']:.1%}, bias {s['median']:+.1%} "
-                 f"over {s['points']} points")
-    return "\n".join(lines)
-
-
-def markdown(result: ValidationResult) -> str:
-    s = result.summary()
-    md = [f"# Validation: {result.model} on `{result.hardware}` ({time.strftime('%Y-%m-%d')})", "",
-          f"{s['points']} points; median |error| **{s['median_abs']:.1%}**, worst **{s['max_abs']:.1%}**, "
-          f"bias {s['median']:+.1%} (error = (predicted − measured) / measured). Wall {result.wall_s:.0f} s.", "",
-          "## Points", "", "| layout | B | S | measured ms | predicted ms | error | spread |",
-          "|---|---|---|---|---|---|---|"]
-    for r in result.rows:
-        p = r.point
-        md.append(f"| {p.label} | {p.batch} | {p.context} | {r.measured_s * 1e3:.2f} | {r.predicted_s * 1e3:.2f} | "
-                  f"{r.error:+.1%} | {r.spread:.0%} |")
-    md += ["", "## Per term (median over points where the runtime times it)", "",
-           "| term | points | predicted ms | measured ms | share of step | median error | worst | bias |",
-           "|---|---|---|---|---|---|---|---|"]
-    for t in term_summary(result.rows):
-        md.append(f"| {t['term']} | {t['points']} | {t['pred_ms']:.3f} | {t['meas_ms']:.3f} | {t['share']:.0%} | "
-                  f"{t['err_median_abs']:.0%} | {t['err_max_abs']:.0%} | {t['err_median']:+.0%} |")
-    md += ["", f"`{OTHER}`: step time outside the named phases (LM head, final norm, Python) against the "
-           "simulator's embedding_lm_head.", "", "## Shapes", "", "| check | where | measured | predicted | ok |",
-           "|---|---|---|---|---|"]
-    for c in shape_checks(result.rows):
-        ok = "yes" if c["ok"] else "NO"
-        md.append(f"| {c['check']} | {c['where']} | {c['measured']} | {c['predicted']} | {ok} |")
-    md += [""] + result.notes
-    return "\n".join(md) + "\n"
-
-
-def plot(result: ValidationResult, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(13, 5.5))
-    labels = sorted({r.point.label for r in result.rows})
-    colors = dict(zip(labels, plt.cm.tab10.colors, strict=False))
-    for r in result.rows:
-        ax.scatter(r.measured_s * 1e3, r.predicted_s * 1e3, color=colors[r.point.label], s=18)
-        ax.annotate(f"{r.error:+.0%}", (r.measured_s * 1e3, r.predicted_s * 1e3), fontsize=6,
-                    xytext=(3, -3), textcoords="offset points")
-    lo = min(min(r.measured_s, r.predicted_s) for r in result.rows) * 1e3 * 0.8
-    hi = max(max(r.measured_s, r.predicted_s) for r in result.rows) * 1e3 * 1.2
-    xs = np.geomspace(lo, hi, 50)
-    ax.plot(xs, xs, "k-", lw=0.8)
-    ax.fill_between(xs, xs * 0.85, xs * 1.15, color="0.85", label="±15 %")
-    ax.set(xscale="log", yscale="log", xlabel="measured step ms", ylabel="predicted step ms",
-           title=f"{result.model} on {result.hardware}: predicted vs measured")
-    for lab in labels:
-        ax.scatter([], [], color=colors[lab], label=lab)
-    ax.legend(fontsize=7)
-    bmax = max(r.point.batch for r in result.rows)
-    for lab in labels:
-        rs = sorted((r for r in result.rows if r.point.label == lab and r.point.batch == bmax),
-                    key=lambda r: r.point.context)
-        if rs:
-            s = [r.point.context for r in rs]
-            ax2.plot(s, [r.measured_s * 1e3 for r in rs], "o", color=colors[lab], label=f"{lab} measured")
-            ax2.plot(s, [r.predicted_s * 1e3 for r in rs], "-", color=colors[lab], lw=1)
-    ax2.set(xlabel="context S (tokens)", ylabel="step ms", title=f"B = {bmax}: markers measured, lines predicted")
-    ax2.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def write_outputs(result: ValidationResult, out_dir: Path) -> list[Path]:
-    """validation.csv, terms.csv, validation.md, validation.png; each written whole or not at all."""
-    from helix.validation.calibrate import write_atomic
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    term_rows = term_summary(result.rows)
-    terms_text = "term,points,pred_ms,meas_ms,share,err_median_abs,err_max_abs,err_median\n" + "".join(
-        f"{t['term']},{t['points']},{t['pred_ms']:.4f},{t['meas_ms']:.4f},{t['share']:.3f},"
-        f"{t['err_median_abs']:.4f},{t['err_max_abs']:.4f},{t['err_median']:.4f}\n" for t in term_rows)
-    paths = [out_dir / "validation.csv", out_dir / "terms.csv", out_dir / "validation.md"]
-    for path, text in zip(paths, (points_csv(result.rows), terms_text, markdown(result)), strict=True):
-        write_atomic(path, text)
-    png = out_dir / "validation.png"
-    tmp = out_dir / ".validation.tmp.png"
-    plot(result, tmp)
-    tmp.replace(png)
-    return paths + [png]
+    prompt = torch.randint(0, payload.arch.vocab_size, (batch, 8), generator=torch.Generator().manual_seed(0))
+    tokens = decoder.prefill(prompt, DecodeOptions()).next_tokens
+    _fill_cache(decoder, context, seed=0)
+    tokens = decoder.decode_step(tokens).next_tokens
+    with _Count():
+        decoder.decode_step(tokens)
+    return counts

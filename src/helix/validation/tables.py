@@ -1,0 +1,221 @@
+"""Tables, shape checks and the figure of a validation run (helix.validation.validate's results).
+
+Files: validation.csv (every point, every term predicted and measured), terms.csv (per term),
+validation.md (by layout, per point, per term, aten ops per phase, shape checks) and
+validation.png (predicted vs measured with each point's error; step time vs context). Each file is
+written whole or not at all.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from helix.validation import fit
+from helix.validation.validate import OTHER, SIMULATED_LAUNCHES_PER_LAYER, TERM_PHASES, Row, ValidationResult
+
+# ---------------------------------------------------------------- shape checks
+
+
+def shape_checks(rows: list[Row]) -> list[dict]:
+    """Linearity in S, all-to-all independent of S, HOP-B gain: measured beside predicted."""
+    checks = []
+    groups: dict[tuple, list[Row]] = {}
+    for r in rows:
+        groups.setdefault((r.point.label, r.point.batch), []).append(r)
+    for (label, b), rs in sorted(groups.items()):
+        rs = sorted(rs, key=lambda r: r.point.context)
+        if len(rs) < 3:
+            continue
+        s = np.array([r.point.context for r in rs], dtype=float)
+        meas, pred = np.array([r.measured_s for r in rs]), np.array([r.predicted_s for r in rs])
+        lm, lp = fit.fit_line(s, meas, relative=True), fit.fit_line(s, pred, relative=True)
+        checks.append({"check": "linear in context", "where": f"{label}, B={b}",
+                       "measured": f"slope {lm.coefficients['beta'] * 1e9:.1f} ns/token, worst residual "
+                                   f"{lm.max_abs_error:.1%}",
+                       "predicted": f"slope {lp.coefficients['beta'] * 1e9:.1f} ns/token",
+                       "ok": lm.max_abs_error < 0.1})
+        a2a = [r.terms["kvp_all_to_all"][1] for r in rs if "kvp_all_to_all" in r.terms]
+        if len(a2a) == len(rs) and not rs[0].point.hopb:
+            ratio = max(a2a) / max(min(a2a), 1e-12)
+            checks.append({"check": "all-to-all independent of context", "where": f"{label}, B={b}",
+                           "measured": "  ".join(f"S={int(x)}: {t * 1e3:.2f} ms" for x, t in zip(s, a2a, strict=True)),
+                           "predicted": f"{rs[0].terms['kvp_all_to_all'][0] * 1e3:.2f} ms at every S",
+                           "ok": ratio < 1.5})
+    by_key = {(r.point.kvp, r.point.tpa, r.point.hopb, r.point.batch, r.point.context): r for r in rows}
+    for (kvp, tpa, hopb, b, s), on in sorted(by_key.items()):
+        off = by_key.get((kvp, tpa, False, b, s))
+        if not hopb or off is None:
+            continue
+        gm = (off.measured_s - on.measured_s) / off.measured_s
+        gp = (off.predicted_s - on.predicted_s) / off.predicted_s
+        checks.append({"check": "HOP-B gain", "where": f"KVP={kvp} B={b} S={s}", "measured": f"{gm:+.1%}",
+                       "predicted": f"{gp:+.1%}", "ok": (gp <= 0.01 or gm > 0) and abs(gm - gp) < 0.1})
+    return checks
+
+
+# ---------------------------------------------------------------- outputs
+
+
+def term_summary(rows: list[Row]) -> list[dict]:
+    """Per simulator term: median predicted and measured ms and the error over the points."""
+    out = []
+    names = sorted({t for r in rows for t in r.terms}, key=lambda t: list(TERM_PHASES).index(t)
+                   if t in TERM_PHASES else 99)
+    for t in names:
+        pairs = [r.terms[t] for r in rows if t in r.terms and r.terms[t][1] > 0]
+        if not pairs:
+            continue
+        pr, me = np.array(pairs).T
+        e = fit.summarize_errors(fit.relative_errors(pr, me))
+        out.append({"term": t, "points": len(pairs), "pred_ms": float(np.median(pr)) * 1e3,
+                    "meas_ms": float(np.median(me)) * 1e3, "share": float(np.median(me / [
+                        r.measured_s for r in rows if t in r.terms and r.terms[t][1] > 0])),
+                    **{f"err_{k}": v for k, v in e.items() if k != "points"}})
+    return out
+
+
+def points_csv(rows: list[Row]) -> str:
+    terms = sorted({t for r in rows for t in r.terms})
+    head = ["layout", "kvp", "tpa", "hopb", "batch", "context", "measured_ms", "predicted_ms", "error", "spread",
+            "measured_mean_ms", "predicted_ring_ar_ms", "error_ring_ar"]
+    head += [f"{t}_{w}_ms" for t in terms for w in ("pred", "meas")]
+    lines = [",".join(head)]
+    for r in rows:
+        p = r.point
+        vals = [p.label, p.kvp, p.tpa, int(p.hopb), p.batch, p.context, f"{r.measured_s * 1e3:.4f}",
+                f"{r.predicted_s * 1e3:.4f}", f"{r.error:.4f}", f"{r.spread:.3f}", f"{r.measured_mean_s * 1e3:.4f}",
+                f"{r.predicted_ring_ar_s * 1e3:.4f}", f"{r.ring_ar_error:.4f}"]
+        for t in terms:
+            pr, me = r.terms.get(t, (0.0, 0.0))
+            vals += [f"{pr * 1e3:.4f}", f"{me * 1e3:.4f}"]
+        lines.append(",".join(str(v) for v in vals))
+    return "\n".join(lines) + "\n"
+
+
+def format_table(result: ValidationResult) -> str:
+    lines = [f"{'layout':<28} {'B':>3} {'S':>7} {'meas ms':>9} {'pred ms':>9} {'error':>8}"]
+    for r in result.rows:
+        p = r.point
+        lines.append(f"{p.label:<28} {p.batch:>3} {p.context:>7} {r.measured_s * 1e3:>9.2f} "
+                     f"{r.predicted_s * 1e3:>9.2f} {r.error:>+8.1%}")
+    s = result.summary()
+    lines.append(f"median |error| {s['median_abs']:.1%}, worst {s['max_abs']:.1%}, bias {s['median']:+.1%} "
+                 f"over {s['points']} points")
+    return "\n".join(lines)
+
+
+def markdown(result: ValidationResult) -> str:
+    s = result.summary()
+    ring = fit.summarize_errors([r.ring_ar_error for r in result.rows])
+    md = [f"# Validation: {result.model} on `{result.hardware}` ({time.strftime('%Y-%m-%d')})", "",
+          f"{s['points']} points; median |error| **{s['median_abs']:.1%}**, worst **{s['max_abs']:.1%}**, "
+          f"bias {s['median']:+.1%} (error = (predicted − measured) / measured; measured = median step of the "
+          f"slowest rank). Wall {result.wall_s:.0f} s.", "",
+          f"Diagnostic, all-reduce restricted to the ring algorithm (gloo has no one-/two-shot): median |error| "
+          f"{ring['median_abs']:.1%}, worst {ring['max_abs']:.1%}, bias {ring['median']:+.1%}.", "",
+          "## By layout", "", "| layout | points | median abs | worst abs | bias | ring-only AR: median abs | worst |",
+          "|---|---|---|---|---|---|---|"]
+    for label in sorted({r.point.label for r in result.rows}):
+        rs = [r for r in result.rows if r.point.label == label]
+        e, er = fit.summarize_errors([r.error for r in rs]), fit.summarize_errors([r.ring_ar_error for r in rs])
+        md.append(f"| {label} | {e['points']} | {e['median_abs']:.1%} | {e['max_abs']:.1%} | {e['median']:+.1%} | "
+                  f"{er['median_abs']:.1%} | {er['max_abs']:.1%} |")
+    md += ["", "## Points", "",
+          "| layout | B | S | measured ms | predicted ms | error | ring-only AR ms | error | spread |",
+          "|---|---|---|---|---|---|---|---|---|"]
+    for r in result.rows:
+        p = r.point
+        md.append(f"| {p.label} | {p.batch} | {p.context} | {r.measured_s * 1e3:.2f} | {r.predicted_s * 1e3:.2f} | "
+                  f"{r.error:+.1%} | {r.predicted_ring_ar_s * 1e3:.2f} | {r.ring_ar_error:+.1%} | {r.spread:.0%} |")
+    md += ["", "## Per term (median over points where the runtime times it)", "",
+           "Measured per term: mean over repeats (compute: slowest rank; collectives: fastest rank, i.e. "
+           "without the wait for a late peer); `other` = mean step − the named phases.", "",
+           "| term | points | predicted ms | measured ms | share of step | median error | worst | bias |",
+           "|---|---|---|---|---|---|---|---|"]
+    for t in term_summary(result.rows):
+        md.append(f"| {t['term']} | {t['points']} | {t['pred_ms']:.3f} | {t['meas_ms']:.3f} | {t['share']:.0%} | "
+                  f"{t['err_median_abs']:.0%} | {t['err_max_abs']:.0%} | {t['err_median']:+.0%} |")
+    md += ["", f"`{OTHER}`: step time outside the named phases (LM head, final norm, KV slot bookkeeping, Python, "
+           "skew between ranks) against the simulator's embedding_lm_head."]
+    if result.op_counts:
+        md += ["", "## Ops per decode step (one rank) against the launches the simulator charges", "",
+               "| runtime phase | aten ops per step | simulator launches per step |", "|---|---|---|"]
+        layers = _num_layers(result.model)
+        for ph, n in sorted(result.op_counts.items(), key=lambda kv: -kv[1]):
+            sim = SIMULATED_LAUNCHES_PER_LAYER.get(ph, 0) * layers if ph != OTHER else 2
+            md.append(f"| {ph} | {n} | {sim} |")
+    md += ["", "## Shapes", "", "| check | where | measured | predicted | ok |", "|---|---|---|---|---|"]
+    for c in shape_checks(result.rows):
+        ok = "yes" if c["ok"] else "NO"
+        md.append(f"| {c['check']} | {c['where']} | {c['measured']} | {c['predicted']} | {ok} |")
+    md += [""] + result.notes
+    return "\n".join(md) + "\n"
+
+
+def _num_layers(model_name: str) -> int:
+    from helix.runtime import registry
+
+    return int(registry.get_model(model_name).build().config.num_hidden_layers)
+
+
+def plot(result: ValidationResult, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(13, 5.5))
+    labels = sorted({r.point.label for r in result.rows})
+    colors = dict(zip(labels, plt.cm.tab10.colors, strict=False))
+    for r in result.rows:
+        ax.scatter(r.measured_s * 1e3, r.predicted_s * 1e3, color=colors[r.point.label], s=18)
+        ax.annotate(f"{r.error:+.0%}", (r.measured_s * 1e3, r.predicted_s * 1e3), fontsize=6,
+                    xytext=(3, -3), textcoords="offset points")
+    lo = min(min(r.measured_s, r.predicted_s) for r in result.rows) * 1e3 * 0.8
+    hi = max(max(r.measured_s, r.predicted_s) for r in result.rows) * 1e3 * 1.2
+    xs = np.geomspace(lo, hi, 50)
+    ax.plot(xs, xs, "k-", lw=0.8)
+    ax.fill_between(xs, xs * 0.85, xs * 1.15, color="0.85", label="±15 %")
+    ax.set(xscale="log", yscale="log", xlabel="measured step ms", ylabel="predicted step ms",
+           title=f"{result.model} on {result.hardware}: predicted vs measured")
+    for lab in labels:
+        ax.scatter([], [], color=colors[lab], label=lab)
+    ax.legend(fontsize=7)
+    bmax = max(r.point.batch for r in result.rows)
+    for lab in labels:
+        rs = sorted((r for r in result.rows if r.point.label == lab and r.point.batch == bmax),
+                    key=lambda r: r.point.context)
+        if rs:
+            s = [r.point.context for r in rs]
+            ax2.plot(s, [r.measured_s * 1e3 for r in rs], "o", color=colors[lab], label=f"{lab} measured")
+            ax2.plot(s, [r.predicted_s * 1e3 for r in rs], "-", color=colors[lab], lw=1)
+    ax2.set(xlabel="context S (tokens)", ylabel="step ms", title=f"B = {bmax}: markers measured, lines predicted")
+    ax2.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_outputs(result: ValidationResult, out_dir: Path) -> list[Path]:
+    """validation.csv, terms.csv, validation.md, validation.png: the figure is drawn first (the likeliest
+    step to fail), then every file is written through a temporary name."""
+    from helix.validation.calibrate import write_atomic
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    png, tmp = out_dir / "validation.png", out_dir / ".validation.tmp.png"
+    plot(result, tmp)
+    term_rows = term_summary(result.rows)
+    terms_text = "term,points,pred_ms,meas_ms,share,err_median_abs,err_max_abs,err_median\n" + "".join(
+        f"{t['term']},{t['points']},{t['pred_ms']:.4f},{t['meas_ms']:.4f},{t['share']:.3f},"
+        f"{t['err_median_abs']:.4f},{t['err_max_abs']:.4f},{t['err_median']:.4f}\n" for t in term_rows)
+    paths = [out_dir / "validation.csv", out_dir / "terms.csv", out_dir / "validation.md"]
+    try:
+        for path, text in zip(paths, (points_csv(result.rows), terms_text, markdown(result)), strict=True):
+            write_atomic(path, text)
+        tmp.replace(png)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return paths + [png]
