@@ -12,13 +12,19 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from helix.search import LAYOUT_FIELDS, Points
 
-from helix.search import LAYOUT_FIELDS, Points  # noqa: E402
+
+def _pyplot():
+    """matplotlib.pyplot on the Agg backend, imported on first use (it costs ~0.3 s at CLI start-up)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 # The claim ids of summary.json, in report order, with the paper's figure [paper §3.2, §3.3, Abstract].
 PAPER_CLAIMS = {
@@ -142,14 +148,14 @@ def write_frontiers_csv(path: Path, fronts: dict[str, Points]) -> None:
 
 def new_figure(ncols: int = 1, width: float = 6.0, height: float = 4.2):
     """(figure, axes row); a single Axes when ncols == 1."""
-    fig, axes = plt.subplots(1, ncols, figsize=(width * ncols, height), squeeze=False)
+    fig, axes = _pyplot().subplots(1, ncols, figsize=(width * ncols, height), squeeze=False)
     return fig, (axes[0][0] if ncols == 1 else axes[0])
 
 
 def save_figure(fig, path: Path) -> str:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _pyplot().close(fig)
     return path.name
 
 
