@@ -44,7 +44,8 @@ def main() -> None:
     for i in range(m):
         r = simulate(model, hw, Layout.helix(kvp=int(kvp[i]), tpa=1, tpf=int(tpf[i]), ep=int(ep[i])), int(batch[i]),
                      10**6)
-        assert float(r.ttl_s) == vec.ttl_s[i]
+        # equal to the last bits: numpy's SIMD pow on large arrays may differ from the scalar one by an ulp
+        assert abs(float(r.ttl_s) - vec.ttl_s[i]) <= 1e-12 * vec.ttl_s[i]
     loop_s = time.perf_counter() - t0
 
     vec_rate, loop_rate = n / vec_s, m / loop_s

@@ -231,3 +231,22 @@ def test_split_kv_decode_is_exact():
                torch.randn(2, 2, 64, 16, generator=g))
     want = torch.nn.functional.scaled_dot_product_attention(q, k, v)
     torch.testing.assert_close(split_kv_decode(q, k, v, 8, "math"), want, rtol=1e-5, atol=1e-5)
+
+
+def test_runtime_probe_gives_launch_and_step_overhead():
+    M = cal.Measurement
+    # by hand: 0.5 ms per layer = 5 modelled ops of 0.1 ms; intercept 0.3 ms less 2 launches = 0.1 ms
+    rows = _measurements() + [M("runtime_step", "fp32", f"{n} layers B=1 S=8", 0, 0, 1, 0.3e-3 + n * 0.5e-3, 0, 60)
+                              for n in (1, 4)]
+    rows += [M("runtime_step_all_ranks", "fp32", f"{n} layers B=1 S=8", 0, 0, 2, 0.4e-3 + n * 1.0e-3, 0, 60)
+             for n in (1, 4)]
+    profile, _ = cal.build_profile(rows, name="probe", cores=2)
+    hw = hardware_from_mapping("probe", profile)  # every rank at once: 1 ms per layer, intercept 0.4 ms
+    assert hw.kernel_launch_s == pytest.approx(0.2e-3, rel=1e-3)
+    assert hw.step_overhead_s == pytest.approx(0.4e-3 - 2 * 0.2e-3, abs=1e-9)
+    assert hw.all_reduce_algorithms == ("ring",) and "step_overhead_s" in hw.empirical
+    single = hardware_from_mapping("single", cal.single_rank_profile(profile, rows))  # alone
+    assert single.kernel_launch_s == pytest.approx(0.1e-3, rel=1e-3)
+    assert single.step_overhead_s == pytest.approx(0.1e-3, rel=1e-3)
+    assert single.hbm_bytes_per_s == pytest.approx(20e9, rel=1e-3)  # streaming alone
+    assert single.sync_latency_s == hw.sync_latency_s

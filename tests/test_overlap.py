@@ -27,3 +27,29 @@ def test_comm_bound_pipeline():
     # t_c > t_a: T = t_a + B t_c
     assert pipelined_s(1.0, 3.0, 4) == pytest.approx(1 + 3 + 3 * 3)
     np.testing.assert_allclose(pipelined_s(np.array([1.0, 2.0]), np.array([3.0, 1.0]), 4), [13.0, 9.0])
+
+
+def test_fixed_chunk_count_is_what_a_runtime_runs():
+    from helix.cost.overlap import chunked_s
+
+    times = lambda c: (1.0 * -(-8 // c), 5.0 + 0.01 * -(-8 // c))  # noqa: E731  latency-bound, as above
+    assert chunked_s(times, 8, 1) == pytest.approx(8.0 + 5.08)  # one chunk: serial
+    assert chunked_s(times, 8, 8) == pytest.approx(1 + 5.01 + 7 * 5.01)  # a chunk per request pays 8 latencies
+    assert chunked_s(times, 8, 64) == chunked_s(times, 8, 8)  # more chunks than requests: one request each
+    assert best_chunked_s(times, 8) <= min(chunked_s(times, 8, c) for c in (1, 2, 4, 8))
+
+
+def test_simulate_hopb_chunks():
+    from helix import Layout, load_hardware, load_model, simulate
+    from helix.errors import HelixInputError
+
+    model, hw = load_model("llama-3.1-405b"), load_hardware("gb200-nvl72")
+    lay = Layout.helix(kvp=8, tpa=8)
+    best = simulate(model, hw, lay, 32, 10**6)
+    one = simulate(model, hw, lay, 32, 10**6, hopb_chunks=1)
+    serial = simulate(model, hw, lay, 32, 10**6, overlap="serial")
+    assert float(one.ttl_s) == pytest.approx(float(serial.ttl_s), rel=1e-12)  # one chunk = no overlap
+    for c in (2, 8, 32, 1000):
+        assert float(best.ttl_s) <= float(simulate(model, hw, lay, 32, 10**6, hopb_chunks=c).ttl_s) * (1 + 1e-12)
+    with pytest.raises(HelixInputError, match="hopb_chunks"):
+        simulate(model, hw, lay, 32, 10**6, hopb_chunks=0)

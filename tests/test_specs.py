@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from helix import HelixInputError, load_hardware, load_model, parse_tokens
-from helix.specs.hardware import NUMBER_FIELDS
+from helix.specs.hardware import SOURCED_FIELDS
 from helix.specs.hardware import preset_names as hw_presets
 from helix.specs.precision import BYTES_PER_ELEMENT
 
@@ -57,7 +57,9 @@ def test_hf_config_errors(tmp_path):
 def test_every_hardware_number_has_a_source():
     for name in hw_presets():
         hw = load_hardware(name)
-        assert set(hw.sources) == set(NUMBER_FIELDS), name
+        assert set(hw.sources) == set(SOURCED_FIELDS), name  # every number, and the all-reduce algorithms
+        nvls = ("nvls",) if hw.nvls_latency_s > 0 else ()
+        assert hw.all_reduce_algorithms == ("ring", "one_shot", "two_shot") + nvls, name  # all they have
         assert {"hbm_efficiency", "flop_efficiency", "link_efficiency", "kernel_launch_s"} <= hw.empirical
 
 
@@ -88,6 +90,22 @@ def test_user_hardware_yaml(tmp_path):
         load_hardware(_hw_yaml(tmp_path, hbm_efficiency=1.5))
     with pytest.raises(HelixInputError, match=r"hw.yaml.warp_speed: unknown field"):
         load_hardware(_hw_yaml(tmp_path, warp_speed=9))
+
+
+def test_optional_hardware_fields(tmp_path):
+    # left out: no step overhead, every all-reduce algorithm the hardware has (NVLS where its latency > 0)
+    hw = load_hardware(_hw_yaml(tmp_path, step_overhead_s=None, all_reduce_algorithms=None))
+    assert hw.step_overhead_s == 0.0 and hw.all_reduce_algorithms == ("ring", "one_shot", "two_shot", "nvls")
+    hw = load_hardware(_hw_yaml(tmp_path, all_reduce_algorithms=None, nvls_latency_s=0.0))
+    assert hw.all_reduce_algorithms == ("ring", "one_shot", "two_shot")
+    hw = load_hardware(_hw_yaml(tmp_path, all_reduce_algorithms=["ring"], step_overhead_s=1e-3))
+    assert hw.all_reduce_algorithms == ("ring",) and hw.step_overhead_s == 1e-3
+    for bad, match in (([], "must be a non-empty list"), ("ring", "must be a non-empty list"),
+                       (["ring", "tree"], "unknown algorithm 'tree'"), (["ring", "ring"], "lists an algorithm twice")):
+        with pytest.raises(HelixInputError, match=r"hw.yaml.all_reduce_algorithms: " + match):
+            load_hardware(_hw_yaml(tmp_path, all_reduce_algorithms=bad))
+    with pytest.raises(HelixInputError, match=r"step_overhead_s: must be >= 0"):
+        load_hardware(_hw_yaml(tmp_path, step_overhead_s=-1.0))
 
 
 def test_precision_formats():

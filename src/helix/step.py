@@ -15,8 +15,9 @@ Per layer and GPU (B_loc = ceil(B/DP), S_loc = ceil(S/KVP)):
                    B k / EP token-expert pairs (and, under DP+EP, receives that much more in the
                    dispatch and combine); shared experts
   collectives      helix.cost.messages, timed by helix.cost.collectives
-Per step: embedding + vocabulary-parallel LM head, PP hand-offs. A token crosses PP x ceil(L/PP)
-layer slots (stages run in lockstep). TTL = compute + exposed communication.
+Per step: embedding + vocabulary-parallel LM head, PP hand-offs, and ``hw.step_overhead_s`` (host /
+framework work outside the layer ops: sampling, scheduling, Python; 0 on the GPU presets).
+A token crosses PP x ceil(L/PP) layer slots (stages run in lockstep). TTL = compute + exposed communication.
 
 Overlap ("auto" picks per strategy):
   helix: HOP-B, the KVP all-to-all pipelined with per-request attention [paper §2.1.3]
@@ -35,13 +36,13 @@ import numpy as np
 from helix.cost import collectives, memory
 from helix.cost.messages import dense_ffn_group, step_messages, vocab_group
 from helix.cost.ops import ceil_div, op_time_s
-from helix.cost.overlap import best_chunked_s
+from helix.cost.overlap import best_chunked_s, chunked_s
 from helix.errors import HelixInputError
 from helix.layout import Layout, check_layout_for_model
 from helix.specs.precision import PrecisionSpec
 
 COMPUTE_TERMS = ("qkv_projection", "attention", "combine", "o_projection", "ffn", "moe_router", "moe_experts",
-                 "moe_shared_experts", "embedding_lm_head")
+                 "moe_shared_experts", "embedding_lm_head", "step_overhead")
 OVERLAPS = ("auto", "serial", "pipelined")
 PIPELINED_PHASE = {"helix": "kvp_all_to_all", "medha": "kvp_all_reduce", "tp": "o_projection_all_reduce",
                    "tp_pp": "o_projection_all_reduce", "dp_ep": None}
@@ -97,10 +98,18 @@ def _as_int(x):
 
 
 def evaluate(model, hw, precision: PrecisionSpec, strategy: str, tpa, kvp, dp, tpf, ep, pp, batch, context_tokens,
-             overlap: str = "auto", expert_imbalance: float = 1.0) -> StepResult:
-    """Vectorised decode-step model; layout fields, batch and context broadcast against each other."""
+             overlap: str = "auto", expert_imbalance: float = 1.0, hopb_chunks: int | None = None) -> StepResult:
+    """Vectorised decode-step model; layout fields, batch and context broadcast against each other.
+
+    ``hopb_chunks``: the number of request chunks of the pipelined phase (HOP-B) when it is pipelined;
+    None picks the best count per configuration, an integer c runs min(c, B_loc) chunks of ceil(B_loc/c)
+    requests, as a runtime with a fixed chunk count does (1 = no overlap).
+    """
     if overlap not in OVERLAPS:
         raise HelixInputError("overlap", f"unknown {overlap!r}; allowed: {', '.join(OVERLAPS)}")
+    if hopb_chunks is not None and (isinstance(hopb_chunks, bool) or not isinstance(hopb_chunks, int | np.integer)
+                                    or hopb_chunks < 1):
+        raise HelixInputError("hopb_chunks", f"must be None or an integer >= 1, got {hopb_chunks!r}")
     if expert_imbalance < 1:
         raise HelixInputError("expert_imbalance", f"must be >= 1, got {expert_imbalance}")
     tpa, kvp, dp, tpf, ep, pp = (_as_int(a) for a in (tpa, kvp, dp, tpf, ep, pp))
@@ -172,6 +181,8 @@ def evaluate(model, hw, precision: PrecisionSpec, strategy: str, tpa, kvp, dp, t
     lm_elems = model.vocab_size * H / vg
     t["embedding_lm_head"] = op_time_s(lm_elems * b_attn, 2 * B_loc * lm_elems, hw, cc, launches=2) + 0 * B
     reads["lm_head"] = lm_elems * b_attn + 0 * B
+    if hw.step_overhead_s:  # once per step, whatever the layout (zeros otherwise, as allocated above)
+        t["step_overhead"] = np.full(t["step_overhead"].shape, float(hw.step_overhead_s))
 
     # ---- collectives
     comm_total = {}
@@ -204,7 +215,8 @@ def evaluate(model, hw, precision: PrecisionSpec, strategy: str, tpa, kvp, dp, t
             a = rows * attn_per_row + hw.kernel_launch_s + (o_proj_chunk(rows) if with_o else 0.0)
             return a, comm_of(rows)
 
-        total = best_chunked_s(chunk_times, B_loc)
+        total = (best_chunked_s(chunk_times, B_loc) if hopb_chunks is None
+                 else chunked_s(chunk_times, B_loc, int(hopb_chunks)))
         unchunked = attention_chunk(B_loc) + (o_proj_chunk(B_loc) if with_o else 0.0)
         comm_exposed[phase] = traversed * np.maximum(total - unchunked, 0.0)
 
@@ -234,7 +246,7 @@ def evaluate(model, hw, precision: PrecisionSpec, strategy: str, tpa, kvp, dp, t
 
 
 def simulate(model, hw, layout: Layout, batch_size: int, context_tokens: int, precision: PrecisionSpec | None = None,
-             overlap: str = "auto", expert_imbalance: float = 1.0) -> StepResult:
+             overlap: str = "auto", expert_imbalance: float = 1.0, hopb_chunks: int | None = None) -> StepResult:
     """One configuration: validates the layout against the model, then runs ``evaluate`` on scalars."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer) or batch_size < 1:
         raise HelixInputError("batch_size", f"must be an integer >= 1, got {batch_size!r}")
@@ -243,4 +255,4 @@ def simulate(model, hw, layout: Layout, batch_size: int, context_tokens: int, pr
     check_layout_for_model(layout, model)
     return evaluate(model, hw, precision or PrecisionSpec(), layout.strategy, layout.tpa, layout.kvp, layout.dp,
                     layout.tpf, layout.ep, layout.pp, batch_size, context_tokens, overlap=overlap,
-                    expert_imbalance=expert_imbalance)
+                    expert_imbalance=expert_imbalance, hopb_chunks=hopb_chunks)

@@ -1,4 +1,4 @@
-"""alpha-beta times of collectives, per algorithm, with the fastest algorithm chosen per message.
+"""alpha-beta times of collectives, per algorithm, with the fastest available algorithm chosen per message.
 
 ``n`` is the message in bytes as a rank hands it to the collective:
 - all_reduce: the full buffer (each rank holds n bytes, ends with the sum);
@@ -14,6 +14,8 @@ Algorithms (Thakur, Rabenseifner & Gropp; NCCL tuning.cc; reference/hardware_mod
 - two-shot:  2 sync + 2 (p-1)/p n / bw           (AR as reduce-scatter + all-gather through peer memory)
 - NVLS:      nvls + n / bw                       (in-switch reduction, about n per direction)
 - direct:    sync + (p-1)/p n / bw               (all-to-all and all-gather through peer memory)
+The all-reduce chooses among ``hw.all_reduce_algorithms`` only (gloo, and NCCL without peer memory,
+run the ring alone; a calibrated CPU profile says ``[ring]``).
 """
 
 from __future__ import annotations
@@ -33,17 +35,27 @@ def _link(p, hw):
 
 
 def all_reduce_s(n_bytes, p, hw):
+    """The cheapest of the all-reduce algorithms the hardware's library runs (``hw.all_reduce_algorithms``)."""
     p = np.asarray(p, dtype=np.float64)
     n = np.asarray(n_bytes, dtype=np.float64)
     bw, extra = _link(p, hw)
     wire = n / bw
+    algorithms = hw.all_reduce_algorithms
     # ring and two-shot move the same 2(p-1)/p n, so only their latencies compete
-    ring_or_two_shot = (np.minimum(hw.ring_base_latency_s + 2 * (p - 1) * hw.ring_hop_latency_s,
-                                   2 * hw.sync_latency_s) + 2 * (p - 1) / p * wire)
-    one_shot = hw.sync_latency_s + (p - 1) * wire
-    best = np.minimum(ring_or_two_shot, one_shot)
-    if hw.nvls_latency_s > 0:
-        best = np.minimum(best, hw.nvls_latency_s + wire)
+    latencies = []
+    if "ring" in algorithms:
+        latencies.append(hw.ring_base_latency_s + 2 * (p - 1) * hw.ring_hop_latency_s)
+    if "two_shot" in algorithms:
+        latencies.append(2 * hw.sync_latency_s + 0 * p)
+    best = None
+    if latencies:
+        best = (latencies[0] if len(latencies) == 1 else np.minimum(*latencies)) + 2 * (p - 1) / p * wire
+    if "one_shot" in algorithms:
+        one_shot = hw.sync_latency_s + (p - 1) * wire
+        best = one_shot if best is None else np.minimum(best, one_shot)
+    if "nvls" in algorithms and hw.nvls_latency_s > 0:
+        nvls = hw.nvls_latency_s + wire
+        best = nvls if best is None else np.minimum(best, nvls)
     return np.where(p > 1, best + extra, 0.0)
 
 

@@ -7,7 +7,8 @@
   Fig. 3: 8 requests, t_a = 2, t_c = 1.2 -> 25.6 serial, 17.2 pipelined (the paper draws ~17).
 - In the step model the batch may be split into c chunks of ceil(B/c) items (c = 1 is serial; a
   chunk count above B leaves B chunks of one); each chunk's collective pays its own latency, so
-  the best c is chosen per configuration. Every candidate grows with B, so TTL never falls as B grows.
+  the best c is chosen per configuration (or a fixed c given, as a runtime with a fixed chunk count
+  runs). Every candidate grows with B, so TTL never falls as B grows.
 """
 
 from __future__ import annotations
@@ -42,3 +43,9 @@ def best_chunked_s(chunk_times, batch):
         total = pipelined_s(a, m, np.minimum(c, batch))
         best = total if best is None else np.minimum(best, total)
     return best
+
+
+def chunked_s(chunk_times, batch, chunks: int):
+    """pipelined_s(compute, comm, min(chunks, batch)) for one fixed chunk count (see best_chunked_s)."""
+    a, m = chunk_times(chunks)
+    return pipelined_s(a, m, np.minimum(chunks, np.asarray(batch)))

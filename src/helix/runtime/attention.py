@@ -14,7 +14,8 @@ Per layer, on rank (kvp_rank, tpa_rank) of an N = KVP x TPA attention group [pap
 (``gqa_attend``) and MLA (``helix.runtime.mla.mla_attend``: latent attention, then W_UV) share one
 exchange and one HOP-B loop.
 3. ``combine_partial_attention``: the received KVP partials of Q/N heads are rescaled by
-   exp(LSE_i - LSE) and summed: the exact softmax attention over all S tokens.
+   exp(LSE_i - LSE) and summed: the exact softmax attention over all S tokens. With KVP = 1 there
+   is nothing to exchange or merge (the local output is exact), so steps 2-3 are skipped.
 
 After the combine, rank (kvp_rank, tpa_rank) holds query heads
 ``tpa_rank * Q/TPA + kvp_rank * Q/N + [0, Q/N)``; the O-projection's row shard follows that.
@@ -115,13 +116,18 @@ def helix_attention(comm, attend, batch_size: int, hopb_chunks: int = 1) -> torc
         b0, b1 = int(rows[0]), int(rows[-1]) + 1
         with comm.phase("local_attention"):
             out, lse = attend(b0, b1)  # [Bc, T, Q/TPA, D], [Bc, T, Q/TPA], partial over KVP
+        if KVP == 1:  # the local shard is the whole context: out is already exact (0 where nothing is visible)
+            results.append(out)
+            continue
         send = _pack(out, lse, KVP)  # [KVP, Bc, T, Q/N, D + 1], fp32
         recv, work = comm.all_to_all(send, "kvp", "kvp_all_to_all", async_op=hopb_chunks > 1)
         if pending is not None:  # chunk i-1's exchange ran while chunk i's attention computed
             results.append(_finish(comm, *pending))
         pending = (recv, work)
-    results.append(_finish(comm, *pending))
-    return torch.cat(results, dim=0)  # [B, T, Q/N, D], exact, sharded over heads by N
+    if pending is not None:
+        results.append(_finish(comm, *pending))
+    # [B, T, Q/N, D], exact, sharded over heads by N
+    return results[0] if len(results) == 1 else torch.cat(results, dim=0)
 
 
 def gqa_attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, q_positions: torch.Tensor,

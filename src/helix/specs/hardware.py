@@ -39,6 +39,10 @@ class HardwareSpec:
     ring_hop_latency_s: float  # NCCL ring: per step
     nvls_latency_s: float  # NVLink SHARP all-reduce; 0 = not available
     scale_out_latency_s: float  # extra latency per collective that leaves the scale-up domain
+    step_overhead_s: float = 0.0  # host/framework work once per decode step outside the layer ops
+    # all-reduce algorithms the collective library runs (helix.cost.collectives picks the cheapest);
+    # None = every one the hardware has: ring, one_shot, two_shot, and nvls where nvls_latency_s > 0
+    all_reduce_algorithms: tuple[str, ...] | None = None
     description: str = ""
     sources: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
     empirical: frozenset[str] = field(default_factory=frozenset, compare=False, hash=False)
@@ -50,6 +54,11 @@ class HardwareSpec:
             as_number(f"{where}.{f}", getattr(self, f), strict=strict, integer=(f == "scale_up_domain_gpus"))
         for f in ("hbm_usable_fraction", "hbm_efficiency", "flop_efficiency", "link_efficiency"):
             as_number(f"{where}.{f}", getattr(self, f), strict=True, maximum=1.0)
+        algorithms = self.all_reduce_algorithms
+        if algorithms is None:
+            algorithms = ALL_REDUCE_ALGORITHMS if self.nvls_latency_s > 0 else ALL_REDUCE_ALGORITHMS[:-1]
+        object.__setattr__(self, "all_reduce_algorithms",
+                           check_all_reduce_algorithms(f"{where}.all_reduce_algorithms", algorithms))
 
     def peak_flops_per_s(self, compute_class: str) -> float:
         """Peak for a compute class; formats without their own units run at the next wider rate."""
@@ -64,8 +73,27 @@ class HardwareSpec:
         return self.hbm_capacity_bytes * self.hbm_usable_fraction
 
 
+ALL_REDUCE_ALGORITHMS = ("ring", "one_shot", "two_shot", "nvls")
 NUMBER_FIELDS = tuple(f.name for f in fields(HardwareSpec)
-                      if f.name not in ("name", "description", "sources", "empirical"))
+                      if f.name not in ("name", "description", "sources", "empirical", "all_reduce_algorithms"))
+# Fields a user YAML may leave out (defaults: no per-step overhead, every all-reduce algorithm the
+# hardware has); built-in presets and calibrated profiles give them with a source.
+OPTIONAL_FIELDS = ("step_overhead_s", "all_reduce_algorithms")
+SOURCED_FIELDS = NUMBER_FIELDS + ("all_reduce_algorithms",)
+
+
+def check_all_reduce_algorithms(where: str, value: Any) -> tuple[str, ...]:
+    """A non-empty list of known algorithm names (nvls counts only where nvls_latency_s > 0)."""
+    if isinstance(value, str) or not isinstance(value, list | tuple) or not value:
+        raise HelixInputError(where, f"must be a non-empty list among {', '.join(ALL_REDUCE_ALGORITHMS)}, "
+                              f"got {value!r}")
+    names = tuple(str(v) for v in value)
+    bad = [n for n in names if n not in ALL_REDUCE_ALGORITHMS]
+    if bad:
+        raise HelixInputError(where, f"unknown algorithm {bad[0]!r}; allowed: {', '.join(ALL_REDUCE_ALGORITHMS)}")
+    if len(set(names)) != len(names):
+        raise HelixInputError(where, f"lists an algorithm twice: {list(names)}")
+    return names
 _STRICTLY_POSITIVE = {"peak_flops_per_s_bf16", "hbm_capacity_bytes", "hbm_bytes_per_s", "scale_up_domain_gpus",
                       "link_bytes_per_s_per_direction", "scale_out_bytes_per_s_per_direction"}
 
@@ -78,14 +106,17 @@ def hardware_from_mapping(where: str, data: dict[str, Any]) -> HardwareSpec:
     data = dict(data)
     name = str(data.pop("name", where))
     description = str(data.pop("description", ""))
-    check_keys(where, data, set(NUMBER_FIELDS), set())
+    check_keys(where, data, set(NUMBER_FIELDS) - set(OPTIONAL_FIELDS), set(OPTIONAL_FIELDS))
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
     empirical: set[str] = set()
     for key, raw in data.items():
         value, source, is_empirical = split_value(where, key, raw)
-        values[key] = as_number(f"{where}.{key}", value, integer=(key == "scale_up_domain_gpus"),
-                                strict=key in _STRICTLY_POSITIVE)
+        if key == "all_reduce_algorithms":
+            values[key] = check_all_reduce_algorithms(f"{where}.{key}", value)
+        else:
+            values[key] = as_number(f"{where}.{key}", value, integer=(key == "scale_up_domain_gpus"),
+                                    strict=key in _STRICTLY_POSITIVE)
         if source:
             sources[key] = str(source)
         if is_empirical:

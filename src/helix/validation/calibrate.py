@@ -10,12 +10,19 @@ with ``torch.set_num_threads(1)``:
   to the streaming rate is the achieved-bandwidth factor (``hbm_efficiency``, as the GPU presets take
   it from an attention kernel); decode GEMVs ``x[B, K] @ W[K, N]`` are recorded beside it;
 - matmul FLOP/s per dtype (fp32, bf16) and size class (small, medium, large square GEMMs);
-- op launch overhead: a tiny ``torch.add`` (the fixed cost of one eager op);
+- the runtime's own fixed costs (``kernel_launch_s``, ``step_overhead_s``): single-rank decode steps of
+  a minimal Llama (helix.runtime.llama, B = 1, an 8-token context, so every op is pure overhead) with
+  1 and 4 layers; the slope per layer / the launches the simulator charges per layer is the fixed
+  cost of one modelled op in this stack (eager PyTorch: ~10 aten ops per modelled op), the intercept
+  less the simulator's embedding + LM-head launches is the per-step overhead (embedding, RoPE, KV
+  slot bookkeeping, final norm, argmax, Python). A 1-element ``torch.add`` is recorded beside it;
 - collectives on the backend in use (gloo on CPU): all-reduce, all-gather, all-to-all over message
   sizes and every group size with a core per rank, each call timed as a decode step meets it (after
   ~1 ms of compute, process groups used in turn: gloo's worker threads sleep between phases, and a
-  back-to-back loop would time a hot path 2-5x faster than any decode step sees), fitted jointly to
-  the simulator's alpha-beta forms (helix.validation.fit.fit_collectives).
+  back-to-back loop would time a hot path 2-5x faster than any decode step sees), the mean over ranks
+  (a rank that arrives first waits for its peer, and a step pays that wait), fitted jointly to the
+  simulator's alpha-beta forms (helix.validation.fit.fit_collectives); gloo runs the all-reduce as a
+  ring only, so the profile says ``all_reduce_algorithms: [ring]``.
 
 The runtime computes in fp32, which the simulator maps to its ``bf16`` compute class: the measured
 fp32 rate is stored in ``peak_flops_per_s_bf16`` (its source says so); FP8/FP4 are 0 (fall back).
@@ -173,6 +180,40 @@ def measure_launch(repeats: int) -> Measurement:
     return Measurement("launch", "fp32", "1 element add", 12.0, 1.0, 1, med, 0.0, repeats)
 
 
+# Launches helix.step charges per layer of a dense GQA model at KVP = 1 (qkv_projection,
+# attention, o_projection: 1 each; ffn: 2) and per step for embedding + LM head.
+SIMULATED_LAUNCHES_PER_DENSE_LAYER = 5
+SIMULATED_LAUNCHES_PER_STEP = 2
+RUNTIME_PROBE_LAYERS = (1, 4)
+
+
+def measure_runtime_step(layers: int, repeats: int) -> Measurement:
+    """Median single-rank decode step of a minimal Llama (H = 64, Q = 8, K = 4, Hsz = 8, F = 64, V = 64)
+    with ``layers`` layers, B = 1, an 8-token context: every op is fixed cost (launch, dispatch, Python)."""
+    import torch
+
+    from helix.layout import Layout
+    from helix.runtime import llama
+    from helix.runtime.comm import Comm
+    from helix.runtime.decoder import DecodeOptions
+    from helix.runtime.registry import _llama
+
+    hf = _llama(seed=0, vocab_size=64, hidden_size=64, intermediate_size=64, num_hidden_layers=layers,
+                num_attention_heads=8, num_key_value_heads=4, head_dim=8, max_position_embeddings=4096)
+    arch = llama.arch_from_hf_config(hf.config)
+    comm = Comm.create(Layout.helix(kvp=1, tpa=1), 0, 1, "env://")
+    decoder = llama.HelixLlama(arch, {k: v.detach() for k, v in hf.state_dict().items()}, comm, name="probe")
+    tokens = decoder.prefill(torch.zeros(1, 8, dtype=torch.int64), DecodeOptions()).next_tokens
+    samples = []
+    for i in range(5 + repeats):  # as the runtime runs (helix.validation.validate: no inference mode)
+        t0 = time.perf_counter()
+        tokens = decoder.decode_step(tokens).next_tokens
+        if i >= 5:
+            samples.append(time.perf_counter() - t0)
+    med = fit.robust_median_s(samples)
+    return Measurement("runtime_step", "fp32", f"{layers} layers B=1 S=8", 0.0, 0.0, 1, med, 0.0, repeats)
+
+
 def measure_local(plan: ComputePlan) -> list[Measurement]:
     import torch
 
@@ -180,6 +221,7 @@ def measure_local(plan: ComputePlan) -> list[Measurement]:
     torch.set_num_threads(1)
     try:
         out = [measure_launch(plan.repeats)]
+        out += [measure_runtime_step(n, 60 if plan.repeats > 3 else 5) for n in RUNTIME_PROBE_LAYERS]
         out += [measure_stream_read(n, plan.repeats) for n in plan.stream_bytes]
         out += [measure_gemv(plan.gemv_weight_bytes, r, plan.repeats) for r in plan.gemv_rows]
         out.append(measure_decode_attention(plan.gemv_weight_bytes, plan.repeats))
@@ -202,10 +244,11 @@ class CollectivePlan:
     concurrent_stream_bytes: int = 128 * MIB
     compute_between_s: float = 1e-3  # work before each call, as between the phases of a decode step
     groups: int = 3  # process groups over the same ranks, used in turn (the runtime's kvp, attention, stage)
+    probe_repeats: int = 60  # decode steps of the runtime probe, every rank at once
 
     @classmethod
     def quick(cls) -> CollectivePlan:
-        return cls(message_bytes=(256, 65536), rounds=3, concurrent_stream_bytes=4 * MIB)
+        return cls(message_bytes=(256, 65536), rounds=3, concurrent_stream_bytes=4 * MIB, probe_repeats=5)
 
 
 def _collective_op(dist, torch, kind: str, n: int, world: int):
@@ -258,6 +301,13 @@ def _collective_worker(rank: int, world: int, port: int, plan: CollectivePlan, o
                                 plan.concurrent_stream_bytes, 0.0, world, med,
                                 plan.concurrent_stream_bytes / med, 7).row())
         x = None
+        # The runtime probe (see measure_runtime_step) on every rank at once: each rank's own
+        # single-rank decoder, while its peers run theirs (cores share caches, memory and the host).
+        for n in RUNTIME_PROBE_LAYERS:
+            dist.barrier()
+            m = measure_runtime_step(n, plan.probe_repeats)
+            m.what, m.group_size = "runtime_step_all_ranks", world
+            rows.append(m.row())
         busy = _busy(torch, plan.compute_between_s)
         ops = [(kind, *_collective_op(dist, torch, kind, n, world)) for kind in plan.kinds for n in plan.message_bytes]
         for _kind, _nb, op in ops:  # warm-up: connections and buffers
@@ -279,9 +329,11 @@ def _collective_worker(rank: int, world: int, port: int, plan: CollectivePlan, o
             import json
 
             for (kind, nb), _ in samples.items():
-                # The last rank to arrive waits for no one: the minimum over ranks is the call's own
-                # cost. Mean over calls: gloo's heavy tail adds up in a step, so it must count here.
-                per_call = np.min(np.array([e[(kind, nb)] for e in everyone]), axis=0)
+                # Mean over ranks: ranks do the same work before each call, yet one arrives first and
+                # waits for its peer, and a decode step pays that wait at every collective (the
+                # fastest rank alone would time the call without it). Mean over calls: gloo's heavy
+                # tail adds up in a step, so it must count here.
+                per_call = np.mean(np.array([e[(kind, nb)] for e in everyone]), axis=0)
                 rows.append(Measurement(kind, "fp32", f"{nb} B", nb, 0.0, world, float(np.mean(per_call)), 0.0,
                                         int(per_call.size)).row())
             Path(out_dir, f"world{world}.json").write_text(json.dumps(rows))
@@ -324,6 +376,37 @@ def _num(v: float) -> float:
     return float(f"{v:.4g}")
 
 
+def runtime_fixed_costs(measurements: list[Measurement], ranks: int, add_s: float):
+    """(kernel_launch_s, step_overhead_s, their two source strings) from the runtime probe run by
+    ``ranks`` ranks at once (1: alone), or None if it was not measured.
+
+    step(L layers) = intercept + L x per_layer at B = 1 and an 8-token context, where every op is
+    fixed cost: per_layer / the launches helix.step charges per dense layer is the fixed cost of one
+    modelled op; the intercept less the launches charged for embedding + LM head is the per-step
+    overhead.
+    """
+    what = "runtime_step" if ranks == 1 else "runtime_step_all_ranks"
+    rows = [m for m in measurements if m.what == what and m.group_size == ranks]
+    probes = sorted((int(m.size.split()[0]), m.median_s) for m in rows)
+    if len({n for n, _ in probes}) < 2:
+        return None
+    (l0, t0), (l1, t1) = probes[0], probes[-1]
+    per_layer = max((t1 - t0) / (l1 - l0), 0.0)
+    launch = per_layer / SIMULATED_LAUNCHES_PER_DENSE_LAYER
+    intercept = t0 - l0 * per_layer
+    step_overhead = max(intercept - SIMULATED_LAUNCHES_PER_STEP * launch, 0.0)
+    who = "alone" if ranks == 1 else f"every one of {ranks} ranks running its own at once"
+    probe_note = (f"single-rank decode steps of a minimal Llama (helix.runtime.llama, H=64, B=1, 8-token context, "
+                  f"one thread, {who}), median of {rows[0].samples}: "
+                  + ", ".join(f"{n} layers {t * 1e3:.3f} ms" for n, t in probes))
+    launch_note = (f"runtime fixed cost per modelled op: {per_layer * 1e3:.3f} ms per layer (slope) / "
+                   f"{SIMULATED_LAUNCHES_PER_DENSE_LAYER} launches helix.step charges per dense layer; {probe_note}; "
+                   f"a bare 1-element torch.add costs {add_s * 1e6:.2f} us")
+    overhead_note = (f"per-step intercept {intercept * 1e3:.3f} ms less the {SIMULATED_LAUNCHES_PER_STEP} "
+                     f"embedding + LM-head launches; {probe_note}")
+    return launch, step_overhead, launch_note, overhead_note
+
+
 def build_profile(measurements: list[Measurement], *, name: str, cores: int) -> tuple[dict, fit.LinearFit | None]:
     """The hardware mapping (every field, value + source + empirical) from measurements."""
     by = {}
@@ -335,7 +418,15 @@ def build_profile(measurements: list[Measurement], *, name: str, cores: int) -> 
             raise ValueError(f"calibration is missing {what!r} measurements")
         return by[what]
 
-    launch = first("launch")[0].median_s
+    add_s = first("launch")[0].median_s
+    # the main profile serves runs with a rank on every core: the probe with every rank at once
+    costs = runtime_fixed_costs(measurements, cores, add_s) or runtime_fixed_costs(measurements, 1, add_s)
+    if costs:
+        launch, step_overhead, launch_note, overhead_note = costs
+    else:
+        launch, step_overhead = add_s, 0.0
+        launch_note = "median per-call time of a 1-element torch.add (eager op overhead), one thread"
+        overhead_note = "not measured (no runtime decode probe): 0"
     stream = max(m.rate for m in first("stream_read"))
     concurrent = [m for m in by.get("stream_read_all_ranks", []) if m.group_size == cores]
     bw = min([stream] + [m.rate for m in concurrent])
@@ -365,7 +456,7 @@ def build_profile(measurements: list[Measurement], *, name: str, cores: int) -> 
         ps = sorted({m.group_size for m in coll})
         how = (f"gloo {', '.join(sorted({m.what for m in coll}))}, {sizes[0]:g}-{sizes[-1]:g} B, group sizes "
                f"{ps}; each call after ~1 ms of compute on one of 3 process groups in turn (as in a decode "
-               f"step), fastest rank, mean of {coll[0].samples} calls; joint relative least squares to "
+               f"step), mean over ranks, mean of {coll[0].samples} calls; joint relative least squares to "
                f"helix.cost.collectives forms "
                f"(median |residual| {coll_fit.median_abs_error:.1%}, worst {coll_fit.max_abs_error:.1%})")
         sync, ring_base, ring_hop = c["sync_latency_s"], c["ring_base_latency_s"], c["ring_hop_latency_s"]
@@ -397,15 +488,41 @@ def build_profile(measurements: list[Measurement], *, name: str, cores: int) -> 
                             f"comparison: {gemv_note}"),
         "flop_efficiency": e(1.0, "the peak slot already holds the measured rate"),
         "link_efficiency": e(1.0, "the link bandwidth already holds the fitted achieved rate"),
-        "kernel_launch_s": e(launch, "median per-call time of a 1-element torch.add (eager op overhead), one thread"),
+        "kernel_launch_s": e(launch, launch_note),
         "sync_latency_s": e(sync, "fitted alpha of the all-to-all (direct form): " + how),
         "ring_base_latency_s": e(ring_base, "fitted ring fixed part (all-reduce, all-gather): " + how),
         "ring_hop_latency_s": e(ring_hop, "fitted ring per-step latency (all-reduce 2(p-1) steps, all-gather p-1): "
                                 + how),
         "nvls_latency_s": e(0.0, "no in-switch reduction on CPU (0 = not available)", False),
         "scale_out_latency_s": e(0.0, "single host: no scale-out tier", False),
+        "step_overhead_s": e(step_overhead, overhead_note),
+        "all_reduce_algorithms": {"value": ["ring"], "source": "gloo (torch.distributed CPU backend) implements "
+                                  "all_reduce as a ring only: no one-/two-shot through peer memory, no NVLS"},
     }
     return profile, coll_fit
+
+
+def single_rank_profile(profile: dict, measurements: list[Measurement]) -> dict | None:
+    """The profile for a rank alone on the machine: ranks on one CPU share its memory bandwidth (and
+    caches), so a lone rank streams faster than each of N ranks at once (the main profile's rate) and
+    its runtime probe runs alone. None if the concurrent rate was not measured (then the main
+    profile already holds the lone rates)."""
+    alone = [m for m in measurements if m.what == "stream_read"]
+    if not alone or not any(m.what == "stream_read_all_ranks" for m in measurements):
+        return None
+    stream = max(m.rate for m in alone)
+    out = dict(profile)
+    out["name"] = f"{profile['name']}-single-rank"
+    out["description"] = profile["description"] + "; the rate of one rank streaming alone"
+    out["hbm_bytes_per_s"] = {"value": _num(stream), "empirical": True,
+                              "source": f"fp32 tensor.sum() over {', '.join(m.size for m in alone)}, one thread, "
+                                        f"no other rank streaming: {stream / 1e9:.2f} GB/s (for one-rank runs)"}
+    launch = [m for m in measurements if m.what == "launch"]
+    costs = runtime_fixed_costs(measurements, 1, launch[0].median_s if launch else 0.0)
+    if costs:
+        out["kernel_launch_s"] = {"value": _num(costs[0]), "source": costs[2], "empirical": True}
+        out["step_overhead_s"] = {"value": _num(costs[1]), "source": costs[3], "empirical": True}
+    return out
 
 
 # ---------------------------------------------------------------- driver
@@ -417,6 +534,7 @@ class Calibration:
     measurements: list[Measurement]
     collective_fit: fit.LinearFit | None
     wall_s: float
+    single_rank_profile: dict | None = None  # beside the profile as <stem>.single-rank.yaml
 
 
 def default_group_sizes(cores: int | None = None) -> tuple[int, ...]:
@@ -434,7 +552,13 @@ def calibrate(*, quick: bool = False, group_sizes: tuple[int, ...] | None = None
     if group_sizes:
         measurements += measure_collectives(group_sizes, CollectivePlan.quick() if quick else CollectivePlan())
     profile, coll_fit = build_profile(measurements, name=name or f"cpu-{socket.gethostname()}", cores=cores)
-    return Calibration(profile, measurements, coll_fit, time.perf_counter() - t0)
+    return Calibration(profile, measurements, coll_fit, time.perf_counter() - t0,
+                       single_rank_profile(profile, measurements))
+
+
+def single_rank_path(profile_path: Path) -> Path:
+    """Where the one-rank variant of a profile lives: ``<stem>.single-rank.yaml`` beside it."""
+    return profile_path.with_name(profile_path.stem + ".single-rank" + profile_path.suffix)
 
 
 def profile_yaml(profile: dict) -> str:

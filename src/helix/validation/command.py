@@ -52,18 +52,28 @@ def _run_calibrate(args: argparse.Namespace) -> int:
     from helix.specs.hardware import load_hardware
 
     hw = load_hardware(out)  # the profile must load: fail loudly here rather than in `helix validate`
+    single = cal.single_rank_path(out)
+    if cal_result.single_rank_profile is not None:
+        cal.write_atomic(single, cal.profile_yaml(cal_result.single_rank_profile))
+        load_hardware(single)
+    else:
+        single.unlink(missing_ok=True)  # a stale one would describe another run
     print(f"{'field':<34} {'value':>12}  source")
     for key, entry in cal_result.profile.items():
         if isinstance(entry, dict):
-            print(f"{key:<34} {entry['value']:>12.4g}  {entry['source'][:90]}")
+            value = entry["value"]
+            shown = f"{value:>12.4g}" if isinstance(value, int | float) else f"{','.join(value):>12}"
+            print(f"{key:<34} {shown}  {entry['source'][:90]}")
     summary = {"profile": str(out), "measurements": str(measurements_path), "name": hw.name,
                "wall_s": round(cal_result.wall_s, 1),
                "hbm_bytes_per_s": hw.hbm_bytes_per_s, "peak_flops_per_s_fp32": hw.peak_flops_per_s_bf16,
-               "kernel_launch_s": hw.kernel_launch_s,
+               "kernel_launch_s": hw.kernel_launch_s, "step_overhead_s": hw.step_overhead_s,
                "link_bytes_per_s_per_direction": hw.link_bytes_per_s_per_direction,
                "sync_latency_s": hw.sync_latency_s}
     if cal_result.collective_fit is not None:
         summary["collective_fit_median_abs_error"] = round(cal_result.collective_fit.median_abs_error, 4)
+    if cal_result.single_rank_profile is not None:
+        summary["single_rank_profile"] = str(single)
     print(json.dumps(summary))
     return 0
 
@@ -85,7 +95,12 @@ def _run_validate(args: argparse.Namespace) -> int:
     from helix.validation import validate as val
 
     grid = val.tiny_grid() if args.quick else val.default_grid(os.cpu_count() or 1)
-    result = val.run_validation(grid, hw, repeats=args.repeats, progress=lambda m: print(m, file=sys.stderr))
+    from helix.validation.calibrate import single_rank_path
+
+    single = single_rank_path(Path(args.hardware))
+    hw_single = load_hardware(single) if Path(args.hardware).suffix in (".yaml", ".yml") and single.exists() else None
+    result = val.run_validation(grid, hw, repeats=args.repeats, progress=lambda m: print(m, file=sys.stderr),
+                                hw_single_rank=hw_single)
     paths = tables.write_outputs(result, out)
     print(tables.format_table(result))
     print(json.dumps({"out": str(out), "files": [str(p) for p in paths], **result.summary_json()}))

@@ -131,15 +131,16 @@ def markdown(result: ValidationResult) -> str:
         md.append(f"| {p.label} | {p.batch} | {p.context} | {r.measured_s * 1e3:.2f} | {r.predicted_s * 1e3:.2f} | "
                   f"{r.error:+.1%} | {r.predicted_ring_ar_s * 1e3:.2f} | {r.ring_ar_error:+.1%} | {r.spread:.0%} |")
     md += ["", "## Per term (median over points where the runtime times it)", "",
-           "Measured per term: mean over repeats (compute: slowest rank; collectives: fastest rank, i.e. "
-           "without the wait for a late peer); `other` = mean step − the named phases.", "",
+           "Measured per term: mean over repeats (compute: slowest rank; collectives: mean over ranks, i.e. "
+           "with the wait for a late peer, as calibrated); `other` = mean step − the named phases, against "
+           "the simulator's embedding_lm_head + step_overhead.", "",
            "| term | points | predicted ms | measured ms | share of step | median error | worst | bias |",
            "|---|---|---|---|---|---|---|---|"]
     for t in term_summary(result.rows):
         md.append(f"| {t['term']} | {t['points']} | {t['pred_ms']:.3f} | {t['meas_ms']:.3f} | {t['share']:.0%} | "
                   f"{t['err_median_abs']:.0%} | {t['err_max_abs']:.0%} | {t['err_median']:+.0%} |")
     md += ["", f"`{OTHER}`: step time outside the named phases (LM head, final norm, KV slot bookkeeping, Python, "
-           "skew between ranks) against the simulator's embedding_lm_head."]
+           "skew between ranks) against the simulator's embedding_lm_head + step_overhead."]
     if result.op_counts:
         md += ["", "## Ops per decode step (one rank) against the launches the simulator charges", "",
                "| runtime phase | aten ops per step | simulator launches per step |", "|---|---|---|"]

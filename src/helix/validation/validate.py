@@ -10,7 +10,7 @@ thread per process (a rank is a core, as in ``helix calibrate``):
 2. ``warmup`` decode steps, then ``repeats`` timed ones, each after a barrier; a step's time is the
    slowest rank's and the point's figure is the median over repeats; each runtime phase
    (``comm.phase_s``: qkv_projection, local_attention, kvp_all_to_all, ...) is the mean over
-   repeats of the slowest rank (compute) or the fastest rank (collectives: see ``combine_ranks``);
+   repeats of the slowest rank (compute) or the mean over ranks (collectives: see ``combine_ranks``);
 3. ``helix.step.simulate`` predicts the step with the calibrated profile, fp32 everywhere, overlap
    ``pipelined`` (HOP-B) or ``serial``, and its breakdown is matched term by term to the phases.
 
@@ -184,20 +184,20 @@ COLLECTIVE_PHASES = frozenset(("kvp_all_to_all", "o_projection_all_reduce", "ffn
 
 
 def combine_ranks(point: GridPoint, per_rank: list[dict]) -> Measured:
-    """Per repeat: the slowest rank's step and compute phases, the *fastest* rank's collectives.
+    """Per repeat: the slowest rank's step and compute phases, the *mean over ranks* of collectives.
 
     Over repeats, the step's headline is the median; phases are means, so that with the mean step
     they add up (gloo collectives have a heavy tail: ~10 % of calls take a 4 ms scheduler tick, and a
     sum of per-phase medians would hide it). A rank that reaches a collective first waits there for
-    the others; the last to arrive waits for no one, so the minimum over ranks is the collective's own
-    cost and the skew between ranks stays in the step (as ``other``). Pure; tested.
+    the others; the mean over ranks keeps that wait in the collective, as ``helix calibrate`` times
+    it (each call after equal work on every rank, mean over ranks). Pure; tested.
     """
     steps = np.max(np.array([r["step_s"] for r in per_rank]), axis=0)
     names = sorted({k for r in per_rank for ph in r["phase_s"] for k in ph})
     phases = {}
     for name in names:
         per = np.array([[ph.get(name, 0.0) for ph in r["phase_s"]] for r in per_rank])
-        across = per.min(axis=0) if name in COLLECTIVE_PHASES else per.max(axis=0)
+        across = per.mean(axis=0) if name in COLLECTIVE_PHASES else per.max(axis=0)
         phases[name] = float(np.mean(across))
     med = float(np.median(steps))
     return Measured(point, med, phases, int(steps.size), float((steps.max() - steps.min()) / med),
@@ -241,13 +241,15 @@ def measure(grid: Grid, progress=None) -> tuple[list[Measured], object]:
 
 
 def predict(model, hw, p: GridPoint):
-    """The simulator's StepResult for a grid point (fp32 everywhere, as the runtime computes)."""
+    """The simulator's StepResult for a grid point (fp32 everywhere, as the runtime computes); HOP-B
+    with the runtime's own schedule, one chunk per request (``hopb_chunks = B``)."""
     from helix.layout import Layout
     from helix.specs.precision import PrecisionSpec
     from helix.step import simulate
 
     return simulate(model, hw, Layout.helix(kvp=p.kvp, tpa=p.tpa), p.batch, p.context,
-                    PrecisionSpec.uniform("fp32"), overlap="pipelined" if p.hopb else "serial")
+                    PrecisionSpec.uniform("fp32"), overlap="pipelined" if p.hopb else "serial",
+                    hopb_chunks=p.batch if p.hopb else None)
 
 
 @dataclass
@@ -280,7 +282,8 @@ def compare(measured: Measured, breakdown: dict[str, float], ttl_s: float) -> Ro
         if pr > 0 or m > 0:
             terms[term] = (pr, m)
     step = measured.mean_step_s or measured.step_s
-    terms[OTHER] = (float(breakdown.get("embedding_lm_head", 0.0)), max(step - named, 0.0))
+    terms[OTHER] = (float(breakdown.get("embedding_lm_head", 0.0)) + float(breakdown.get("step_overhead", 0.0)),
+                    max(step - named, 0.0))
     return Row(measured.point, measured.step_s, float(ttl_s), measured.spread, terms, step)
 
 
@@ -297,7 +300,7 @@ def ring_only_all_reduce_ttl_s(model, hw, p: GridPoint, result) -> float:
     from helix.cost.messages import step_messages
     from helix.specs.precision import PrecisionSpec
 
-    ring_hw = replace(hw, sync_latency_s=1e3)
+    ring_hw = replace(hw, all_reduce_algorithms=("ring",))
     delta = 0.0
     for m in step_messages(model, PrecisionSpec.uniform("fp32"), "helix", p.tpa, p.kvp, 1, p.ranks, 1, 1, p.batch):
         if m.kind == "all_reduce" and float(m.group_size) > 1:
@@ -330,7 +333,9 @@ class ValidationResult:
 
 
 def run_validation(grid: Grid, hw, repeats: int | None = None, progress=None,
-                   ops_per_phase: bool = True) -> ValidationResult:
+                   ops_per_phase: bool = True, hw_single_rank=None) -> ValidationResult:
+    """``hw_single_rank``: the profile for one-rank points (a rank alone gets more memory bandwidth
+    than each of N ranks streaming at once); None = ``hw`` for every point."""
     from dataclasses import replace
 
     t0 = time.perf_counter()
@@ -339,11 +344,16 @@ def run_validation(grid: Grid, hw, repeats: int | None = None, progress=None,
     measured, model = measure(grid, progress)
     rows = []
     for m in measured:
-        res = predict(model, hw, m.point)
+        point_hw = hw_single_rank if (hw_single_rank is not None and m.point.ranks == 1) else hw
+        res = predict(model, point_hw, m.point)
         row = compare(m, {k: float(v) for k, v in res.breakdown.items()}, float(res.ttl_s))
-        row.predicted_ring_ar_s = ring_only_all_reduce_ttl_s(model, hw, m.point, res)
+        row.predicted_ring_ar_s = ring_only_all_reduce_ttl_s(model, point_hw, m.point, res)
         rows.append(row)
     result = ValidationResult(rows, hw.name, grid.model, time.perf_counter() - t0)
+    if hw_single_rank is not None:
+        result.notes.append(f"One-rank points use `{hw_single_rank.name}` (memory bandwidth of a rank streaming "
+                            f"alone: {hw_single_rank.hbm_bytes_per_s / 1e9:.1f} GB/s; two-rank points "
+                            f"{hw.hbm_bytes_per_s / 1e9:.1f} GB/s per rank with both streaming).")
     if ops_per_phase:
         result.op_counts = count_ops_per_phase(grid.model, grid.points[-1].batch, min(4096, grid.points[-1].context))
     return result
