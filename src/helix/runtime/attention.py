@@ -9,13 +9,13 @@ Per layer, on rank (kvp_rank, tpa_rank) of an N = KVP x TPA attention group [pap
 2. ``kvp_all_to_all``: the head axis Q/TPA is cut into KVP chunks of Q/N heads; chunk j (partial
    output and LSE packed in one fp32 buffer [.., Hsz + 1]) goes to KVP rank j. One call per layer,
    or one per chunk of requests under HOP-B.
+3. ``combine_partial_attention``: the received KVP partials of Q/N heads are rescaled by
+   exp(LSE_i - LSE) and summed: the exact softmax attention over all S tokens. With KVP = 1 there
+   is nothing to exchange or merge (the local output is exact), so steps 2-3 are skipped.
 
 ``helix_attention`` runs steps 1-3 with the local attention passed in as ``attend(b0, b1)``, so GQA
 (``gqa_attend``) and MLA (``helix.runtime.mla.mla_attend``: latent attention, then W_UV) share one
 exchange and one HOP-B loop.
-3. ``combine_partial_attention``: the received KVP partials of Q/N heads are rescaled by
-   exp(LSE_i - LSE) and summed: the exact softmax attention over all S tokens. With KVP = 1 there
-   is nothing to exchange or merge (the local output is exact), so steps 2-3 are skipped.
 
 After the combine, rank (kvp_rank, tpa_rank) holds query heads
 ``tpa_rank * Q/TPA + kvp_rank * Q/N + [0, Q/N)``; the O-projection's row shard follows that.
