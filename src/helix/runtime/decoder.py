@@ -143,3 +143,10 @@ def _gather_logits(comm, logits: torch.Tensor, vocab_size: int) -> torch.Tensor:
     parts = comm.all_gather(padded, "stage", "debug_logits", record=False)  # [N, B, ceil(V/N)]
     sizes = [vocab_range(vocab_size, N, i) for i in range(N)]
     return torch.cat([parts[i, :, :stop - start] for i, (start, stop) in enumerate(sizes)], dim=-1)
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """Hugging Face's RMSNorm (Llama and DeepSeek alike): normalise in fp32, cast back, then scale."""
+    xf = x.float()
+    xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
+    return weight * xf.to(x.dtype)

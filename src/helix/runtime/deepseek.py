@@ -51,12 +51,13 @@ from helix.runtime.decoder import (
     DecodeOptions,
     HelixDecoder,
     StepOutput,
+    rms_norm,
     vocab_parallel_argmax,
     vocab_parallel_embedding,
     vocab_range,
 )
 from helix.runtime.kv_cache import KVCache
-from helix.runtime.mla import MLAConfig, check_mla_layout, mla_attend, o_projection, project, rms_norm, shard_mla
+from helix.runtime.mla import MLAConfig, check_mla_layout, mla_attend, o_projection, project, shard_mla
 from helix.runtime.moe import MoEShard, RouterConfig, dp_ep_moe, helix_moe, shard_moe, swiglu
 from helix.specs.model import ModelSpec
 

@@ -34,6 +34,7 @@ from helix.runtime.decoder import (
     DecodeOptions,
     HelixDecoder,
     StepOutput,
+    rms_norm,
     vocab_parallel_argmax,
     vocab_parallel_embedding,
     vocab_range,
@@ -128,10 +129,6 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     half = x.shape[-1] // 2
     rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
     return x * cos[None, :, None, :] + rotated * sin[None, :, None, :]
-
-
-def rms_norm(h: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    return weight * (h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps))
 
 
 # ---------------------------------------------------------------- the decoder

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from helix.errors import HelixInputError
+from helix.runtime.decoder import rms_norm
 
 # ---------------------------------------------------------------- weights
 
@@ -100,13 +101,6 @@ def shard_mla(w, prefix: str, cfg: MLAConfig, heads_rank: int, heads_split: int)
 
 
 # ---------------------------------------------------------------- projections
-
-
-def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    """Hugging Face's RMSNorm: normalise in fp32, cast back, then scale."""
-    xf = x.float()
-    xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
-    return weight * xf.to(x.dtype)
 
 
 def rotary(x: torch.Tensor, positions: torch.Tensor, inv_freq: torch.Tensor, cfg: MLAConfig) -> torch.Tensor:
