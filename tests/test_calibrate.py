@@ -149,6 +149,33 @@ def test_build_profile_maps_measurements_to_fields():
     for key in ("hbm_bytes_per_s", "kernel_launch_s", "link_bytes_per_s_per_direction", "sync_latency_s"):
         assert key in hw.empirical and len(hw.sources[key]) > 20, key
     assert "fp32" in hw.sources["peak_flops_per_s_bf16"]
+    assert hw.comm_overlap_efficiency == 1.0 and "comm_overlap_efficiency" not in hw.empirical  # not measured
+    assert "not measured" in hw.sources["comm_overlap_efficiency"]
+
+
+def test_overlap_efficiency_by_hand():
+    # a2a 2 ms, attention 3 ms: together 4 ms hides 1 of the shorter 2 ms (0.5); 5 ms hides none; 3 ms all
+    np.testing.assert_allclose(cal.overlap_efficiency([2e-3] * 4, [3e-3] * 4, [4e-3, 5e-3, 3e-3, 6e-3]),
+                               [0.5, 0.0, 1.0, 0.0])  # slower than serial clips to 0
+    assert cal.overlap_efficiency(2e-3, 3e-3, 1e-3) == 1.0  # faster than the longer alone clips to 1
+
+
+def test_build_profile_writes_measured_overlap():
+    # two ranks, two sizes, 3 repetitions each: per-repetition times (a2a, attention, both) on each rank
+    reps = {4096: [(2e-3, 2e-3, 3e-3), (2e-3, 2e-3, 4e-3), (2e-3, 2e-3, 3.5e-3)],  # eta 0.5, 0, 0.25
+            262144: [(4e-3, 4e-3, 6e-3), (4e-3, 4e-3, 8e-3), (4e-3, 4e-3, 5e-3)]}  # eta 0.5, 0, 0.75
+    rank = [{"n_bytes": nb, "tokens": 100, "times": list(t)} for nb, ts in reps.items() for t in ts]
+    rows = cal.overlap_rows([rank, rank], world=2)
+    by = {(m.what, m.n_bytes): m for m in rows}
+    assert by[("overlap_both", 4096)].rate == pytest.approx(0.25)
+    assert by[("overlap_both", 262144)].rate == pytest.approx(0.5)
+    assert by[("comm_overlap", 0.0)].rate == pytest.approx(0.375)  # median of 0.5, 0, 0.25, 0.5, 0, 0.75
+    profile, _ = cal.build_profile(_measurements() + rows, name="overlap", cores=2)
+    hw = hardware_from_mapping("overlap", profile)
+    assert hw.comm_overlap_efficiency == pytest.approx(0.375)
+    assert "comm_overlap_efficiency" in hw.empirical
+    assert "async_op=True" in hw.sources["comm_overlap_efficiency"]
+    assert "4096 B a2a" in hw.sources["comm_overlap_efficiency"]
 
 
 def test_profile_yaml_roundtrip(tmp_path):
@@ -182,6 +209,8 @@ def test_calibrate_quick_cli_writes_a_loadable_profile(tmp_path, capsys):
                                 [float(c[6]) for c in coll])
         assert hw.sync_latency_s == pytest.approx(f.coefficients["sync_latency_s"], rel=1e-3, abs=1e-9)
         assert hw.ring_base_latency_s == pytest.approx(f.coefficients["ring_base_latency_s"], rel=1e-3, abs=1e-9)
+        assert 0.0 <= hw.comm_overlap_efficiency <= 1.0 and "comm_overlap_efficiency" in hw.empirical
+        assert "comm_overlap" in kinds
     assert '"profile"' in capsys.readouterr().out.splitlines()[-1]
 
 

@@ -53,3 +53,35 @@ def test_simulate_hopb_chunks():
         assert float(best.ttl_s) <= float(simulate(model, hw, lay, 32, 10**6, hopb_chunks=c).ttl_s) * (1 + 1e-12)
     with pytest.raises(HelixInputError, match="hopb_chunks"):
         simulate(model, hw, lay, 32, 10**6, hopb_chunks=0)
+
+
+def test_overlap_efficiency_generalises_the_pipeline():
+    # by hand: T = a + c + (n - 1) (max(a, c) + (1 - eta) min(a, c)), a = 2, c = 1.2, n = 8
+    assert pipelined_s(2.0, 1.2, 8, 1.0) == pytest.approx(17.2)  # the paper's Fig. 3, unchanged
+    assert pipelined_s(2.0, 1.2, 8, 1.0) == pipelined_s(2.0, 1.2, 8)  # bit for bit
+    assert pipelined_s(2.0, 1.2, 8, 0.5) == pytest.approx(3.2 + 7 * (2.0 + 0.6))  # 21.4
+    assert pipelined_s(2.0, 1.2, 8, 0.0) == pytest.approx(25.6)  # no overlap: serial per chunk = Fig. 3 serial
+    # comm-bound (c > a): the shorter stage is the compute
+    np.testing.assert_allclose(pipelined_s(np.array([1.0, 2.0]), np.array([3.0, 1.0]), 4, 0.5),
+                               [4 + 3 * 3.5, 3 + 3 * 2.5])
+    assert pipelined_s(1.0, 3.0, 1, 0.0) == pytest.approx(4.0)  # one item: nothing to overlap, any eta
+
+
+def test_overlap_efficiency_in_the_chunked_pipeline_and_step():
+    from dataclasses import replace
+
+    from helix import Layout, load_hardware, load_model, simulate
+    from helix.cost.overlap import chunked_s
+
+    times = lambda c: (2.0 * -(-8 // c), 1.2 * -(-8 // c))  # noqa: E731  Fig. 3 per chunk
+    assert chunked_s(times, 8, 8, 0.0) == pytest.approx(25.6)
+    assert best_chunked_s(times, 8, 0.0) == pytest.approx(25.6)  # nothing hides: any chunking is serial
+    assert best_chunked_s(times, 8, 0.5) == pytest.approx(21.4)
+    model, hw = load_model("llama-3.1-405b"), load_hardware("gb200-nvl72")
+    lay = Layout.helix(kvp=8, tpa=8)
+    ttl = {eta: float(simulate(model, replace(hw, comm_overlap_efficiency=eta), lay, 32, 10**6,
+                               hopb_chunks=32).ttl_s) for eta in (0.0, 0.5, 1.0)}
+    assert ttl[1.0] == float(simulate(model, hw, lay, 32, 10**6, hopb_chunks=32).ttl_s)  # preset: eta = 1
+    assert ttl[1.0] < ttl[0.5] < ttl[0.0]
+    # eta = 0: every chunk's attention and all-to-all back to back, the overlap hides nothing
+    assert ttl[0.0] >= float(simulate(model, hw, lay, 32, 10**6, overlap="serial").ttl_s) * (1 - 1e-12)

@@ -108,6 +108,19 @@ def test_optional_hardware_fields(tmp_path):
         load_hardware(_hw_yaml(tmp_path, step_overhead_s=-1.0))
 
 
+def test_comm_overlap_efficiency_field(tmp_path):
+    assert load_hardware(_hw_yaml(tmp_path, comm_overlap_efficiency=None)).comm_overlap_efficiency == 1.0  # default
+    for eta in (0, 0.25, 1.0):
+        assert load_hardware(_hw_yaml(tmp_path, comm_overlap_efficiency=eta)).comm_overlap_efficiency == eta
+    hw = load_hardware(_hw_yaml(tmp_path, comm_overlap_efficiency={"value": 0.3, "source": "measured",
+                                                                    "empirical": True}))
+    assert hw.comm_overlap_efficiency == 0.3 and "comm_overlap_efficiency" in hw.empirical
+    for bad, match in ((1.5, "must be <= 1, got 1.5"), (-0.1, "must be >= 0, got -0.1"), ("lots", "must be a number")):
+        with pytest.raises(HelixInputError, match=r"^hw.yaml.comm_overlap_efficiency: " + match) as err:
+            load_hardware(_hw_yaml(tmp_path, comm_overlap_efficiency=bad))
+        assert "\n" not in str(err.value)
+
+
 def test_precision_formats():
     assert BYTES_PER_ELEMENT["fp4"] == 0.5
     assert BYTES_PER_ELEMENT["nvfp4"] == 0.5625  # 4.5 bits

@@ -25,6 +25,8 @@ Overlap ("auto" picks per strategy):
       O-projection the same batch-wise way [INFERRED: the paper says only that its TP baseline
       "includes communication-computation overlap", §3.2]
   medha, dp_ep: serial (Medha "exposes all communication" [paper §3.2]; DP+EP [ASSUMPTION])
+  Both pipelines hide only ``hw.comm_overlap_efficiency`` of the shorter stage (1 on the GPU presets,
+  the paper's perfect overlap; measured by ``helix calibrate`` on CPU), see helix.cost.overlap.
 """
 
 from __future__ import annotations
@@ -215,8 +217,9 @@ def evaluate(model, hw, precision: PrecisionSpec, strategy: str, tpa, kvp, dp, t
             a = rows * attn_per_row + hw.kernel_launch_s + (o_proj_chunk(rows) if with_o else 0.0)
             return a, comm_of(rows)
 
-        total = (best_chunked_s(chunk_times, B_loc) if hopb_chunks is None
-                 else chunked_s(chunk_times, B_loc, int(hopb_chunks)))
+        eta = float(hw.comm_overlap_efficiency)
+        total = (best_chunked_s(chunk_times, B_loc, eta) if hopb_chunks is None
+                 else chunked_s(chunk_times, B_loc, int(hopb_chunks), eta))
         unchunked = attention_chunk(B_loc) + (o_proj_chunk(B_loc) if with_o else 0.0)
         comm_exposed[phase] = traversed * np.maximum(total - unchunked, 0.0)
 

@@ -40,6 +40,9 @@ class HardwareSpec:
     nvls_latency_s: float  # NVLink SHARP all-reduce; 0 = not available
     scale_out_latency_s: float  # extra latency per collective that leaves the scale-up domain
     step_overhead_s: float = 0.0  # host/framework work once per decode step outside the layer ops
+    # fraction of the shorter of (compute, communication) hidden when both are issued at once (HOP-B and
+    # the TP baseline's pipeline, helix.cost.overlap); 1 = the paper's perfect overlap, 0 = none
+    comm_overlap_efficiency: float = 1.0
     # all-reduce algorithms the collective library runs (helix.cost.collectives picks the cheapest);
     # None = every one the hardware has: ring, one_shot, two_shot, and nvls where nvls_latency_s > 0
     all_reduce_algorithms: tuple[str, ...] | None = None
@@ -52,8 +55,8 @@ class HardwareSpec:
         for f in NUMBER_FIELDS:
             strict = f in _STRICTLY_POSITIVE
             as_number(f"{where}.{f}", getattr(self, f), strict=strict, integer=(f == "scale_up_domain_gpus"))
-        for f in ("hbm_usable_fraction", "hbm_efficiency", "flop_efficiency", "link_efficiency"):
-            as_number(f"{where}.{f}", getattr(self, f), strict=True, maximum=1.0)
+        for f in UNIT_FIELDS:
+            as_number(f"{where}.{f}", getattr(self, f), strict=f != "comm_overlap_efficiency", maximum=1.0)
         algorithms = self.all_reduce_algorithms
         if algorithms is None:
             algorithms = ALL_REDUCE_ALGORITHMS if self.nvls_latency_s > 0 else ALL_REDUCE_ALGORITHMS[:-1]
@@ -77,8 +80,12 @@ ALL_REDUCE_ALGORITHMS = ("ring", "one_shot", "two_shot", "nvls")
 NUMBER_FIELDS = tuple(f.name for f in fields(HardwareSpec)
                       if f.name not in ("name", "description", "sources", "empirical", "all_reduce_algorithms"))
 # Fields a user YAML may leave out (defaults: no per-step overhead, every all-reduce algorithm the
-# hardware has); built-in presets and calibrated profiles give them with a source.
-OPTIONAL_FIELDS = ("step_overhead_s", "all_reduce_algorithms")
+# hardware has, perfect compute-communication overlap); built-in presets and calibrated profiles give
+# them with a source.
+OPTIONAL_FIELDS = ("step_overhead_s", "all_reduce_algorithms", "comm_overlap_efficiency")
+# Fractions: at most 1 (> 0 but for comm_overlap_efficiency, where 0 = no overlap).
+UNIT_FIELDS = ("hbm_usable_fraction", "hbm_efficiency", "flop_efficiency", "link_efficiency",
+               "comm_overlap_efficiency")
 SOURCED_FIELDS = NUMBER_FIELDS + ("all_reduce_algorithms",)
 
 
@@ -116,7 +123,7 @@ def hardware_from_mapping(where: str, data: dict[str, Any]) -> HardwareSpec:
             values[key] = check_all_reduce_algorithms(f"{where}.{key}", value)
         else:
             values[key] = as_number(f"{where}.{key}", value, integer=(key == "scale_up_domain_gpus"),
-                                    strict=key in _STRICTLY_POSITIVE)
+                                    strict=key in _STRICTLY_POSITIVE, maximum=1.0 if key in UNIT_FIELDS else None)
         if source:
             sources[key] = str(source)
         if is_empirical:

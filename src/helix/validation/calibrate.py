@@ -23,6 +23,11 @@ with ``torch.set_num_threads(1)``:
   (a rank that arrives first waits for its peer, and a step pays that wait), fitted jointly to the
   simulator's alpha-beta forms (helix.validation.fit.fit_collectives); gloo runs the all-reduce as a
   ring only, so the profile says ``all_reduce_algorithms: [ring]``.
+- compute-communication overlap (``comm_overlap_efficiency``): on the same gloo ranks, an
+  ``all_to_all_single(async_op=True)`` and a decode-attention einsum sized to take about as long,
+  timed alone and issued together (all-to-all, attention, wait); per repetition
+  eta = (t_a2a + t_attn - t_both) / min(t_a2a, t_attn) on the means over ranks, clipped to [0, 1],
+  the median over repetitions and two message sizes (helix.cost.overlap uses it for HOP-B).
 
 The runtime computes in fp32, which the simulator maps to its ``bf16`` compute class: the measured
 fp32 rate is stored in ``peak_flops_per_s_bf16`` (its source says so); FP8/FP4 are 0 (fall back).
@@ -245,10 +250,13 @@ class CollectivePlan:
     compute_between_s: float = 1e-3  # work before each call, as between the phases of a decode step
     groups: int = 3  # process groups over the same ranks, used in turn (the runtime's kvp, attention, stage)
     probe_repeats: int = 60  # decode steps of the runtime probe, every rank at once
+    overlap_message_bytes: tuple[int, ...] = (4 * KIB, 256 * KIB)  # all-to-all sizes of the overlap probe
+    overlap_repeats: int = 15
 
     @classmethod
     def quick(cls) -> CollectivePlan:
-        return cls(message_bytes=(256, 65536), rounds=3, concurrent_stream_bytes=4 * MIB, probe_repeats=5)
+        return cls(message_bytes=(256, 65536), rounds=3, concurrent_stream_bytes=4 * MIB, probe_repeats=5,
+                   overlap_message_bytes=(4 * KIB,), overlap_repeats=3)
 
 
 def _collective_op(dist, torch, kind: str, n: int, world: int):
@@ -276,6 +284,96 @@ def _busy(torch, seconds: float):
             a @ a
 
     return work
+
+
+def overlap_efficiency(t_comm, t_compute, t_both) -> np.ndarray:
+    """Per sample, the fraction of the shorter of (communication, compute) that hid when both ran at
+    once: (t_comm + t_compute - t_both) / min(t_comm, t_compute), clipped to [0, 1]."""
+    t_comm, t_compute, t_both = (np.asarray(x, dtype=np.float64) for x in (t_comm, t_compute, t_both))
+    hidden = t_comm + t_compute - t_both
+    return np.clip(hidden / np.maximum(np.minimum(t_comm, t_compute), 1e-12), 0.0, 1.0)
+
+
+def _attention_op(torch, tokens: int):
+    """A decode-attention einsum (as measure_decode_attention: B = 4, K = 4, g = 2, Hsz = 64, fp32)
+    over ``tokens`` cached tokens: the compute HOP-B overlaps with the all-to-all."""
+    b, kh, g, hsz = 4, 4, 2, 64
+    k, v = torch.randn(b, kh, tokens, hsz), torch.randn(b, kh, tokens, hsz)
+    q = torch.randn(b, kh, g, 1, hsz)
+
+    def attend():
+        scores = torch.einsum("bkgtd,bksd->bkgts", q, k) * hsz**-0.5
+        lse = torch.logsumexp(scores, dim=-1, keepdim=True)
+        return torch.einsum("bkgts,bksd->bkgtd", torch.exp(scores - lse), v)
+
+    return attend
+
+
+def _measure_overlap(dist, torch, world: int, group, plan: CollectivePlan) -> list[dict]:
+    """Per message size and repetition: (t_a2a, t_attention, t_both) on this rank, each after a
+    barrier. The attention is sized (on rank 0, shared) to take about as long as the all-to-all alone."""
+    out = []
+    for n in plan.overlap_message_bytes:
+        elems = max(n // 4, world) // world * world
+        src, dst = torch.ones(elems), torch.empty(elems)
+
+        def a2a_async(dst=dst, src=src):
+            return dist.all_to_all_single(dst, src, group=group, async_op=True)
+
+        for _ in range(3):  # warm-up
+            a2a_async().wait()
+        dist.barrier(group=group)
+        t_a = []
+        for _ in range(5):
+            dist.barrier(group=group)
+            t0 = time.perf_counter()
+            a2a_async().wait()
+            t_a.append(time.perf_counter() - t0)
+        probe_tokens = 2048
+        probe = _attention_op(torch, probe_tokens)
+        probe()
+        t_probe = fit.robust_median_s(time_call_s(probe, repeats=3, warmup=1))
+        tokens = [int(np.clip(probe_tokens * np.median(t_a) / t_probe, 16, 262144))]
+        dist.broadcast_object_list(tokens, src=0, group=group)  # the same op on every rank
+        attend = _attention_op(torch, tokens[0])
+        attend()
+        for _ in range(plan.overlap_repeats):
+            times = []
+            for mode in ("comm", "compute", "both"):
+                dist.barrier(group=group)
+                t0 = time.perf_counter()
+                if mode == "comm":
+                    a2a_async().wait()
+                elif mode == "compute":
+                    attend()
+                else:
+                    work = a2a_async()
+                    attend()
+                    work.wait()
+                times.append(time.perf_counter() - t0)
+            out.append({"n_bytes": elems * 4, "tokens": tokens[0], "times": times})
+    return out
+
+
+def overlap_rows(everyone: list[list[dict]], world: int) -> list[Measurement]:
+    """Measurements from every rank's overlap samples (means over ranks per repetition): per message
+    size the median all-to-all, attention and together, and eta per size (in ``rate``); last, the
+    pooled ``comm_overlap`` row whose ``rate`` is the median eta over every repetition and size."""
+    t = np.mean(np.array([[s["times"] for s in per_rank] for per_rank in everyone]), axis=0)  # [samples, 3]
+    sizes = np.array([s["n_bytes"] for s in everyone[0]])
+    tokens = {s["n_bytes"]: s["tokens"] for s in everyone[0]}
+    eta = overlap_efficiency(t[:, 0], t[:, 1], t[:, 2])
+    rows = []
+    for nb in dict.fromkeys(sizes.tolist()):
+        sel = sizes == nb
+        label = f"{nb} B a2a + attention S={tokens[nb]}"
+        for what, col in (("overlap_all_to_all", 0), ("overlap_attention", 1), ("overlap_both", 2)):
+            rate = float(np.median(eta[sel])) if what == "overlap_both" else 0.0
+            rows.append(Measurement(what, "fp32", label, float(nb), 0.0, world, float(np.median(t[sel, col])),
+                                    rate, int(sel.sum())))
+    rows.append(Measurement("comm_overlap", "fp32", ", ".join(f"{nb} B" for nb in dict.fromkeys(sizes.tolist())),
+                            0.0, 0.0, world, float(np.median(t[:, 2])), float(np.median(eta)), int(eta.size)))
+    return rows
 
 
 def _collective_worker(rank: int, world: int, port: int, plan: CollectivePlan, out_dir: str) -> None:
@@ -323,10 +421,16 @@ def _collective_worker(rank: int, world: int, port: int, plan: CollectivePlan, o
                 t0 = time.perf_counter()
                 op(groups[(r + i) % len(groups)])
                 samples.setdefault((kind, nb), []).append(time.perf_counter() - t0)
+        overlap = _measure_overlap(dist, torch, world, groups[0], plan) if plan.overlap_repeats else []
         everyone: list = [None] * world
         dist.all_gather_object(everyone, samples)
+        overlap_everyone: list = [None] * world
+        dist.all_gather_object(overlap_everyone, overlap)
         if rank == 0:
             import json
+
+            if overlap:
+                rows += [m.row() for m in overlap_rows(overlap_everyone, world)]
 
             for (kind, nb), _ in samples.items():
                 # Mean over ranks: ranks do the same work before each call, yet one arrives first and
@@ -463,6 +567,21 @@ def build_profile(measurements: list[Measurement], *, name: str, cores: int) -> 
     else:
         link_bw, sync, ring_base, ring_hop, how = 1e12, 0.0, 0.0, 0.0, "not measured (single rank)"
 
+    ov = sorted((m for m in by.get("comm_overlap", [])), key=lambda m: (m.group_size != cores, m.group_size))
+    if ov:
+        per_size = [m for m in by.get("overlap_both", []) if m.group_size == ov[0].group_size]
+        detail = "; ".join(f"{m.size}: a2a {_ms(by, 'overlap_all_to_all', m)} + attention "
+                           f"{_ms(by, 'overlap_attention', m)} alone, {m.median_s * 1e3:.3f} ms together, eta "
+                           f"{m.rate:.2f}" for m in per_size) or "per-size rows not recorded"
+        overlap, overlap_note, overlap_empirical = ov[0].rate, (
+            f"gloo all_to_all_single(async_op=True) and a decode-attention einsum (fp32, sized to take about as long), "
+            f"{ov[0].group_size} ranks, one thread each, timed alone and issued together (all-to-all, attention, "
+            f"wait), each after a barrier; eta = (t_a2a + t_attn - t_both) / min(t_a2a, t_attn) on the means over "
+            f"ranks, clipped to [0, 1], median of {ov[0].samples} repetitions over the sizes ({detail})"), True
+    else:
+        overlap, overlap_note, overlap_empirical = 1.0, ("not measured (no collectives): the paper's perfect "
+                                                         "overlap [ASSUMPTION]"), False
+
     def e(value, source, empirical=True):
         return {"value": _num(value), "source": source, "empirical": empirical}
 
@@ -496,10 +615,17 @@ def build_profile(measurements: list[Measurement], *, name: str, cores: int) -> 
         "nvls_latency_s": e(0.0, "no in-switch reduction on CPU (0 = not available)", False),
         "scale_out_latency_s": e(0.0, "single host: no scale-out tier", False),
         "step_overhead_s": e(step_overhead, overhead_note),
+        "comm_overlap_efficiency": e(overlap, overlap_note, overlap_empirical),
         "all_reduce_algorithms": {"value": ["ring"], "source": "gloo (torch.distributed CPU backend) implements "
                                   "all_reduce as a ring only: no one-/two-shot through peer memory, no NVLS"},
     }
     return profile, coll_fit
+
+
+def _ms(by: dict, what: str, like: Measurement) -> str:
+    """The median of the ``what`` row beside ``like`` (same size and group), in ms."""
+    rows = [m for m in by.get(what, []) if m.size == like.size and m.group_size == like.group_size]
+    return f"{rows[0].median_s * 1e3:.3f} ms" if rows else "?"
 
 
 def single_rank_profile(profile: dict, measurements: list[Measurement]) -> dict | None:
