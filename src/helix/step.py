@@ -48,6 +48,7 @@ COMPUTE_TERMS = ("qkv_projection", "attention", "combine", "o_projection", "ffn"
 OVERLAPS = ("auto", "serial", "pipelined")
 PIPELINED_PHASE = {"helix": "kvp_all_to_all", "medha": "kvp_all_reduce", "tp": "o_projection_all_reduce",
                    "tp_pp": "o_projection_all_reduce", "dp_ep": None}
+COMBINE_PHASE = {"helix": "kvp_all_to_all", "medha": "kvp_all_reduce"}  # the KVP combine's collective
 DEFAULT_OVERLAP = {"helix": "pipelined", "tp": "pipelined", "tp_pp": "pipelined", "medha": "serial",
                    "dp_ep": "serial"}
 
@@ -154,9 +155,8 @@ def evaluate(model, hw, precision: PrecisionSpec, strategy: str, tpa, kvp, dp, t
     reads["o_projection"] = traversed * o_elems * b_attn + 0 * B
 
     msgs = {m.phase: m for m in step_messages(model, precision, strategy, tpa, kvp, dp, tpf, ep, pp, batch)}
-    combine_phase = PIPELINED_PHASE[strategy] if strategy in ("helix", "medha") else None
-    if combine_phase:
-        partial = msgs[combine_phase].n_bytes
+    if strategy in COMBINE_PHASE:
+        partial = msgs[COMBINE_PHASE[strategy]].n_bytes
         t["combine"] = traversed * np.where(kvp > 1, op_time_s(partial, 0.0, hw, cc), 0.0)
 
     ffn_elems = memory.dense_ffn_weight_elements(model, strategy, tpf, ep)
@@ -169,8 +169,7 @@ def evaluate(model, hw, precision: PrecisionSpec, strategy: str, tpa, kvp, dp, t
         touched = E_loc * (1.0 - (1.0 - k / E) ** (expert_imbalance * B))
         per_expert = model.expert_params / tpf
         hot_pairs = np.minimum(expert_imbalance * B * k / ep, B * np.minimum(k, E_loc))
-        router_tokens = ffn_tokens
-        t["moe_router"] = moe_layers * op_time_s(model.router_params * b_ffn, 2 * router_tokens * model.router_params,
+        t["moe_router"] = moe_layers * op_time_s(model.router_params * b_ffn, 2 * ffn_tokens * model.router_params,
                                                  hw, cc)
         t["moe_experts"] = moe_layers * op_time_s(touched * per_expert * b_ffn, 2 * hot_pairs * per_expert, hw, cc,
                                                   launches=2)
