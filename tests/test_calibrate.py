@@ -125,6 +125,7 @@ def _measurements():
             M("stream_read_all_ranks", "fp32", "128 MiB", 128e6, 0, 2, 128e6 / 15e9, 15e9, 7),
             M("gemv", "fp32", "1x4096x8192", 134e6, 6.7e7, 1, 134e6 / 12e9, 12e9, 7),
             M("decode_attention", "fp32", "B=4", 128e6, 1e8, 1, 128e6 / 8e9, 8e9, 7),
+            M("decode_attention_all_ranks", "fp32", "B=4", 128e6, 1e8, 2, 128e6 / 4.5e9, 4.5e9, 7),
             M("matmul", "fp32", "large 1024^3", 1, 2 * 1024**3, 1, 2 * 1024**3 / 90e9, 90e9, 7),
             M("matmul", "bf16", "large 1024^3", 1, 2 * 1024**3, 1, 2 * 1024**3 / 200e9, 200e9, 7)]
     kinds, ns, groups, t = _synthetic(300e-6, 500e-6, 0.0, 1 / 2e9, ps=(2,))
@@ -136,7 +137,10 @@ def test_build_profile_maps_measurements_to_fields():
     profile, coll = cal.build_profile(_measurements(), name="test-cpu", cores=2)
     hw = hardware_from_mapping("test", profile)
     assert hw.hbm_bytes_per_s == pytest.approx(15e9, rel=1e-3)  # per rank with both ranks streaming
-    assert hw.hbm_efficiency == pytest.approx(8e9 / 20e9, rel=1e-3)  # attention / streaming alone
+    assert hw.hbm_efficiency == pytest.approx(4.5e9 / 15e9, rel=1e-3)  # both at once: attention / streaming
+    alone = hardware_from_mapping("alone", cal.single_rank_profile(profile, _measurements()))
+    assert alone.hbm_bytes_per_s == pytest.approx(20e9, rel=1e-3)
+    assert alone.hbm_efficiency == pytest.approx(8e9 / 20e9, rel=1e-3)  # a rank alone: attention / streaming
     assert hw.peak_flops_per_s_bf16 == pytest.approx(90e9, rel=1e-3)  # the fp32 rate, in the bf16 slot
     fp32 = PrecisionSpec.uniform("fp32").compute_class  # the runtime's fp32 runs in the bf16 slot
     assert hw.peak_flops_per_s(fp32) == pytest.approx(90e9, rel=1e-3)
@@ -267,15 +271,43 @@ def test_runtime_probe_gives_launch_and_step_overhead():
     # by hand: 0.5 ms per layer = 5 modelled ops of 0.1 ms; intercept 0.3 ms less 2 launches = 0.1 ms
     rows = _measurements() + [M("runtime_step", "fp32", f"{n} layers B=1 S=8", 0, 0, 1, 0.3e-3 + n * 0.5e-3, 0, 60)
                               for n in (1, 4)]
-    rows += [M("runtime_step_all_ranks", "fp32", f"{n} layers B=1 S=8", 0, 0, 2, 0.4e-3 + n * 1.0e-3, 0, 60)
+    rows += [M("runtime_step_all_ranks", "fp32", f"{n} layers B=1 S=8", 0, 0, 2, 0.5e-3 + n * 1.2e-3, 0, 60)
              for n in (1, 4)]
     profile, _ = cal.build_profile(rows, name="probe", cores=2)
-    hw = hardware_from_mapping("probe", profile)  # every rank at once: 1 ms per layer, intercept 0.4 ms
+    # Helix KVP = 2 on both ranks: 1.2 ms per layer = 6 modelled ops (the combine is the sixth) of 0.2 ms;
+    # intercept 0.5 ms less 2 launches = 0.1 ms
+    hw = hardware_from_mapping("probe", profile)
     assert hw.kernel_launch_s == pytest.approx(0.2e-3, rel=1e-3)
-    assert hw.step_overhead_s == pytest.approx(0.4e-3 - 2 * 0.2e-3, abs=1e-9)
+    assert hw.step_overhead_s == pytest.approx(0.1e-3, rel=1e-3)
     assert hw.all_reduce_algorithms == ("ring",) and "step_overhead_s" in hw.empirical
     single = hardware_from_mapping("single", cal.single_rank_profile(profile, rows))  # alone
     assert single.kernel_launch_s == pytest.approx(0.1e-3, rel=1e-3)
     assert single.step_overhead_s == pytest.approx(0.1e-3, rel=1e-3)
     assert single.hbm_bytes_per_s == pytest.approx(20e9, rel=1e-3)  # streaming alone
     assert single.sync_latency_s == hw.sync_latency_s
+
+
+def test_collective_times_from_the_last_arrival():
+    # [ranks][calls][(entry, exit)]: call 0, rank 1 arrives 0.3 late; call 1, rank 0 arrives 0.1 late
+    spans = [[(1.0, 1.5), (2.1, 2.3)],
+             [(1.3, 1.5), (2.0, 2.3)]]
+    per_call, wait = cal.collective_times_s(spans)
+    np.testing.assert_allclose(per_call, [0.2, 0.2])
+    assert wait == pytest.approx((0.3 + 0.0 + 0.0 + 0.1) / 4)
+
+
+def test_slowest_rank_rows_take_the_lowest_rate_and_longest_step():
+    r0 = [{"what": "stream_read_all_ranks", "size": "128 MiB", "rate": 15e9, "median_s": 0.01},
+          {"what": "runtime_step_all_ranks", "size": "1 layers", "rate": 0.0, "median_s": 1e-3}]
+    r1 = [dict(r0[0], rate=12e9), dict(r0[1], median_s=1.2e-3)]
+    out = cal.slowest_rank_rows([r0, r1])
+    assert out[0]["rate"] == 12e9 and out[1]["median_s"] == 1.2e-3
+    assert out[1]["size"].startswith("1 layers") and "slowest of 2" in out[1]["size"]
+
+
+def test_attention_rate_is_the_slope_not_the_mean_rate():
+    # 50 us fixed + bytes at 8 GB/s: the slope gives 8 GB/s; a single size its own (lower) rate
+    rows = [cal.Measurement("decode_attention", "fp32", f"{n}", n, 0, 1, 50e-6 + n / 8e9, n / (50e-6 + n / 8e9), 7)
+            for n in (32 * cal.MIB, 128 * cal.MIB, 512 * cal.MIB)]
+    assert cal.attention_rate(rows) == pytest.approx(8e9, rel=1e-9)
+    assert cal.attention_rate(rows[:1]) == pytest.approx(rows[0].rate)

@@ -35,13 +35,14 @@ def test_simulate_json_matches_python_api(capsys):
 def test_simulate_table_and_no_hopb(capsys):
     code, out, _ = run(capsys, "simulate", "--model", "llama-405b-paper", "--kvp", "8", "--tpa", "8", "--batch", "32")
     assert code == 0 and "HOP-B on" in out and "kvp_all_to_all" in out and "TTL" in out
-    on = json.loads(run(capsys, "simulate", "--model", "llama-405b-paper", "--kvp", "8", "--tpa", "8", "--batch", "32",
-                        "--json")[1])
-    off = json.loads(run(capsys, "simulate", "--model", "llama-405b-paper", "--kvp", "8", "--tpa", "8", "--batch",
-                         "32", "--no-hopb", "--json")[1])
+    # On `ideal` (no launch or collective latency) the all-to-all is all bandwidth and HOP-B hides it;
+    # on the GPU presets it is latency-bound and a chunk's extra merge launch outweighs what it hides.
+    args = ("simulate", "--model", "llama-405b-paper", "--kvp", "8", "--tpa", "8", "--batch", "32", "--json",
+            "--hardware", "ideal")
+    on, off = json.loads(run(capsys, *args)[1]), json.loads(run(capsys, *args, "--no-hopb")[1])
     a2a_on, a2a_off = on["communication"]["kvp_all_to_all"], off["communication"]["kvp_all_to_all"]
     assert a2a_off["exposed_s"] == a2a_off["total_s"]
-    assert a2a_on["exposed_s"] < a2a_off["exposed_s"]
+    assert a2a_on["exposed_s"] < 0.05 * a2a_off["exposed_s"]
     assert on["ttl_s"] - off["ttl_s"] == pytest.approx(a2a_on["exposed_s"] - a2a_off["exposed_s"], rel=1e-9)
 
 

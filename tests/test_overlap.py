@@ -85,3 +85,23 @@ def test_overlap_efficiency_in_the_chunked_pipeline_and_step():
     assert ttl[1.0] < ttl[0.5] < ttl[0.0]
     # eta = 0: every chunk's attention and all-to-all back to back, the overlap hides nothing
     assert ttl[0.0] >= float(simulate(model, hw, lay, 32, 10**6, overlap="serial").ttl_s) * (1 - 1e-12)
+
+
+def test_each_hopb_chunk_pays_its_attention_and_merge_launches_and_an_exchange_latency():
+    # eta = 0, B = 32 in c equal chunks: every chunk runs attention (1 launch), its all-to-all (alpha)
+    # and its merge (1 launch) back to back, so against the serial step each extra chunk costs, per
+    # layer, 2 launches + alpha; the bandwidth parts add up to the serial ones.
+    from dataclasses import replace
+
+    from helix import Layout, load_hardware, load_model, simulate
+    from helix.cost import collectives
+
+    model = load_model("llama-3.1-405b")
+    hw = replace(load_hardware("gb200-nvl72"), comm_overlap_efficiency=0.0)
+    lay = Layout.helix(kvp=8, tpa=8)
+    alpha, _ = collectives.all_to_all_alpha_beta(8, hw)
+    serial = float(simulate(model, hw, lay, 32, 10**6, overlap="serial").ttl_s)
+    for c in (2, 4, 32):
+        chunked = float(simulate(model, hw, lay, 32, 10**6, hopb_chunks=c).ttl_s)
+        per_layer = (c - 1) * (2 * hw.kernel_launch_s + float(alpha))
+        assert chunked - serial == pytest.approx(model.num_layers * per_layer, rel=1e-9)

@@ -211,15 +211,20 @@ def evaluate(model, hw, precision: PrecisionSpec, strategy: str, tpa, kvp, dp, t
             def comm_of(rows):
                 return collectives.collective_s(m.kind, rows * bytes_per_row, m.group_size, hw)
 
+        # Each chunk's partial outputs are merged once its exchange lands: one combine launch per
+        # chunk, on the compute path (the combine's bytes stay in t["combine"], charged once).
+        merge_launch = (np.where(kvp > 1, hw.kernel_launch_s, 0.0) if phase in COMBINE_PHASE.values()
+                        else 0.0)
+
         def chunk_times(c):
             rows = ceil_div(batch, c * dp).astype(np.float64)
-            a = rows * attn_per_row + hw.kernel_launch_s + (o_proj_chunk(rows) if with_o else 0.0)
+            a = rows * attn_per_row + hw.kernel_launch_s + merge_launch + (o_proj_chunk(rows) if with_o else 0.0)
             return a, comm_of(rows)
 
         eta = float(hw.comm_overlap_efficiency)
         total = (best_chunked_s(chunk_times, B_loc, eta) if hopb_chunks is None
                  else chunked_s(chunk_times, B_loc, int(hopb_chunks), eta))
-        unchunked = attention_chunk(B_loc) + (o_proj_chunk(B_loc) if with_o else 0.0)
+        unchunked = attention_chunk(B_loc) + merge_launch + (o_proj_chunk(B_loc) if with_o else 0.0)
         comm_exposed[phase] = traversed * np.maximum(total - unchunked, 0.0)
 
     breakdown = {k: v for k, v in t.items()}

@@ -108,3 +108,18 @@ def test_sharded_attention_and_combine_equal_full_attention_in_fp64(shards):
     want = _full_attention(q, k, v, q_pos, k_pos, D ** -0.5)
     assert not torch.isnan(out).any()
     torch.testing.assert_close(out, want, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("block", [1, 4, 5, 13])
+def test_split_kv_blocks_give_the_one_pass_attention(block):
+    # Prefill-shaped causal queries: query 0 sees one key, so every later block is empty for it.
+    torch.manual_seed(3)
+    B, T, Qh, K, S, D = 2, 4, 6, 3, 13, 8
+    dt = torch.float64
+    q, k, v = torch.randn(B, T, Qh, D, dtype=dt), torch.randn(B, K, S, D, dtype=dt), torch.randn(B, K, S, D, dtype=dt)
+    q_pos, k_pos = torch.tensor([0, 2, 7, 12]), torch.arange(S)
+    out, lse = local_attention(q, k, v, q_pos, k_pos, scale=D ** -0.5, block_tokens=block)
+    want_out, want_lse = local_attention(q, k, v, q_pos, k_pos, scale=D ** -0.5, block_tokens=None)
+    torch.testing.assert_close(out, want_out, rtol=0, atol=1e-12)
+    torch.testing.assert_close(lse, want_lse, rtol=0, atol=1e-12)
+    torch.testing.assert_close(out, _full_attention(q, k, v, q_pos, k_pos, D ** -0.5), rtol=0, atol=1e-12)

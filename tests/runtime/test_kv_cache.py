@@ -64,6 +64,26 @@ def test_cache_grows_past_its_initial_capacity():
     assert torch.equal(k, kv.transpose(1, 2)) and pos.tolist() == list(range(100))
 
 
+def test_ensure_capacity_preallocates_so_appends_keep_their_storage():
+    cache = KVCache(1, 2, 1, 3, kvp_rank=0, kvp=1, prompt_tokens=100)
+    kv = torch.randn(2, 100, 1, 3)
+    cache.reserve(torch.arange(100))
+    cache.write(0, kv, kv)
+    assert cache.positions.numel() == 128  # doubled from 64 by the prompt
+    cache.ensure_capacity(200)
+    assert cache.positions.numel() == 200 and cache.k[0].shape[2] == 200
+    storage = cache.k[0].data_ptr()
+    for p in range(100, 200):  # a hundred appends: no reallocation, the prompt's KV kept
+        cache.reserve(torch.tensor([p]))
+        cache.write(0, torch.full((2, 1, 1, 3), float(p)), torch.full((2, 1, 1, 3), float(p)))
+    assert cache.k[0].data_ptr() == storage
+    k, _, pos = cache.view(0)
+    assert torch.equal(k[:, :, :100], kv.transpose(1, 2)) and pos.tolist() == list(range(200))
+    assert k[0, 0, 199, 0].item() == 199.0
+    cache.ensure_capacity(5)  # never shrinks
+    assert cache.k[0].data_ptr() == storage
+
+
 def test_mla_cache_has_no_value_slot():
     cache = KVCache(2, 1, 1, 5, kvp_rank=0, kvp=2, prompt_tokens=40, value_dim=0)  # [c | k_r], no value
     latent = torch.arange(40.0).view(1, 40, 1, 1).expand(1, 40, 1, 5)

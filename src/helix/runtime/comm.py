@@ -102,6 +102,9 @@ class Comm:
         self.group_sizes = group_sizes
         self.traffic = TrafficRecorder()
         self.phase_s: dict[str, float] = defaultdict(float)
+        # (phase, entry, exit) of every blocking collective, time.perf_counter() seconds: on Linux the
+        # system-wide monotonic clock, so ranks on one host can find the last to arrive at each call.
+        self.collective_spans: list[tuple[str, float, float]] = []
 
     # ---- setup
     @classmethod
@@ -145,6 +148,18 @@ class Comm:
         finally:
             self.phase_s[name] += time.perf_counter() - t0
 
+    @contextmanager
+    def _collective(self, name: str, blocking: bool = True):
+        """``phase`` for a collective; a blocking call also leaves its span in ``collective_spans``."""
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            t1 = time.perf_counter()
+            self.phase_s[name] += t1 - t0
+            if blocking:
+                self.collective_spans.append((name, t0, t1))
+
     # ---- collectives: explicit, on named groups, recorded
     def all_reduce(self, tensor: torch.Tensor, group: str, phase: str, record: bool = True) -> torch.Tensor:
         """In-place sum over ``group``; n = the whole buffer. ``record=False`` only for bookkeeping."""
@@ -153,7 +168,7 @@ class Comm:
             return tensor
         if record:
             self.traffic.add(phase, "all_reduce", size, tensor.numel() * tensor.element_size())
-        with self.phase(phase):
+        with self._collective(phase):
             dist.all_reduce(tensor, group=self._groups[group])
         return tensor
 
@@ -164,7 +179,7 @@ class Comm:
             return send, None
         self.traffic.add(phase, "all_to_all", size, send.numel() * send.element_size())
         recv = torch.empty_like(send)
-        with self.phase(phase):
+        with self._collective(phase, blocking=not async_op):
             work = dist.all_to_all_single(recv, send, group=self._groups[group], async_op=async_op)
         return recv, work
 
@@ -181,7 +196,7 @@ class Comm:
             return send
         self.traffic.add(phase, "all_to_all", size, send.numel() * send.element_size())
         recv = send.new_empty((sum(recv_rows), *send.shape[1:]))
-        with self.phase(phase):
+        with self._collective(phase):
             dist.all_to_all_single(recv, send.contiguous(), recv_rows, send_rows, group=self._groups[group])
         return recv
 
@@ -193,6 +208,6 @@ class Comm:
         out = [torch.empty_like(tensor) for _ in range(size)]
         if record:
             self.traffic.add(phase, "all_gather", size, size * tensor.numel() * tensor.element_size())
-        with self.phase(phase):
+        with self._collective(phase):
             dist.all_gather(out, tensor.contiguous(), group=self._groups[group])
         return torch.stack(out)

@@ -83,6 +83,12 @@ class KVCache:
         self.positions[self.length:need] = positions[owned]
         self._start, self.length, self._owned = self.length, need, owned
 
+    def ensure_capacity(self, tokens: int) -> None:
+        """Allocate room for ``tokens`` tokens per request now (as a server preallocates), so that the
+        appends up to that length do not reallocate and copy the whole cache mid-generation."""
+        if tokens > self.positions.numel():
+            self._grow(tokens)
+
     def write(self, layer: int, k: torch.Tensor, v: torch.Tensor | None = None) -> None:
         """Store the owned tokens of k [B, T, K/TPA, head_dim] and v [B, T, K/TPA, value_dim] (None when
         value_dim is 0) into the slots ``reserve`` claimed."""

@@ -37,11 +37,16 @@ def shape_checks(rows: list[Row]) -> list[dict]:
                                    f"{lm.max_abs_error:.1%}",
                        "predicted": f"slope {lp.coefficients['beta'] * 1e9:.1f} ns/token",
                        "ok": lm.max_abs_error < 0.1})
-        a2a = [r.terms["kvp_all_to_all"][1] for r in rs if "kvp_all_to_all" in r.terms]
+        # The median over repeats: whether the exchange's cost depends on S, not how often a step
+        # meets a scheduler tick there (the mean, with that tail, is in the per-term tables).
+        a2a = [r.term_median_s.get("kvp_all_to_all", r.terms["kvp_all_to_all"][1]) for r in rs
+               if "kvp_all_to_all" in r.terms]
         if len(a2a) == len(rs) and not rs[0].point.hopb:
             ratio = max(a2a) / max(min(a2a), 1e-12)
+            means = [r.terms["kvp_all_to_all"][1] for r in rs]
             checks.append({"check": "all-to-all independent of context", "where": f"{label}, B={b}",
-                           "measured": "  ".join(f"S={int(x)}: {t * 1e3:.2f} ms" for x, t in zip(s, a2a, strict=True)),
+                           "measured": "  ".join(f"S={int(x)}: {t * 1e3:.2f} ms" for x, t in zip(s, a2a, strict=True))
+                           + " (median; mean " + " / ".join(f"{t * 1e3:.2f}" for t in means) + ")",
                            "predicted": f"{rs[0].terms['kvp_all_to_all'][0] * 1e3:.2f} ms at every S",
                            "ok": ratio < 1.5})
     by_key = {(r.point.kvp, r.point.tpa, r.point.hopb, r.point.batch, r.point.context): r for r in rows}
@@ -51,8 +56,12 @@ def shape_checks(rows: list[Row]) -> list[dict]:
             continue
         gm = (off.measured_s - on.measured_s) / off.measured_s
         gp = (off.predicted_s - on.predicted_s) / off.predicted_s
-        checks.append({"check": "HOP-B gain", "where": f"KVP={kvp} B={b} S={s}", "measured": f"{gm:+.1%}",
-                       "predicted": f"{gp:+.1%}", "ok": (gp <= 0.01 or gm > 0) and abs(gm - gp) < 0.1})
+        where = f"KVP={kvp} B={b} S={s}"
+        # Presence: a gain (> 1 %) where the model predicts one, none where it predicts none.
+        checks.append({"check": "HOP-B gain where predicted", "where": where, "measured": f"{gm:+.1%}",
+                       "predicted": f"{gp:+.1%}", "ok": (gm > 0.01) == (gp > 0.01)})
+        checks.append({"check": "HOP-B gain within 10 points", "where": where, "measured": f"{gm:+.1%}",
+                       "predicted": f"{gp:+.1%}", "ok": abs(gm - gp) < 0.1})
     return checks
 
 
@@ -80,14 +89,14 @@ def term_summary(rows: list[Row]) -> list[dict]:
 def points_csv(rows: list[Row]) -> str:
     terms = sorted({t for r in rows for t in r.terms})
     head = ["layout", "kvp", "tpa", "hopb", "batch", "context", "measured_ms", "predicted_ms", "error", "spread",
-            "measured_mean_ms", "predicted_ring_ar_ms", "error_ring_ar"]
+            "measured_mean_ms", "predicted_ring_ar_ms", "error_ring_ar", "rank_wait_ms"]
     head += [f"{t}_{w}_ms" for t in terms for w in ("pred", "meas")]
     lines = [",".join(head)]
     for r in rows:
         p = r.point
         vals = [p.label, p.kvp, p.tpa, int(p.hopb), p.batch, p.context, f"{r.measured_s * 1e3:.4f}",
                 f"{r.predicted_s * 1e3:.4f}", f"{r.error:.4f}", f"{r.spread:.3f}", f"{r.measured_mean_s * 1e3:.4f}",
-                f"{r.predicted_ring_ar_s * 1e3:.4f}", f"{r.ring_ar_error:.4f}"]
+                f"{r.predicted_ring_ar_s * 1e3:.4f}", f"{r.ring_ar_error:.4f}", f"{r.wait_s * 1e3:.4f}"]
         for t in terms:
             pr, me = r.terms.get(t, (0.0, 0.0))
             vals += [f"{pr * 1e3:.4f}", f"{me * 1e3:.4f}"]
@@ -131,16 +140,22 @@ def markdown(result: ValidationResult) -> str:
         md.append(f"| {p.label} | {p.batch} | {p.context} | {r.measured_s * 1e3:.2f} | {r.predicted_s * 1e3:.2f} | "
                   f"{r.error:+.1%} | {r.predicted_ring_ar_s * 1e3:.2f} | {r.ring_ar_error:+.1%} | {r.spread:.0%} |")
     md += ["", "## Per term (median over points where the runtime times it)", "",
-           "Measured per term: mean over repeats (compute: slowest rank; collectives: mean over ranks, i.e. "
-           "with the wait for a late peer, as calibrated); `other` = mean step − the named phases, against "
-           "the simulator's embedding_lm_head + step_overhead.", "",
+           "Measured per term: mean over repeats (compute: slowest rank; blocking collectives: from the last "
+           "rank's arrival to the last exit, as calibrated; HOP-B's asynchronous all-to-all: mean over ranks of "
+           "issue + wait); `other` = mean step − the named phases, against the simulator's embedding_lm_head + "
+           "step_overhead.", "",
            "| term | points | predicted ms | measured ms | share of step | median error | worst | bias |",
            "|---|---|---|---|---|---|---|---|"]
     for t in term_summary(result.rows):
         md.append(f"| {t['term']} | {t['points']} | {t['pred_ms']:.3f} | {t['meas_ms']:.3f} | {t['share']:.0%} | "
                   f"{t['err_median_abs']:.0%} | {t['err_max_abs']:.0%} | {t['err_median']:+.0%} |")
+    waits = [r.wait_s for r in result.rows if r.point.ranks > 1]
     md += ["", f"`{OTHER}`: step time outside the named phases (LM head, final norm, KV slot bookkeeping, Python, "
            "skew between ranks) against the simulator's embedding_lm_head + step_overhead."]
+    if waits:
+        md += ["", f"Rank imbalance: per step, ranks that reach a blocking collective first wait for the last "
+               f"{np.median(waits) * 1e3:.2f} ms (median over multi-rank points; worst {max(waits) * 1e3:.2f} ms). "
+               "The slowest rank's compute phases carry it; the simulator assumes balanced ranks."]
     if result.op_counts:
         md += ["", "## Ops per decode step (one rank) against the launches the simulator charges", "",
                "| runtime phase | aten ops per step | simulator launches per step |", "|---|---|---|"]

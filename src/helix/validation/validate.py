@@ -81,19 +81,23 @@ class Grid:
     timeout_s: float = 120.0
 
 
+# (KVP, TPA, HOP-B) timed when the machine has a core for each rank; bench-llama has 4 KV heads, so TPA <= 4.
+LAYOUTS_BY_RANKS = {
+    1: ((1, 1, False),),
+    2: ((2, 1, False), (2, 1, True), (1, 2, False)),
+    4: ((4, 1, False), (4, 1, True), (2, 2, False), (1, 4, False)),
+    8: ((8, 1, False), (4, 2, False)),
+}
+
+
 def default_grid(cores: int) -> Grid:
-    """Timed points use one rank per core: N = 2 layouts on this 2-core machine, plus N = 1."""
-    n = max(1, min(cores, 2))
-    points = []
-    for b in (1, 4, 8):
-        for s in (4096, 16384, 65536):
-            if n >= 2:
-                points.append(GridPoint(2, 1, False, b, s))
-                if b > 1:
-                    points.append(GridPoint(2, 1, True, b, s))
-                points.append(GridPoint(1, 2, False, b, s))
-            points.append(GridPoint(1, 1, False, b, s))
-    return Grid("bench-llama", tuple(points), warmup=2, repeats=9)
+    """Timed points use one rank per core (more ranks than cores would time contention, not the
+    model): every layout of LAYOUTS_BY_RANKS with N <= cores, B in {1, 4, 8}, S in {4K, 16K, 64K};
+    HOP-B with one chunk per request, so B > 1 only. On a 2-core machine: 33 points."""
+    layouts = [lay for n, lays in sorted(LAYOUTS_BY_RANKS.items()) if n <= max(cores, 1) for lay in lays]
+    points = [GridPoint(kvp, tpa, hopb, b, s) for b in (1, 4, 8) for s in (4096, 16384, 65536)
+              for kvp, tpa, hopb in layouts if not (hopb and b == 1)]
+    return Grid("bench-llama", tuple(points), warmup=2, repeats=15)
 
 
 def tiny_grid() -> Grid:
@@ -114,8 +118,10 @@ class _Work:
     prompt_tokens: int
 
 
-def _fill_cache(decoder, context: int, seed: int) -> None:
-    """Extend every layer's KV to ``context`` tokens with random K/V (owned slots only)."""
+def _fill_cache(decoder, context: int, seed: int, steps: int = 0) -> None:
+    """Extend every layer's KV to ``context`` tokens with random K/V (owned slots only), with room
+    for ``steps`` more tokens: a cache that doubles its storage inside a timed step (one copy of
+    the whole KV, hundreds of ms at 64K) would time the allocator, not the step."""
     import torch
 
     cache, arch = decoder.cache, decoder.arch
@@ -128,6 +134,7 @@ def _fill_cache(decoder, context: int, seed: int) -> None:
         shape = (batch, context - start, decoder.Kl, arch.head_dim)  # [B, T, K/TPA, Hsz]
         cache.write(layer, torch.randn(shape, generator=gen) * 0.5, torch.randn(shape, generator=gen))
     decoder.next_position = context
+    cache.ensure_capacity(cache.length + steps)
 
 
 def _measure_rank(rank: int, world_size: int, init_method: str, work: _Work) -> list[dict]:
@@ -149,20 +156,22 @@ def _measure_rank(rank: int, world_size: int, init_method: str, work: _Work) -> 
             gen = torch.Generator().manual_seed(i)
             prompt = torch.randint(0, payload.arch.vocab_size, (p.batch, work.prompt_tokens), generator=gen)
             out = decoder.prefill(prompt, DecodeOptions(hopb_chunks=p.batch if p.hopb else 1))
-            _fill_cache(decoder, p.context, seed=1000 + i)
+            _fill_cache(decoder, p.context, seed=1000 + i, steps=work.warmup + work.repeats)
             tokens = out.next_tokens
-            steps, phases = [], []
+            steps, phases, spans = [], [], []
             for _ in range(work.warmup + work.repeats):
                 comm.phase_s.clear()
+                comm.collective_spans.clear()
                 if world_size > 1:
                     dist.barrier()
                 t0 = time.perf_counter()
                 out = decoder.decode_step(tokens)
                 steps.append(time.perf_counter() - t0)
                 phases.append(dict(comm.phase_s))
+                spans.append(list(comm.collective_spans))
                 tokens = out.next_tokens
             rows.append({"point": p, "step_s": steps[work.warmup:], "phase_s": phases[work.warmup:],
-                         "kv_tokens": decoder.kv_tokens()})
+                         "spans": spans[work.warmup:], "kv_tokens": decoder.kv_tokens()})
             decoder.cache = None  # free this point's KV before the next one
         return rows
     finally:
@@ -177,31 +186,64 @@ class Measured:
     samples: int
     spread: float  # (max - min) / median of the step samples
     mean_step_s: float = 0.0  # mean over repeats of the slowest rank's step: the phases add up to it
+    wait_s: float = 0.0  # mean over repeats and ranks of the time ranks wait at collectives for the last
+    phase_median_s: dict[str, float] = field(default_factory=dict)  # as phase_s, the median over repeats
 
 
 COLLECTIVE_PHASES = frozenset(("kvp_all_to_all", "o_projection_all_reduce", "ffn_all_reduce", "embedding_all_reduce",
                                "lm_head_all_gather"))
 
 
+def last_arrival_s(spans_per_rank: list[list[tuple[str, float, float]]]) -> tuple[dict[str, float], float]:
+    """One step's blocking collectives timed from the last rank's arrival: ({phase: seconds}, wait).
+
+    Call i of every rank is the same collective (ranks issue them in the same order). It cannot finish
+    on any rank before the last one enters, so its cost is max(exit) - max(entry); the time earlier
+    ranks spend waiting for the last (``wait``, summed over calls, mean over ranks) is rank imbalance
+    in the compute before it, which the slowest rank's compute phases already carry. Pure; tested.
+    """
+    calls = {len(s) for s in spans_per_rank}
+    if len(calls) != 1:
+        raise ValueError(f"ranks issued different numbers of blocking collectives: {sorted(calls)}")
+    out: dict[str, float] = {}
+    wait = 0.0
+    for call in zip(*spans_per_rank, strict=True):
+        names = {c[0] for c in call}
+        if len(names) != 1:
+            raise ValueError(f"ranks disagree on the collective's phase: {sorted(names)}")
+        enter = max(c[1] for c in call)
+        out[call[0][0]] = out.get(call[0][0], 0.0) + max(c[2] for c in call) - enter
+        wait += sum(enter - c[1] for c in call) / len(call)
+    return out, wait
+
+
 def combine_ranks(point: GridPoint, per_rank: list[dict]) -> Measured:
-    """Per repeat: the slowest rank's step and compute phases, the *mean over ranks* of collectives.
+    """Per repeat: the slowest rank's step and compute phases; collectives from the last arrival.
 
     Over repeats, the step's headline is the median; phases are means, so that with the mean step
     they add up (gloo collectives have a heavy tail: ~10 % of calls take a 4 ms scheduler tick, and a
-    sum of per-phase medians would hide it). A rank that reaches a collective first waits there for
-    the others; the mean over ranks keeps that wait in the collective, as ``helix calibrate`` times
-    it (each call after equal work on every rank, mean over ranks). Pure; tested.
+    sum of per-phase medians would hide it). A blocking collective is timed from the moment the last
+    rank reaches it (``last_arrival_s``), as ``helix calibrate`` times it: the wait of the ranks that
+    arrive first is imbalance in the compute before it, not the collective's cost. Asynchronous
+    exchanges (HOP-B's all-to-all: issue and ``wait``) leave no span and are the mean over ranks. Pure;
+    tested.
     """
     steps = np.max(np.array([r["step_s"] for r in per_rank]), axis=0)
     names = sorted({k for r in per_rank for ph in r["phase_s"] for k in ph})
-    phases = {}
+    repeats = len(per_rank[0]["step_s"])
+    timed = [last_arrival_s([r["spans"][i] for r in per_rank]) if "spans" in per_rank[0] else ({}, 0.0)
+             for i in range(repeats)]
+    phases, medians = {}, {}
     for name in names:
         per = np.array([[ph.get(name, 0.0) for ph in r["phase_s"]] for r in per_rank])
-        across = per.mean(axis=0) if name in COLLECTIVE_PHASES else per.max(axis=0)
-        phases[name] = float(np.mean(across))
+        if name in COLLECTIVE_PHASES:
+            across = np.array([t[0][name] if name in t[0] else per[:, i].mean() for i, t in enumerate(timed)])
+        else:
+            across = per.max(axis=0)
+        phases[name], medians[name] = float(np.mean(across)), float(np.median(across))
     med = float(np.median(steps))
     return Measured(point, med, phases, int(steps.size), float((steps.max() - steps.min()) / med),
-                    float(np.mean(steps)))
+                    float(np.mean(steps)), float(np.mean([t[1] for t in timed])), medians)
 
 
 def measure(grid: Grid, progress=None) -> tuple[list[Measured], object]:
@@ -261,6 +303,8 @@ class Row:
     terms: dict[str, tuple[float, float]] = field(default_factory=dict)  # term -> (predicted, measured) s
     measured_mean_s: float = 0.0
     predicted_ring_ar_s: float = 0.0  # diagnostic: all-reduce restricted to the ring algorithm
+    term_median_s: dict[str, float] = field(default_factory=dict)  # term -> measured median over repeats
+    wait_s: float = 0.0  # per step, the time ranks wait at blocking collectives for the last to arrive
 
     @property
     def ring_ar_error(self) -> float:
@@ -273,7 +317,7 @@ class Row:
 
 def compare(measured: Measured, breakdown: dict[str, float], ttl_s: float) -> Row:
     """Match the simulator's terms to the measured phases; the rest of the step is ``other``."""
-    terms = {}
+    terms, medians = {}, {}
     named = 0.0
     for term, phases in TERM_PHASES.items():
         m = sum(measured.phase_s.get(ph, 0.0) for ph in phases)
@@ -281,10 +325,12 @@ def compare(measured: Measured, breakdown: dict[str, float], ttl_s: float) -> Ro
         pr = float(breakdown.get(term, 0.0))
         if pr > 0 or m > 0:
             terms[term] = (pr, m)
+            medians[term] = sum(measured.phase_median_s.get(ph, 0.0) for ph in phases)
     step = measured.mean_step_s or measured.step_s
     terms[OTHER] = (float(breakdown.get("embedding_lm_head", 0.0)) + float(breakdown.get("step_overhead", 0.0)),
                     max(step - named, 0.0))
-    return Row(measured.point, measured.step_s, float(ttl_s), measured.spread, terms, step)
+    return Row(measured.point, measured.step_s, float(ttl_s), measured.spread, terms, step,
+               term_median_s=medians, wait_s=measured.wait_s)
 
 
 def ring_only_all_reduce_ttl_s(model, hw, p: GridPoint, result) -> float:
