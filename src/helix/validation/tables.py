@@ -37,17 +37,18 @@ def shape_checks(rows: list[Row]) -> list[dict]:
                                    f"{lm.max_abs_error:.1%}",
                        "predicted": f"slope {lp.coefficients['beta'] * 1e9:.1f} ns/token",
                        "ok": lm.max_abs_error < 0.1})
-        # The median over repeats: whether the exchange's cost depends on S, not how often a step
-        # meets a scheduler tick there (the mean, with that tail, is in the per-term tables).
-        a2a = [r.term_median_s.get("kvp_all_to_all", r.terms["kvp_all_to_all"][1]) for r in rs
-               if "kvp_all_to_all" in r.terms]
-        if len(a2a) == len(rs) and not rs[0].point.hopb:
-            ratio = max(a2a) / max(min(a2a), 1e-12)
-            means = [r.terms["kvp_all_to_all"][1] for r in rs]
+        # Per call, the median: whether the exchange's cost depends on S, not how often a call meets
+        # a scheduler tick there (gloo on few cores: 10-50 % of calls take ~4 ms more); the p90 shows
+        # the tail, the mean with it is in the per-term tables.
+        if not rs[0].point.hopb and all(r.calls_s.get("kvp_all_to_all") for r in rs):
+            per_call = [np.asarray(r.calls_s["kvp_all_to_all"]) for r in rs]
+            med = [float(np.median(c)) for c in per_call]
+            ratio = max(med) / max(min(med), 1e-12)
+            predicted_per_call = rs[0].terms["kvp_all_to_all"][0] * rs[0].samples / per_call[0].size
             checks.append({"check": "all-to-all independent of context", "where": f"{label}, B={b}",
-                           "measured": "  ".join(f"S={int(x)}: {t * 1e3:.2f} ms" for x, t in zip(s, a2a, strict=True))
-                           + " (median; mean " + " / ".join(f"{t * 1e3:.2f}" for t in means) + ")",
-                           "predicted": f"{rs[0].terms['kvp_all_to_all'][0] * 1e3:.2f} ms at every S",
+                           "measured": "  ".join(f"S={int(x)}: {m * 1e3:.2f} ms (p90 {np.percentile(c, 90) * 1e3:.1f})"
+                                                 for x, m, c in zip(s, med, per_call, strict=True)) + " per call",
+                           "predicted": f"{predicted_per_call * 1e3:.2f} ms per call at every S",
                            "ok": ratio < 1.5})
     by_key = {(r.point.kvp, r.point.tpa, r.point.hopb, r.point.batch, r.point.context): r for r in rows}
     for (kvp, tpa, hopb, b, s), on in sorted(by_key.items()):

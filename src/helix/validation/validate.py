@@ -97,7 +97,7 @@ def default_grid(cores: int) -> Grid:
     layouts = [lay for n, lays in sorted(LAYOUTS_BY_RANKS.items()) if n <= max(cores, 1) for lay in lays]
     points = [GridPoint(kvp, tpa, hopb, b, s) for b in (1, 4, 8) for s in (4096, 16384, 65536)
               for kvp, tpa, hopb in layouts if not (hopb and b == 1)]
-    return Grid("bench-llama", tuple(points), warmup=2, repeats=15)
+    return Grid("bench-llama", tuple(points), warmup=2, repeats=25)
 
 
 def tiny_grid() -> Grid:
@@ -188,33 +188,40 @@ class Measured:
     mean_step_s: float = 0.0  # mean over repeats of the slowest rank's step: the phases add up to it
     wait_s: float = 0.0  # mean over repeats and ranks of the time ranks wait at collectives for the last
     phase_median_s: dict[str, float] = field(default_factory=dict)  # as phase_s, the median over repeats
+    calls_s: dict[str, list[float]] = field(default_factory=dict)  # blocking collective -> each call's time
 
 
 COLLECTIVE_PHASES = frozenset(("kvp_all_to_all", "o_projection_all_reduce", "ffn_all_reduce", "embedding_all_reduce",
                                "lm_head_all_gather"))
 
 
-def last_arrival_s(spans_per_rank: list[list[tuple[str, float, float]]]) -> tuple[dict[str, float], float]:
-    """One step's blocking collectives timed from the last rank's arrival: ({phase: seconds}, wait).
+def last_arrival_calls(spans_per_rank: list[list[tuple[str, float, float]]]) -> list[tuple[str, float, float]]:
+    """One step's blocking collectives timed from the last rank's arrival: (phase, seconds, wait) per call.
 
     Call i of every rank is the same collective (ranks issue them in the same order). It cannot finish
     on any rank before the last one enters, so its cost is max(exit) - max(entry); the time earlier
-    ranks spend waiting for the last (``wait``, summed over calls, mean over ranks) is rank imbalance
-    in the compute before it, which the slowest rank's compute phases already carry. Pure; tested.
+    ranks spend waiting for the last (``wait``, mean over ranks) is rank imbalance in the compute
+    before it, which the slowest rank's compute phases already carry. Pure; tested.
     """
     calls = {len(s) for s in spans_per_rank}
     if len(calls) != 1:
         raise ValueError(f"ranks issued different numbers of blocking collectives: {sorted(calls)}")
-    out: dict[str, float] = {}
-    wait = 0.0
+    out = []
     for call in zip(*spans_per_rank, strict=True):
         names = {c[0] for c in call}
         if len(names) != 1:
             raise ValueError(f"ranks disagree on the collective's phase: {sorted(names)}")
         enter = max(c[1] for c in call)
-        out[call[0][0]] = out.get(call[0][0], 0.0) + max(c[2] for c in call) - enter
-        wait += sum(enter - c[1] for c in call) / len(call)
-    return out, wait
+        out.append((call[0][0], max(c[2] for c in call) - enter, sum(enter - c[1] for c in call) / len(call)))
+    return out
+
+
+def last_arrival_s(spans_per_rank: list[list[tuple[str, float, float]]]) -> tuple[dict[str, float], float]:
+    """({phase: seconds}, wait) of one step: ``last_arrival_calls`` summed per phase and over calls."""
+    out: dict[str, float] = {}
+    for name, seconds, _ in last_arrival_calls(spans_per_rank):
+        out[name] = out.get(name, 0.0) + seconds
+    return out, sum(w for _, _, w in last_arrival_calls(spans_per_rank))
 
 
 def combine_ranks(point: GridPoint, per_rank: list[dict]) -> Measured:
@@ -233,6 +240,10 @@ def combine_ranks(point: GridPoint, per_rank: list[dict]) -> Measured:
     repeats = len(per_rank[0]["step_s"])
     timed = [last_arrival_s([r["spans"][i] for r in per_rank]) if "spans" in per_rank[0] else ({}, 0.0)
              for i in range(repeats)]
+    calls: dict[str, list[float]] = {}
+    for i in range(repeats if "spans" in per_rank[0] else 0):
+        for name, seconds, _ in last_arrival_calls([r["spans"][i] for r in per_rank]):
+            calls.setdefault(name, []).append(seconds)
     phases, medians = {}, {}
     for name in names:
         per = np.array([[ph.get(name, 0.0) for ph in r["phase_s"]] for r in per_rank])
@@ -243,7 +254,7 @@ def combine_ranks(point: GridPoint, per_rank: list[dict]) -> Measured:
         phases[name], medians[name] = float(np.mean(across)), float(np.median(across))
     med = float(np.median(steps))
     return Measured(point, med, phases, int(steps.size), float((steps.max() - steps.min()) / med),
-                    float(np.mean(steps)), float(np.mean([t[1] for t in timed])), medians)
+                    float(np.mean(steps)), float(np.mean([t[1] for t in timed])), medians, calls)
 
 
 def measure(grid: Grid, progress=None) -> tuple[list[Measured], object]:
@@ -305,6 +316,8 @@ class Row:
     predicted_ring_ar_s: float = 0.0  # diagnostic: all-reduce restricted to the ring algorithm
     term_median_s: dict[str, float] = field(default_factory=dict)  # term -> measured median over repeats
     wait_s: float = 0.0  # per step, the time ranks wait at blocking collectives for the last to arrive
+    calls_s: dict[str, list[float]] = field(default_factory=dict)  # blocking collective -> each call's time
+    samples: int = 0  # timed steps
 
     @property
     def ring_ar_error(self) -> float:
@@ -330,7 +343,7 @@ def compare(measured: Measured, breakdown: dict[str, float], ttl_s: float) -> Ro
     terms[OTHER] = (float(breakdown.get("embedding_lm_head", 0.0)) + float(breakdown.get("step_overhead", 0.0)),
                     max(step - named, 0.0))
     return Row(measured.point, measured.step_s, float(ttl_s), measured.spread, terms, step,
-               term_median_s=medians, wait_s=measured.wait_s)
+               term_median_s=medians, wait_s=measured.wait_s, calls_s=measured.calls_s, samples=measured.samples)
 
 
 def ring_only_all_reduce_ttl_s(model, hw, p: GridPoint, result) -> float:
