@@ -311,3 +311,16 @@ def test_attention_rate_is_the_slope_not_the_mean_rate():
             for n in (32 * cal.MIB, 128 * cal.MIB, 512 * cal.MIB)]
     assert cal.attention_rate(rows) == pytest.approx(8e9, rel=1e-9)
     assert cal.attention_rate(rows[:1]) == pytest.approx(rows[0].rate)
+
+
+def test_pool_rounds_keeps_the_median_of_each_row_over_rounds():
+    M = cal.Measurement
+    rows = [M("stream_read", "fp32", "128 MiB", 128e6, 0, 1, 0.010, 12.8e9, 7),
+            M("launch", "fp32", "add", 12, 1, 1, 3e-6, 0.0, 7),
+            M("stream_read", "fp32", "128 MiB", 128e6, 0, 1, 0.006, 21.3e9, 7),
+            M("stream_read", "fp32", "128 MiB", 128e6, 0, 1, 0.008, 16.0e9, 7),
+            M("stream_read", "fp32", "128 MiB", 128e6, 0, 2, 0.020, 6.4e9, 7)]  # another group: its own row
+    pooled = cal.pool_rounds(rows)
+    assert [(m.what, m.group_size) for m in pooled] == [("stream_read", 1), ("launch", 1), ("stream_read", 2)]
+    assert pooled[0].median_s == 0.008 and pooled[0].rate == 16.0e9 and pooled[0].samples == 21
+    assert pooled[1] == rows[1] and pooled[2] == rows[4]

@@ -189,3 +189,13 @@ def test_tiny_grid_files(tiny):
     md = (out / "validation.md").read_text()
     assert f"median |error| **{s['median_abs']:.1%}**" in md
     assert (out / "validation.png").stat().st_size > 10_000
+
+
+def test_tiny_grid_reads_the_machine_speed_around_each_layout(tiny):
+    _, hw, result, out, _ = tiny
+    assert len(result.drift_rates) == 2  # one layout (KVP = 2): before it and at the end
+    assert all(1e8 < r < 1e12 for r in result.drift_rates)  # a real attention over 128 MiB, in bytes/s
+    assert result.profiled_rate == hw.hbm_bytes_per_s * hw.hbm_efficiency
+    assert "Machine speed during this run" in (out / "validation.md").read_text()
+    ms = result.mean_step_summary()
+    assert ms["points"] == 4 and ms["max_abs"] >= ms["median_abs"]

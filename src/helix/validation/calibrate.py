@@ -258,17 +258,40 @@ def measure_local(plan: ComputePlan) -> list[Measurement]:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        out = [measure_launch(plan.repeats)]
-        out += [measure_runtime_step(n, 60 if plan.repeats > 3 else 5) for n in RUNTIME_PROBE_LAYERS]
-        out += [measure_stream_read(n, plan.repeats) for n in plan.stream_bytes]
+        out = [measure_launch(plan.repeats)] + measure_drifting_rates(plan)
         out += [measure_gemv(plan.gemv_weight_bytes, r, plan.repeats) for r in plan.gemv_rows]
-        out += [measure_decode_attention(n, plan.repeats) for n in plan.attention_kv_bytes]
         for dtype in plan.dtypes:
             for cls_name, size in plan.matmul_sizes.items():
                 out.append(measure_matmul(dtype, size, cls_name, plan.repeats))
         return out
     finally:
         torch.set_num_threads(threads)
+
+
+def measure_drifting_rates(plan: ComputePlan) -> list[Measurement]:
+    """The numbers a shared machine moves most (memory bandwidth through streaming and attention, the
+    runtime's fixed costs), one thread: calibrate takes them at its start and again at its end, and
+    ``pool_rounds`` keeps the median of the rounds (a 90 s trace of this box's attention rate swung
+    between 3.7 and 9.9 GB/s, in windows of 2-10 s)."""
+    out = [measure_runtime_step(n, 60 if plan.repeats > 3 else 5) for n in RUNTIME_PROBE_LAYERS]
+    out += [measure_stream_read(n, plan.repeats) for n in plan.stream_bytes]
+    out += [measure_decode_attention(n, plan.repeats) for n in plan.attention_kv_bytes]
+    return out
+
+
+def pool_rounds(measurements: list[Measurement]) -> list[Measurement]:
+    """Rows measured in several rounds (same what, dtype, size and group) pooled into one: the median
+    over rounds of the time and of the rate, the samples summed; first-seen order. Pure; tested."""
+    groups: dict[tuple, list[Measurement]] = {}
+    for m in measurements:
+        groups.setdefault((m.what, m.dtype, m.size, m.group_size), []).append(m)
+    out = []
+    for rows in groups.values():
+        first = rows[0]
+        out.append(Measurement(first.what, first.dtype, first.size, first.n_bytes, first.flops, first.group_size,
+                               float(np.median([m.median_s for m in rows])), float(np.median([m.rate for m in rows])),
+                               sum(m.samples for m in rows)))
+    return out
 
 
 # ---------------------------------------------------------------- collectives (gloo, one process per rank)
@@ -435,6 +458,33 @@ def slowest_rank_rows(rows_per_rank: list[list[dict]]) -> list[dict]:
     return out
 
 
+def _concurrent_rates(dist, torch, world: int, plan: CollectivePlan) -> list[dict]:
+    """This rank's rows of the probes every rank runs at once (reduced to the slowest rank later)."""
+    rows = []
+    # Streaming read with every rank streaming at once: the bandwidth one rank gets under load.
+    x = torch.ones(plan.concurrent_stream_bytes // 4)
+    dist.barrier()
+    med = fit.robust_median_s(time_call_s(x.sum, repeats=7))
+    rows.append(Measurement("stream_read_all_ranks", "fp32", f"{plan.concurrent_stream_bytes / MIB:g} MiB",
+                            plan.concurrent_stream_bytes, 0.0, world, med,
+                            plan.concurrent_stream_bytes / med, 7).row())
+    x = None
+    # The runtime's decode attention on every rank at once: ranks share the last-level cache as well
+    # as the memory controllers, and attention (scores, softmax) suffers more than a streaming sum.
+    for n in plan.concurrent_attention_kv_bytes:
+        dist.barrier()
+        m = measure_decode_attention(n, 7)
+        m.what, m.group_size = "decode_attention_all_ranks", world
+        rows.append(m.row())
+    # The runtime probe (see measure_runtime_step) as Helix KVP = world on every rank at once.
+    for n in RUNTIME_PROBE_LAYERS:
+        dist.barrier()
+        m = measure_runtime_step(n, plan.probe_repeats, kvp=world)
+        m.what, m.group_size = "runtime_step_all_ranks", world
+        rows.append(m.row())
+    return rows
+
+
 def _collective_worker(rank: int, world: int, port: int, plan: CollectivePlan, out_dir: str) -> None:
     """Time every (kind, size) as a decode step meets it: one call after ~1 ms of compute, on one of
     ``plan.groups`` process groups in turn. Back-to-back calls would time a hot gloo path that a
@@ -449,29 +499,7 @@ def _collective_worker(rank: int, world: int, port: int, plan: CollectivePlan, o
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
         groups = [dist.new_group(list(range(world))) for _ in range(plan.groups)]
-        rows = []
-        # Streaming read with every rank streaming at once: the bandwidth one rank gets under load.
-        x = torch.ones(plan.concurrent_stream_bytes // 4)
-        dist.barrier()
-        med = fit.robust_median_s(time_call_s(x.sum, repeats=7))
-        rows.append(Measurement("stream_read_all_ranks", "fp32", f"{plan.concurrent_stream_bytes / MIB:g} MiB",
-                                plan.concurrent_stream_bytes, 0.0, world, med,
-                                plan.concurrent_stream_bytes / med, 7).row())
-        x = None
-        # The runtime's decode attention on every rank at once: ranks share the last-level cache as well
-        # as the memory controllers, and attention (scores, softmax) suffers more than a streaming sum.
-        for n in plan.concurrent_attention_kv_bytes:
-            dist.barrier()
-            m = measure_decode_attention(n, 7)
-            m.what, m.group_size = "decode_attention_all_ranks", world
-            rows.append(m.row())
-        # The runtime probe (see measure_runtime_step) on every rank at once: each rank's own
-        # single-rank decoder, while its peers run theirs (cores share caches, memory and the host).
-        for n in RUNTIME_PROBE_LAYERS:
-            dist.barrier()
-            m = measure_runtime_step(n, plan.probe_repeats, kvp=world)
-            m.what, m.group_size = "runtime_step_all_ranks", world
-            rows.append(m.row())
+        rows = _concurrent_rates(dist, torch, world, plan)
         busy = _busy(torch, plan.compute_between_s)
         ops = [(kind, *_collective_op(dist, torch, kind, n, world)) for kind in plan.kinds for n in plan.message_bytes]
         for _kind, _nb, op in ops:  # warm-up: connections and buffers
@@ -488,6 +516,7 @@ def _collective_worker(rank: int, world: int, port: int, plan: CollectivePlan, o
                 op(groups[(r + i) % len(groups)])
                 spans.setdefault((kind, nb), []).append((t0, time.perf_counter()))
         overlap = _measure_overlap(dist, torch, world, groups[0], plan) if plan.overlap_repeats else []
+        rows += _concurrent_rates(dist, torch, world, plan)  # a second round, ~10 s after the first
         everyone: list = [None] * world
         dist.all_gather_object(everyone, spans)
         overlap_everyone: list = [None] * world
@@ -586,7 +615,8 @@ def runtime_fixed_costs(measurements: list[Measurement], ranks: int, add_s: floa
 
 
 def build_profile(measurements: list[Measurement], *, name: str, cores: int) -> tuple[dict, fit.LinearFit | None]:
-    """The hardware mapping (every field, value + source + empirical) from measurements."""
+    """The hardware mapping (every field, value + source + empirical) from measurements (rounds pooled)."""
+    measurements = pool_rounds(measurements)
     by = {}
     for m in measurements:
         by.setdefault(m.what, []).append(m)
@@ -723,6 +753,7 @@ def single_rank_profile(profile: dict, measurements: list[Measurement]) -> dict 
     caches), so a lone rank streams faster than each of N ranks at once (the main profile's rate) and
     its runtime probe runs alone. None if the concurrent rate was not measured (then the main
     profile already holds the lone rates)."""
+    measurements = pool_rounds(measurements)
     alone = [m for m in measurements if m.what == "stream_read"]
     if not alone or not any(m.what == "stream_read_all_ranks" for m in measurements):
         return None
@@ -769,9 +800,18 @@ def calibrate(*, quick: bool = False, group_sizes: tuple[int, ...] | None = None
     t0 = time.perf_counter()
     cores = os.cpu_count() or 1
     group_sizes = default_group_sizes(cores) if group_sizes is None else group_sizes
-    measurements = measure_local(ComputePlan.quick() if quick else ComputePlan())
+    plan = ComputePlan.quick() if quick else ComputePlan()
+    measurements = measure_local(plan)
     if group_sizes:
         measurements += measure_collectives(group_sizes, CollectivePlan.quick() if quick else CollectivePlan())
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        measurements += measure_drifting_rates(plan)  # the second round, after the collectives
+    finally:
+        torch.set_num_threads(threads)
     profile, coll_fit = build_profile(measurements, name=name or f"cpu-{socket.gethostname()}", cores=cores)
     return Calibration(profile, measurements, coll_fit, time.perf_counter() - t0,
                        single_rank_profile(profile, measurements))

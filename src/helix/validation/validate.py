@@ -7,20 +7,23 @@ thread per process (a rank is a core, as in ``helix calibrate``):
 1. ``prefill`` a short prompt, then extend every rank's KV cache to S tokens with random K/V
    through ``KVCache.reserve`` / ``write`` (the same staged round-robin ownership a long prefill
    would give; a real S-token prefill costs O(S^2) and would time nothing of interest);
-2. ``warmup`` decode steps, then ``repeats`` timed ones, each after a barrier; a step's time is the
-   slowest rank's and the point's figure is the median over repeats; each runtime phase
+2. ``warmup`` decode steps, then ``repeats`` timed ones, each after a barrier, round-robin over the
+   layout's points (every point's KV is held at once); a step's time is the slowest rank's and the
+   point's figure is the median over repeats; each runtime phase
    (``comm.phase_s``: qkv_projection, local_attention, kvp_all_to_all, ...) is the mean over
-   repeats of the slowest rank (compute) or the mean over ranks (collectives: see ``combine_ranks``);
+   repeats of the slowest rank (compute) or from the last rank's arrival (blocking collectives: see
+   ``combine_ranks``);
 3. ``helix.step.simulate`` predicts the step with the calibrated profile, fp32 everywhere, overlap
    ``pipelined`` (HOP-B) or ``serial``, and its breakdown is matched term by term to the phases.
 
 Error = (predicted - measured) / measured, per point and per term. The tables, shape checks and the
 figure are written by helix.validation.tables.
 
-Runtime names used (no runtime file is changed): launch.Job/RunSpec/prepare/spawn/WorkerError,
-Comm.create/destroy, ``comm.phase_s``, the family's DECODER and model_spec, ``prefill``,
-``decode_step``, ``kv_tokens``, and, to give a decoder an S-token context, its ``cache``
-(KVCache.reserve/write), ``arch``, ``Kl`` and ``next_position``. ``count_ops_per_phase`` (a
+Runtime names used: launch.Job/RunSpec/prepare/spawn/WorkerError, Comm.create/destroy,
+``comm.phase_s`` and ``comm.collective_spans``, the family's DECODER and model_spec, ``prefill``,
+``decode_step`` and, to give a decoder an S-token context and switch it between points, its
+``cache`` (KVCache.reserve/write/ensure_capacity/length), ``options``, ``arch``, ``Kl`` and
+``next_position``. ``count_ops_per_phase`` (a
 diagnostic) also wraps one Comm instance's ``phase`` to tag aten ops with the current phase.
 """
 
@@ -148,31 +151,39 @@ def _measure_rank(rank: int, world_size: int, init_method: str, work: _Work) -> 
     torch.set_num_threads(1)  # one core per rank, as calibrated
     payload = work.payload
     comm = Comm.create(payload.job.layout, rank, world_size, init_method, timeout_s=payload.job.timeout_s)
-    rows = []
     try:
         decoder = registry.family(payload.family).DECODER(payload.arch, payload.state_dict, comm,
                                                           name=payload.job.model)
+        # Every point's request state is built first, then the steps are taken round-robin over the
+        # points: a burst of load from elsewhere on the machine, or a drift of its memory bandwidth,
+        # then lands on every point of the series alike instead of bending one of them.
+        states = []
         for i, p in enumerate(work.points):
             gen = torch.Generator().manual_seed(i)
             prompt = torch.randint(0, payload.arch.vocab_size, (p.batch, work.prompt_tokens), generator=gen)
             out = decoder.prefill(prompt, DecodeOptions(hopb_chunks=p.batch if p.hopb else 1))
             _fill_cache(decoder, p.context, seed=1000 + i, steps=work.warmup + work.repeats)
-            tokens = out.next_tokens
-            steps, phases, spans = [], [], []
-            for _ in range(work.warmup + work.repeats):
+            states.append({"cache": decoder.cache, "next_position": decoder.next_position,
+                           "options": decoder.options, "tokens": out.next_tokens})
+        rows = [{"point": p, "step_s": [], "phase_s": [], "spans": []} for p in work.points]
+        for repeat in range(work.warmup + work.repeats):
+            for state, row in zip(states, rows, strict=True):
+                decoder.cache, decoder.next_position = state["cache"], state["next_position"]
+                decoder.options = state["options"]
                 comm.phase_s.clear()
                 comm.collective_spans.clear()
                 if world_size > 1:
                     dist.barrier()
                 t0 = time.perf_counter()
-                out = decoder.decode_step(tokens)
-                steps.append(time.perf_counter() - t0)
-                phases.append(dict(comm.phase_s))
-                spans.append(list(comm.collective_spans))
-                tokens = out.next_tokens
-            rows.append({"point": p, "step_s": steps[work.warmup:], "phase_s": phases[work.warmup:],
-                         "spans": spans[work.warmup:], "kv_tokens": decoder.kv_tokens()})
-            decoder.cache = None  # free this point's KV before the next one
+                out = decoder.decode_step(state["tokens"])
+                elapsed = time.perf_counter() - t0
+                state["tokens"], state["next_position"] = out.next_tokens, decoder.next_position
+                if repeat >= work.warmup:
+                    row["step_s"].append(elapsed)
+                    row["phase_s"].append(dict(comm.phase_s))
+                    row["spans"].append(list(comm.collective_spans))
+        for state, row in zip(states, rows, strict=True):
+            row["kv_tokens"] = state["cache"].length
         return rows
     finally:
         Comm.destroy()
@@ -257,10 +268,26 @@ def combine_ranks(point: GridPoint, per_rank: list[dict]) -> Measured:
                     float(np.mean(steps)), float(np.mean([t[1] for t in timed])), medians, calls)
 
 
-def measure(grid: Grid, progress=None) -> tuple[list[Measured], object]:
+def reference_attention_rate(kv_bytes: int = 128 * 1024 * 1024, repeats: int = 5) -> float:
+    """Bytes/s of the runtime's decode attention over ``kv_bytes`` of K+V, one thread, in this process
+    (the probe ``helix calibrate`` fits ``hbm_efficiency`` on): a reading of the machine's speed now."""
+    import torch
+
+    from helix.validation.calibrate import measure_decode_attention
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return measure_decode_attention(kv_bytes, repeats).rate
+    finally:
+        torch.set_num_threads(threads)
+
+
+def measure(grid: Grid, progress=None, drift: list[float] | None = None) -> tuple[list[Measured], object]:
     """Spawn one job per layout (its points share the process group and weight shards).
 
-    Returns the measurements and the simulator's ModelSpec of the model that ran.
+    Returns the measurements and the simulator's ModelSpec of the model that ran. ``drift``, when
+    given, receives ``reference_attention_rate()`` before each layout and after the last.
     """
     import torch
 
@@ -271,6 +298,8 @@ def measure(grid: Grid, progress=None) -> tuple[list[Measured], object]:
     model = None
     layouts = sorted({(p.kvp, p.tpa) for p in grid.points}, key=lambda kt: (kt[0] * kt[1], kt))
     for kvp, tpa in layouts:
+        if drift is not None:
+            drift.append(reference_attention_rate())
         pts = tuple(p for p in grid.points if (p.kvp, p.tpa) == (kvp, tpa))
         job = Job(grid.model, kvp, tpa, torch.zeros(1, 1, dtype=torch.int64), (RunSpec(2),),
                   timeout_s=grid.timeout_s)
@@ -287,6 +316,8 @@ def measure(grid: Grid, progress=None) -> tuple[list[Measured], object]:
             out.append(combine_ranks(p, [ranks[r][j] for r in range(kvp * tpa)]))
         if progress:
             progress(f"{pts[0].label.split(' HOP-B')[0]}: {len(pts)} points")
+    if drift is not None:
+        drift.append(reference_attention_rate())
     return out, model
 
 
@@ -377,6 +408,8 @@ class ValidationResult:
     wall_s: float
     notes: list[str] = field(default_factory=list)
     op_counts: dict[str, int] = field(default_factory=dict)  # aten ops per decode step, by runtime phase
+    drift_rates: list[float] = field(default_factory=list)  # reference attention bytes/s around each layout
+    profiled_rate: float = 0.0  # the same as the (single-rank) profile predicts it
 
     def summary(self) -> dict[str, float]:
         return fit.summarize_errors([r.error for r in self.rows])
@@ -388,19 +421,31 @@ class ValidationResult:
                 "max_abs_error": round(s["max_abs"], 4), "bias": round(s["median"], 4),
                 "ring_only_all_reduce": {"median_abs_error": round(ring["median_abs"], 4),
                                          "max_abs_error": round(ring["max_abs"], 4)},
+                "mean_step": {k: round(v, 4) for k, v in self.mean_step_summary().items() if k != "points"},
+                "reference_attention_gb_per_s": [round(r / 1e9, 2) for r in self.drift_rates],
+                "profile_attention_gb_per_s": round(self.profiled_rate / 1e9, 2),
                 "hardware": self.hardware, "wall_s": round(self.wall_s, 1)}
+
+    def mean_step_summary(self) -> dict[str, float]:
+        """Diagnostic: the errors against the mean step instead of the median (the simulator's TTL is an
+        expected step time; gloo's bimodal latency puts the two apart)."""
+        return fit.summarize_errors([float(fit.relative_errors(r.predicted_s, r.measured_mean_s or r.measured_s))
+                                     for r in self.rows])
 
 
 def run_validation(grid: Grid, hw, repeats: int | None = None, progress=None,
-                   ops_per_phase: bool = True, hw_single_rank=None) -> ValidationResult:
+                   ops_per_phase: bool = True, hw_single_rank=None, drift_check: bool = True) -> ValidationResult:
     """``hw_single_rank``: the profile for one-rank points (a rank alone gets more memory bandwidth
-    than each of N ranks streaming at once); None = ``hw`` for every point."""
+    than each of N ranks streaming at once); None = ``hw`` for every point. ``drift_check`` reads the
+    machine's speed (``reference_attention_rate``) around every layout and reports it against the
+    profile's, so that a run on a machine that sped up or slowed down since calibrate says so."""
     from dataclasses import replace
 
     t0 = time.perf_counter()
     if repeats is not None:
         grid = replace(grid, repeats=repeats)
-    measured, model = measure(grid, progress)
+    drift: list[float] = []
+    measured, model = measure(grid, progress, drift if drift_check else None)
     rows = []
     for m in measured:
         point_hw = hw_single_rank if (hw_single_rank is not None and m.point.ranks == 1) else hw
@@ -413,6 +458,17 @@ def run_validation(grid: Grid, hw, repeats: int | None = None, progress=None,
         result.notes.append(f"One-rank points use `{hw_single_rank.name}` (memory bandwidth of a rank streaming "
                             f"alone: {hw_single_rank.hbm_bytes_per_s / 1e9:.1f} GB/s; two-rank points "
                             f"{hw.hbm_bytes_per_s / 1e9:.1f} GB/s per rank with both streaming).")
+    if drift:
+        alone = hw_single_rank or hw
+        profiled = alone.hbm_bytes_per_s * alone.hbm_efficiency
+        result.drift_rates = drift
+        result.profiled_rate = profiled
+        result.notes.append(
+            "Machine speed during this run: the runtime's decode attention (128 MiB of K+V, one thread, alone) ran at "
+            + ", ".join(f"{r / 1e9:.2f}" for r in drift) + f" GB/s before each layout and at the end; the "
+            f"{'single-rank ' if hw_single_rank else ''}profile's bandwidth × efficiency is {profiled / 1e9:.2f} GB/s "
+            f"({min(drift) / profiled - 1:+.0%} to {max(drift) / profiled - 1:+.0%}). On a shared machine this moves "
+            "between calibrate and validate, and every attention-bound point moves with it.")
     if ops_per_phase:
         result.op_counts = count_ops_per_phase(grid.model, grid.points[-1].batch, min(4096, grid.points[-1].context))
     return result
