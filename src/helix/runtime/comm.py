@@ -152,13 +152,10 @@ class Comm:
     def _collective(self, name: str, blocking: bool = True):
         """``phase`` for a collective; a blocking call also leaves its span in ``collective_spans``."""
         t0 = time.perf_counter()
-        try:
+        with self.phase(name):
             yield
-        finally:
-            t1 = time.perf_counter()
-            self.phase_s[name] += t1 - t0
-            if blocking:
-                self.collective_spans.append((name, t0, t1))
+        if blocking:
+            self.collective_spans.append((name, t0, time.perf_counter()))
 
     # ---- collectives: explicit, on named groups, recorded
     def all_reduce(self, tensor: torch.Tensor, group: str, phase: str, record: bool = True) -> torch.Tensor:
