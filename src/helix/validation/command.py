@@ -109,9 +109,11 @@ def _run_validate(args: argparse.Namespace) -> int:
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("calibrate", help="measure this machine and write a hardware profile YAML",
-                              description="Measure memory bandwidth, matmul FLOP/s, op overhead and the "
-                                          "distributed backend's collectives; fit the simulator's alpha-beta "
-                                          "form; write a profile for --hardware.")
+                              description="Measure memory bandwidth, the runtime's attention, matmul FLOP/s, "
+                                          "the runtime's fixed cost per op and the distributed backend's "
+                                          "collectives (one process per core); fit the simulator's alpha-beta "
+                                          "form; write a profile for --hardware, and a single-rank variant "
+                                          "beside it. About 30 s on 2 cores.")
     p.add_argument("--out", default="profile.yaml", help="profile path (.yaml); raw measurements go beside it")
     p.add_argument("--name", default=None, help="profile name (default cpu-<host>)")
     p.add_argument("--max-ranks", type=int, default=None, help="largest collective group (default: cores)")
@@ -119,11 +121,13 @@ def register(subparsers) -> None:
     p.set_defaults(func=_run_calibrate)
 
     v = subparsers.add_parser("validate", help="time the runtime's decode step and compare with the simulator",
-                              description="Run the runtime's decode step over a grid (KVP, TP, HOP-B, batch, "
-                                          "context), predict each point with the simulator and --hardware, "
-                                          "write a table, a CSV and a predicted-vs-measured plot.")
+                              description="Run the runtime's decode step over a grid (layouts with a core per "
+                                          "rank: Helix KVP, TP, HOP-B on/off; batch 1-8; context 4K-64K), "
+                                          "predict each point with the simulator and --hardware, write "
+                                          "validation.md (errors per point and per term, shape checks), CSVs "
+                                          "and a predicted-vs-measured plot. About 2 minutes on 2 cores.")
     v.add_argument("--hardware", default="profile.yaml", help="profile from `helix calibrate` (or a preset)")
     v.add_argument("--out", default="validation", help="output directory")
-    v.add_argument("--repeats", type=int, default=None, help="timed steps per point (default per grid)")
+    v.add_argument("--repeats", type=int, default=None, help="timed steps per point (default 25; 3 with --quick)")
     v.add_argument("--quick", action="store_true", help="a tiny grid (seconds), for smoke tests")
     v.set_defaults(func=_run_validate)
