@@ -41,13 +41,14 @@ def test_last_arrival_times_each_collective_from_the_last_rank_to_enter():
     # rank 0 enters the all-reduce at 1.0 and waits; rank 1 enters at 1.4; both leave at 1.5 / 1.6.
     spans = [[("ffn_all_reduce", 1.0, 1.5), ("kvp_all_to_all", 2.0, 2.1)],
              [("ffn_all_reduce", 1.4, 1.6), ("kvp_all_to_all", 1.9, 2.1)]]
-    per_phase, wait = val.last_arrival_s(spans)
-    assert per_phase == pytest.approx({"ffn_all_reduce": 1.6 - 1.4, "kvp_all_to_all": 2.1 - 2.0})
-    assert wait == pytest.approx((0.4 + 0.0) / 2 + (0.0 + 0.1) / 2)
+    calls = val.last_arrival_calls(spans)
+    assert [c[0] for c in calls] == ["ffn_all_reduce", "kvp_all_to_all"]
+    assert [c[1] for c in calls] == pytest.approx([1.6 - 1.4, 2.1 - 2.0])
+    assert [c[2] for c in calls] == pytest.approx([(0.4 + 0.0) / 2, (0.0 + 0.1) / 2])
     with pytest.raises(ValueError, match="different numbers"):
-        val.last_arrival_s([spans[0], spans[1][:1]])
+        val.last_arrival_calls([spans[0], spans[1][:1]])
     with pytest.raises(ValueError, match="disagree"):
-        val.last_arrival_s([spans[0], spans[1][::-1]])
+        val.last_arrival_calls([spans[0], spans[1][::-1]])
 
 
 def test_combine_ranks_uses_spans_for_blocking_collectives():

@@ -202,7 +202,6 @@ class Measured:
     spread: float  # (max - min) / median of the step samples
     mean_step_s: float = 0.0  # mean over repeats of the slowest rank's step: the phases add up to it
     wait_s: float = 0.0  # mean over repeats and ranks of the time ranks wait at collectives for the last
-    phase_median_s: dict[str, float] = field(default_factory=dict)  # as phase_s, the median over repeats
     calls_s: dict[str, list[float]] = field(default_factory=dict)  # blocking collective -> each call's time
 
 
@@ -231,21 +230,13 @@ def last_arrival_calls(spans_per_rank: list[list[tuple[str, float, float]]]) -> 
     return out
 
 
-def last_arrival_s(spans_per_rank: list[list[tuple[str, float, float]]]) -> tuple[dict[str, float], float]:
-    """({phase: seconds}, wait) of one step: ``last_arrival_calls`` summed per phase and over calls."""
-    out: dict[str, float] = {}
-    for name, seconds, _ in last_arrival_calls(spans_per_rank):
-        out[name] = out.get(name, 0.0) + seconds
-    return out, sum(w for _, _, w in last_arrival_calls(spans_per_rank))
-
-
 def combine_ranks(point: GridPoint, per_rank: list[dict]) -> Measured:
     """Per repeat: the slowest rank's step and compute phases; collectives from the last arrival.
 
     Over repeats, the step's headline is the median; phases are means, so that with the mean step
     they add up (gloo collectives have a heavy tail: ~10 % of calls take a 4 ms scheduler tick, and a
     sum of per-phase medians would hide it). A blocking collective is timed from the moment the last
-    rank reaches it (``last_arrival_s``), as ``helix calibrate`` times it: the wait of the ranks that
+    rank reaches it (``last_arrival_calls``), as ``helix calibrate`` times it: the wait of the ranks that
     arrive first is imbalance in the compute before it, not the collective's cost. Asynchronous
     exchanges (HOP-B's all-to-all: issue and ``wait``) leave no span and are the mean over ranks. Pure;
     tested.
@@ -253,23 +244,28 @@ def combine_ranks(point: GridPoint, per_rank: list[dict]) -> Measured:
     steps = np.max(np.array([r["step_s"] for r in per_rank]), axis=0)
     names = sorted({k for r in per_rank for ph in r["phase_s"] for k in ph})
     repeats = len(per_rank[0]["step_s"])
-    timed = [last_arrival_s([r["spans"][i] for r in per_rank]) if "spans" in per_rank[0] else ({}, 0.0)
-             for i in range(repeats)]
+    # per repeat: {phase: seconds} of its blocking collectives from the last arrival, and the wait
+    timed: list[tuple[dict[str, float], float]] = []
     calls: dict[str, list[float]] = {}
-    for i in range(repeats if "spans" in per_rank[0] else 0):
-        for name, seconds, _ in last_arrival_calls([r["spans"][i] for r in per_rank]):
+    for i in range(repeats):
+        per_phase, wait = {}, 0.0
+        for name, seconds, w in (last_arrival_calls([r["spans"][i] for r in per_rank]) if "spans" in per_rank[0]
+                                 else []):
+            per_phase[name] = per_phase.get(name, 0.0) + seconds
             calls.setdefault(name, []).append(seconds)
-    phases, medians = {}, {}
+            wait += w
+        timed.append((per_phase, wait))
+    phases = {}
     for name in names:
         per = np.array([[ph.get(name, 0.0) for ph in r["phase_s"]] for r in per_rank])
         if name in COLLECTIVE_PHASES:
             across = np.array([t[0][name] if name in t[0] else per[:, i].mean() for i, t in enumerate(timed)])
         else:
             across = per.max(axis=0)
-        phases[name], medians[name] = float(np.mean(across)), float(np.median(across))
+        phases[name] = float(np.mean(across))
     med = float(np.median(steps))
     return Measured(point, med, phases, int(steps.size), float((steps.max() - steps.min()) / med),
-                    float(np.mean(steps)), float(np.mean([t[1] for t in timed])), medians, calls)
+                    float(np.mean(steps)), float(np.mean([t[1] for t in timed])), calls)
 
 
 def reference_attention_rate(kv_bytes: int = 128 * 1024 * 1024, repeats: int = 5) -> float:
@@ -349,7 +345,6 @@ class Row:
     terms: dict[str, tuple[float, float]] = field(default_factory=dict)  # term -> (predicted, measured) s
     measured_mean_s: float = 0.0
     predicted_ring_ar_s: float = 0.0  # diagnostic: all-reduce restricted to the ring algorithm
-    term_median_s: dict[str, float] = field(default_factory=dict)  # term -> measured median over repeats
     wait_s: float = 0.0  # per step, the time ranks wait at blocking collectives for the last to arrive
     calls_s: dict[str, list[float]] = field(default_factory=dict)  # blocking collective -> each call's time
     samples: int = 0  # timed steps
@@ -365,7 +360,7 @@ class Row:
 
 def compare(measured: Measured, breakdown: dict[str, float], ttl_s: float) -> Row:
     """Match the simulator's terms to the measured phases; the rest of the step is ``other``."""
-    terms, medians = {}, {}
+    terms = {}
     named = 0.0
     for term, phases in TERM_PHASES.items():
         m = sum(measured.phase_s.get(ph, 0.0) for ph in phases)
@@ -373,12 +368,11 @@ def compare(measured: Measured, breakdown: dict[str, float], ttl_s: float) -> Ro
         pr = float(breakdown.get(term, 0.0))
         if pr > 0 or m > 0:
             terms[term] = (pr, m)
-            medians[term] = sum(measured.phase_median_s.get(ph, 0.0) for ph in phases)
     step = measured.mean_step_s or measured.step_s
     terms[OTHER] = (float(breakdown.get("embedding_lm_head", 0.0)) + float(breakdown.get("step_overhead", 0.0)),
                     max(step - named, 0.0))
     return Row(measured.point, measured.step_s, float(ttl_s), measured.spread, terms, step,
-               term_median_s=medians, wait_s=measured.wait_s, calls_s=measured.calls_s, samples=measured.samples)
+               wait_s=measured.wait_s, calls_s=measured.calls_s, samples=measured.samples)
 
 
 def ring_only_all_reduce_ttl_s(model, hw, p: GridPoint, result) -> float:
