@@ -13,7 +13,13 @@ from helix.step import evaluate
 
 MODELS = {n: load_model(n) for n in ("llama-3.1-405b", "deepseek-r1")}
 HW = load_hardware("gb200-nvl72")
+ROOFLINE = load_hardware("gb200-nvl72", engine="none")
 P = PrecisionSpec()
+# The measured kernel tables are not monotone at small batch (GB200 NVFP4 GEMM 16384 x 16384: 51.3 us at
+# m = 1, 43.0 at m = 8, 41.7 at m = 64 in aiconfigurator-core 0.12.0) and the calibrated op model follows
+# them, so there one more request may take a little off TTL (Llama-405B TP1: -3.5 % from batch 1 to 5);
+# the roofline (engine "none") never falls.
+MEASURED_NOISE = 0.08
 
 
 @st.composite
@@ -44,9 +50,10 @@ def configs(draw):
 @given(configs(), st.integers(1, 64), st.integers(1, 1_000_000))
 def test_ttl_never_falls_as_context_or_batch_grow(cfg, extra_batch, extra_context):
     model, layout, batch, context = cfg
-    base = float(simulate(model, HW, layout, batch, context).ttl_s)
-    assert float(simulate(model, HW, layout, batch + extra_batch, context).ttl_s) >= base * (1 - 1e-12)
-    assert float(simulate(model, HW, layout, batch, context + extra_context).ttl_s) >= base * (1 - 1e-12)
+    for hw, slack in ((ROOFLINE, 1e-12), (HW, MEASURED_NOISE)):
+        base = float(simulate(model, hw, layout, batch, context).ttl_s)
+        assert float(simulate(model, hw, layout, batch + extra_batch, context).ttl_s) >= base * (1 - slack)
+        assert float(simulate(model, hw, layout, batch, context + extra_context).ttl_s) >= base * (1 - slack)
 
 
 @settings(max_examples=60, deadline=None)

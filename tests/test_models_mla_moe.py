@@ -28,7 +28,7 @@ def test_mla_kv_is_duplicated_under_tp():
 def test_mla_attention_is_compute_bound_with_bf16_math():
     # absorbed MLA: 2*128*(576+512) = 278,528 FLOP per cached token per layer at the bf16 peak 2.5 PF/s,
     # against 288 B per cached token (FP4 cache) at 8 TB/s
-    p = PrecisionSpec(compute="bf16")
+    p = PrecisionSpec(attention_compute="bf16")
     r = simulate(R1, IDEAL, Layout.helix(kvp=1, tpa=1), 1, 10**6, p)
     flops_s = 278_528 * 10**6 / 2.5e15
     bytes_s = 288 * 10**6 / 8e12
@@ -71,7 +71,7 @@ def test_expert_imbalance_touches_more_experts_and_loads_dispatch():
     touched = 32 * (1 - (248 / 256) ** 32)
     assert float(hot.hbm_read_bytes_per_gpu["moe"]) / 58 == pytest.approx((touched * expert + shared + router) * 0.5)
     # DP+EP: the hot rank receives 2x the mean dispatch rows: 16/8 tokens x 8 experts x 7168 x 0.5 B = 57,344 B mean
-    gb200 = load_hardware("gb200-nvl72")
+    gb200 = load_hardware("gb200-nvl72", engine="none")  # the roofline collective: alpha + n * beta
     base = simulate(R1, gb200, Layout.dp_ep(8), 16, 1000)
     skew = simulate(R1, gb200, Layout.dp_ep(8), 16, 1000, expert_imbalance=2.0)
     beta = (7 / 8) / (900e9 * 0.8)  # direct all-to-all: (p-1)/p of n crosses links at 80 % of 900 GB/s

@@ -1,56 +1,50 @@
-"""One decode step: every per-layer phase of every strategy, composed into TTL, throughput and memory.
+"""One decode step: the op inventory of every strategy, timed and composed into TTL, throughput and memory.
 
 ``evaluate`` takes layout fields, batch and context as numpy arrays (or scalars) and returns a
 ``StepResult`` of arrays; ``simulate`` is the same for one ``Layout``. No Python loop runs per
 configuration: the sweep of a million points and the explain path share every formula.
 
-Per layer and GPU (B_loc = ceil(B/DP), S_loc = ceil(S/KVP)):
-  qkv_projection   pre-attention weights (replicated across KVP), 2 B_loc W FLOPs (MLA absorb included)
-  attention        KV read B_loc S_loc ceil(Kc/TPA) e b_kv; FLOPs B_loc Q/TPA S_loc f  [paper App. A]
-  combine          LSE rescale of the received partials (Helix / Medha, KVP > 1)
-  o_projection     O weights / (TPA KVP) for Helix, / TPA otherwise
-  ffn              dense SwiGLU, 3 H F / TP_ffn
-  moe_*            router; the hottest EP rank sees imbalance x its fair share of tokens: it touches
-                   E/EP (1 - (1 - k/E)^(imbalance B)) distinct experts and computes imbalance x
-                   B k / EP token-expert pairs (and, under DP+EP, receives that much more in the
-                   dispatch and combine); shared experts
-  collectives      helix.cost.messages, timed by helix.cost.collectives
-Per step: embedding + vocabulary-parallel LM head, PP hand-offs, and ``hw.step_overhead_s`` (host /
-framework work outside the layer ops: sampling, scheduling, Python; 0 on the GPU presets).
-A token crosses PP x ceil(L/PP) layer slots (stages run in lockstep). TTL = compute + exposed communication.
+The ops of each term are listed by helix.cost.terms (one function per term, inventory in
+helix.cost.inventory); each op is timed by the hardware's fitted op model (measured kernel tables) or,
+without one, by the plain roofline (helix.cost.op_timing); collectives are helix.cost.messages timed by
+helix.cost.collectives. A token crosses PP x ceil(L/PP) layer slots (lockstep stages); the leading
+dense layers run the dense FFN, the rest the MoE. TTL = compute + exposed communication + step overhead.
 
-Overlap ("auto" picks per strategy):
+Overlap ("auto" picks per strategy), helix.step_overlap:
   helix: HOP-B, the KVP all-to-all pipelined with per-request attention [paper §2.1.3]
-  tp, tp_pp: the baseline's overlap, the O-projection all-reduce pipelined with attention and
-      O-projection the same batch-wise way [INFERRED: the paper says only that its TP baseline
-      "includes communication-computation overlap", §3.2]
-  medha, dp_ep: serial (Medha "exposes all communication" [paper §3.2]; DP+EP [ASSUMPTION])
-  Both pipelines hide only ``hw.comm_overlap_efficiency`` of the shorter stage (1 on the GPU presets,
-  the paper's perfect overlap; measured by ``helix calibrate`` on CPU), see helix.cost.overlap.
+  tp, tp_pp: the O-projection all-reduce pipelined with attention and O-projection the same batch-wise way
+      [INFERRED: the paper says only that its TP baseline "includes communication-computation overlap", §3.2]
+  medha, dp_ep: serial (Medha "exposes all communication" [paper §3.2]); DP+EP with ``tbo``: two
+      micro-batches, one's dispatch/combine hidden behind the other's compute (SGLang two-batch overlap)
+MTP (``mtp_tokens`` K > 0): the step verifies 1 + K tokens per request and runs K draft passes of the
+MTP module (one decoder layer, its 2H -> H projection, the LM head); it yields ``mtp_acceptance`` tokens
+per request on average, so tokens/s/user = acceptance / TTL [DeepSeek-V3 report §2.2, §5.4.3].
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from helix.cost import collectives, memory
-from helix.cost.messages import dense_ffn_group, step_messages, vocab_group
-from helix.cost.ops import ceil_div, op_time_s
-from helix.cost.overlap import best_chunked_s, chunked_s
+from helix import step_overlap
+from helix.cost import memory
+from helix.cost.inventory import Shape, layer_counts, layer_ops
+from helix.cost.messages import step_messages
+from helix.cost.op_timing import time_s
+from helix.cost.terms import mtp_projection_ops
 from helix.errors import HelixInputError
 from helix.layout import Layout, check_layout_for_model
 from helix.specs.precision import PrecisionSpec
 
-COMPUTE_TERMS = ("qkv_projection", "attention", "combine", "o_projection", "ffn", "moe_router", "moe_experts",
-                 "moe_shared_experts", "embedding_lm_head", "step_overhead")
-OVERLAPS = ("auto", "serial", "pipelined")
-PIPELINED_PHASE = {"helix": "kvp_all_to_all", "medha": "kvp_all_reduce", "tp": "o_projection_all_reduce",
-                   "tp_pp": "o_projection_all_reduce", "dp_ep": None}
-COMBINE_PHASE = {"helix": "kvp_all_to_all", "medha": "kvp_all_reduce"}  # the KVP combine's collective
-DEFAULT_OVERLAP = {"helix": "pipelined", "tp": "pipelined", "tp_pp": "pipelined", "medha": "serial",
-                   "dp_ep": "serial"}
+COMPUTE_TERMS = ("norms", "qkv_projection", "rope_kv_write", "attention", "combine", "o_projection", "ffn",
+                 "moe_router", "moe_experts", "moe_shared_experts", "embedding_lm_head", "sampling", "mtp_draft",
+                 "step_overhead")
+OVERLAPS = step_overlap.OVERLAPS
+# HBM-read keys (the paper's App. A accounting) of the terms that read weights or KV
+READ_KEY = {"qkv_projection": "qkv_projection", "attention": "attention", "o_projection": "o_projection",
+            "ffn": "ffn", "moe_router": "moe", "moe_experts": "moe", "moe_shared_experts": "moe",
+            "embedding_lm_head": "lm_head"}
 
 
 @dataclass(frozen=True)
@@ -69,7 +63,8 @@ class StepResult:
     breakdown: dict[str, np.ndarray] = field(default_factory=dict)  # term -> s per step (compute + exposed comm)
     comm_total_s: dict[str, np.ndarray] = field(default_factory=dict)  # collective -> s per step if serial
     comm_exposed_s: dict[str, np.ndarray] = field(default_factory=dict)
-    hbm_read_bytes_per_gpu: dict[str, np.ndarray] = field(default_factory=dict)  # term -> bytes per step
+    hbm_read_bytes_per_gpu: dict[str, np.ndarray] = field(default_factory=dict)  # App. A reads per step
+    tokens_per_step_per_user: float = 1.0  # accepted tokens per request per step (MTP acceptance)
 
     @property
     def infeasible_reason(self):
@@ -89,6 +84,7 @@ class StepResult:
             "num_gpus": int(self.num_gpus),
             "feasible": bool(self.feasible),
             "infeasible_reason": self.infeasible_reason or None,
+            "tokens_per_step_per_user": f(self.tokens_per_step_per_user),
             "breakdown": {k: f(v) for k, v in self.breakdown.items()},
             "communication": {k: {"total_s": f(self.comm_total_s[k]), "exposed_s": f(self.comm_exposed_s[k])}
                               for k in self.comm_total_s},
@@ -96,170 +92,128 @@ class StepResult:
         }
 
 
-def _as_int(x):
-    return np.asarray(x, dtype=np.int64)
+def group_terms(shape: Shape, hw) -> tuple[dict, dict]:
+    """Per layer group (attention, dense_ffn, moe_ffn, step): {term: s per run}, {read key: bytes per run}."""
+    times, reads = {}, {}
+    for group, ops in layer_ops(shape).items():
+        t, r = {}, {}
+        for op in ops:
+            t[op.term] = t.get(op.term, 0.0) + time_s(op, hw)
+            if op.term in READ_KEY:
+                key = READ_KEY[op.term]
+                r[key] = r.get(key, 0.0) + np.where(op.active, op.read_bytes, 0.0)
+        times[group], reads[group] = t, r
+    return times, reads
 
 
-def evaluate(model, hw, precision: PrecisionSpec, strategy: str, tpa, kvp, dp, tpf, ep, pp, batch, context_tokens,
-             overlap: str = "auto", expert_imbalance: float = 1.0, hopb_chunks: int | None = None) -> StepResult:
-    """Vectorised decode-step model; layout fields, batch and context broadcast against each other.
-
-    ``hopb_chunks``: the number of request chunks of the pipelined phase (HOP-B) when it is pipelined;
-    None picks the best count per configuration, an integer c runs min(c, B_loc) chunks of ceil(B_loc/c)
-    requests, as a runtime with a fixed chunk count does (1 = no overlap).
-    """
+def _check(overlap, hopb_chunks, expert_imbalance, redundant_experts, tbo, strategy, mtp_tokens, mtp_acceptance):
     if overlap not in OVERLAPS:
         raise HelixInputError("overlap", f"unknown {overlap!r}; allowed: {', '.join(OVERLAPS)}")
     if hopb_chunks is not None and (isinstance(hopb_chunks, bool) or not isinstance(hopb_chunks, int | np.integer)
                                     or hopb_chunks < 1):
         raise HelixInputError("hopb_chunks", f"must be None or an integer >= 1, got {hopb_chunks!r}")
-    if expert_imbalance < 1:
+    if not expert_imbalance >= 1:
         raise HelixInputError("expert_imbalance", f"must be >= 1, got {expert_imbalance}")
-    tpa, kvp, dp, tpf, ep, pp = (_as_int(a) for a in (tpa, kvp, dp, tpf, ep, pp))
-    batch, S = _as_int(batch), _as_int(context_tokens)
-    cc = precision.compute_class
-    b_attn, b_ffn = precision.bytes_of("attention_weights"), precision.bytes_of("ffn_weights")
-    L, Q, H = model.num_layers, model.num_query_heads, model.hidden_dim
+    if isinstance(redundant_experts, bool) or not isinstance(redundant_experts, int | np.integer) \
+            or redundant_experts < 0:
+        raise HelixInputError("redundant_experts", f"must be an integer >= 0, got {redundant_experts!r}")
+    if tbo and strategy != "dp_ep":
+        raise HelixInputError("tbo", f"two-batch overlap needs the dp_ep strategy, got {strategy!r}")
+    if isinstance(mtp_tokens, bool) or not isinstance(mtp_tokens, int | np.integer) or mtp_tokens < 0:
+        raise HelixInputError("mtp_tokens", f"must be an integer >= 0, got {mtp_tokens!r}")
+    accepted = 1.0 if mtp_acceptance is None else mtp_acceptance
+    if not 1.0 <= accepted <= mtp_tokens + 1:
+        raise HelixInputError("mtp_acceptance", f"must be in [1, mtp_tokens + 1 = {mtp_tokens + 1}], got {accepted}")
+    return float(accepted)
 
-    B = batch.astype(np.float64)
-    B_loc = ceil_div(batch, dp).astype(np.float64)
-    S_loc = ceil_div(S, kvp).astype(np.float64)
-    layers_per_stage = ceil_div(L, pp)
-    traversed = pp * layers_per_stage
-    moe_layers = model.num_moe_layers if model.is_moe else 0
-    dense_layers = traversed - moe_layers
-    ffn_tokens = B_loc if strategy == "dp_ep" else B
 
-    # ---- per-layer compute ops: (bytes read, FLOPs, launches)
-    qkv_elems = memory.qkv_weight_elements(model, tpa)
-    qkv_bytes = qkv_elems * b_attn
-    kv_tok = memory.kv_bytes_per_token_per_layer_per_gpu(model, precision, tpa)
-    attn_flops_tok = (Q / tpa) * model.attention_flops_per_cached_token_per_head
+def evaluate(model, hw, precision: PrecisionSpec, strategy: str, tpa, kvp, dp, tpf, ep, pp, batch, context_tokens,
+             overlap: str = "auto", expert_imbalance: float = 1.0, hopb_chunks: int | None = None,
+             redundant_experts: int = 0, tbo: bool = False, mtp_tokens: int = 0,
+             mtp_acceptance: float | None = None) -> StepResult:
+    """Vectorised decode-step model; layout fields, batch and context broadcast against each other.
 
-    def attention_chunk(rows):
-        """Attention over the local KV shard for ``rows`` requests: KV read + FLOPs [paper App. A]."""
-        return op_time_s(rows * S_loc * kv_tok, rows * S_loc * attn_flops_tok, hw, cc)
-
-    o_elems = memory.o_weight_elements(model, strategy, tpa, kvp)
-
-    def o_proj_chunk(rows):
-        return op_time_s(o_elems * b_attn, 2 * rows * o_elems, hw, cc)
-
-    t = {k: np.zeros(np.broadcast(tpa, batch, S).shape) for k in COMPUTE_TERMS}
-    reads = {}
-    t["qkv_projection"] = traversed * op_time_s(qkv_bytes, 2 * B_loc * qkv_elems, hw, cc)
-    reads["qkv_projection"] = traversed * qkv_bytes + 0 * B
-    t["attention"] = traversed * attention_chunk(B_loc)
-    reads["attention"] = traversed * B_loc * S_loc * kv_tok
-    t["o_projection"] = traversed * o_proj_chunk(B_loc)
-    reads["o_projection"] = traversed * o_elems * b_attn + 0 * B
-
-    msgs = {m.phase: m for m in step_messages(model, precision, strategy, tpa, kvp, dp, tpf, ep, pp, batch)}
-    if strategy in COMBINE_PHASE:
-        partial = msgs[COMBINE_PHASE[strategy]].n_bytes
-        t["combine"] = traversed * np.where(kvp > 1, op_time_s(partial, 0.0, hw, cc), 0.0)
-
-    ffn_elems = memory.dense_ffn_weight_elements(model, strategy, tpf, ep)
-    t["ffn"] = dense_layers * op_time_s(ffn_elems * b_ffn, 2 * ffn_tokens * ffn_elems, hw, cc, launches=2)
-    reads["ffn"] = dense_layers * ffn_elems * b_ffn + 0 * B
-    if model.is_moe:
-        E, k = model.num_experts, model.experts_per_token
-        E_loc = E / ep
-        # expected distinct local experts hit when the rank sees imbalance x B tokens' worth of routing
-        touched = E_loc * (1.0 - (1.0 - k / E) ** (expert_imbalance * B))
-        per_expert = model.expert_params / tpf
-        hot_pairs = np.minimum(expert_imbalance * B * k / ep, B * np.minimum(k, E_loc))
-        t["moe_router"] = moe_layers * op_time_s(model.router_params * b_ffn, 2 * ffn_tokens * model.router_params,
-                                                 hw, cc)
-        t["moe_experts"] = moe_layers * op_time_s(touched * per_expert * b_ffn, 2 * hot_pairs * per_expert, hw, cc,
-                                                  launches=2)
-        shared = model.num_shared_experts * model.expert_params / dense_ffn_group(strategy, tpf, ep)
-        if model.num_shared_experts:
-            t["moe_shared_experts"] = moe_layers * op_time_s(shared * b_ffn, 2 * ffn_tokens * shared, hw, cc,
-                                                             launches=2)
-        reads["moe"] = moe_layers * (touched * per_expert + shared + model.router_params) * b_ffn
-    vg = vocab_group(strategy, tpa, kvp, dp, tpf, ep)
-    lm_elems = model.vocab_size * H / vg
-    t["embedding_lm_head"] = op_time_s(lm_elems * b_attn, 2 * B_loc * lm_elems, hw, cc, launches=2) + 0 * B
-    reads["lm_head"] = lm_elems * b_attn + 0 * B
-    if hw.step_overhead_s:  # once per step, whatever the layout (zeros otherwise, as allocated above)
-        t["step_overhead"] = np.full(t["step_overhead"].shape, float(hw.step_overhead_s))
-
-    # ---- collectives
-    comm_total = {}
-    for name, m in msgs.items():
-        # the hot expert rank receives imbalance x the mean rows of the DP+EP dispatch and combine
-        hot = expert_imbalance if name in ("moe_dispatch_all_to_all", "moe_combine_all_to_all") else 1.0
-        comm_total[name] = m.calls_per_step * collectives.collective_s(m.kind, hot * m.n_bytes, m.group_size, hw)
-    comm_exposed = dict(comm_total)
-
-    mode = DEFAULT_OVERLAP[strategy] if overlap == "auto" else overlap
-    phase = PIPELINED_PHASE[strategy]
-    if mode == "pipelined" and phase is not None:
-        m = msgs[phase]
-        with_o = phase == "o_projection_all_reduce"
-        # Attention is linear in the requests it serves (no launch inside), and the all-to-all is
-        # alpha + beta * bytes, so each chunk count costs a few array operations.
-        attn_per_row = attention_chunk(1.0) - hw.kernel_launch_s
-        bytes_per_row = m.n_bytes / np.maximum(B_loc, 1.0)
-        if m.kind == "all_to_all":
-            alpha, beta = collectives.all_to_all_alpha_beta(m.group_size, hw)
-
-            def comm_of(rows):
-                return alpha + beta * (rows * bytes_per_row)
-        else:
-            def comm_of(rows):
-                return collectives.collective_s(m.kind, rows * bytes_per_row, m.group_size, hw)
-
-        # Each chunk's partial outputs are merged once its exchange lands: one combine launch per
-        # chunk, on the compute path (the combine's bytes stay in t["combine"], charged once).
-        merge_launch = (np.where(kvp > 1, hw.kernel_launch_s, 0.0) if phase in COMBINE_PHASE.values()
-                        else 0.0)
-
-        def chunk_times(c):
-            rows = ceil_div(batch, c * dp).astype(np.float64)
-            a = rows * attn_per_row + hw.kernel_launch_s + merge_launch + (o_proj_chunk(rows) if with_o else 0.0)
-            return a, comm_of(rows)
-
-        eta = float(hw.comm_overlap_efficiency)
-        total = (best_chunked_s(chunk_times, B_loc, eta) if hopb_chunks is None
-                 else chunked_s(chunk_times, B_loc, int(hopb_chunks), eta))
-        unchunked = attention_chunk(B_loc) + merge_launch + (o_proj_chunk(B_loc) if with_o else 0.0)
-        comm_exposed[phase] = traversed * np.maximum(total - unchunked, 0.0)
-
-    breakdown = {k: v for k, v in t.items()}
-    breakdown.update({k: np.broadcast_to(v, t["attention"].shape) for k, v in comm_exposed.items()})
+    ``hopb_chunks``: the number of request chunks of the pipelined phase (HOP-B) when it is pipelined;
+    None picks the best count per configuration, an integer c runs min(c, B_loc) chunks of ceil(B_loc/c)
+    requests, as a runtime with a fixed chunk count does (1 = no overlap). ``redundant_experts``: R extra
+    expert slots (EP divides E + R). ``tbo``: DP+EP two-batch overlap. ``mtp_tokens`` K and
+    ``mtp_acceptance`` A: MTP speculative decoding (see the module docstring).
+    """
+    accepted = _check(overlap, hopb_chunks, expert_imbalance, redundant_experts, tbo, strategy, mtp_tokens,
+                      mtp_acceptance)
+    as_int = lambda a: np.asarray(a, dtype=np.int64)  # noqa: E731
+    tpa, kvp, dp, tpf, ep, pp, batch, S = (as_int(a) for a in (tpa, kvp, dp, tpf, ep, pp, batch, context_tokens))
+    shape = Shape(model, precision, strategy, tpa, kvp, dp, tpf, ep, pp, batch, S, 1 + int(mtp_tokens),
+                  int(redundant_experts), float(expert_imbalance))
+    full = np.broadcast(tpa, kvp, dp, tpf, ep, pp, batch, S).shape
+    counts = layer_counts(model, pp)
+    msgs = {m.phase: m for m in step_messages(model, precision, strategy, tpa, kvp, dp, tpf, ep, pp, batch,
+                                              shape.query_tokens)}
+    mode = step_overlap.DEFAULT_OVERLAP[strategy] if overlap == "auto" else overlap
+    if tbo:
+        t, reads, comm_total, comm_exposed = step_overlap.two_batch_overlap(shape, hw, msgs, counts, group_terms)
+    else:
+        times, group_reads = group_terms(shape, hw)
+        t = {k: 0.0 for k in COMPUTE_TERMS}
+        reads = {}
+        for group, terms in times.items():
+            for term, sec in terms.items():
+                t[term] = t[term] + counts[group] * sec
+            for key, b in group_reads[group].items():
+                reads[key] = reads.get(key, 0.0) + counts[group] * b
+        comm_total = {name: m.calls_per_step * step_overlap.message_s(m, hw, expert_imbalance)
+                      for name, m in msgs.items()}
+        comm_exposed = dict(comm_total)
+        if mode == "pipelined":
+            step_overlap.pipeline_exposed(shape, hw, msgs, counts["attention"], hopb_chunks, comm_exposed)
+    if mtp_tokens:
+        t["mtp_draft"] = t.get("mtp_draft", 0.0) + mtp_tokens * _draft_pass_s(shape, hw, expert_imbalance)
+    if hw.step_overhead_s:
+        t["step_overhead"] = float(hw.step_overhead_s)
+    breakdown = {k: np.broadcast_to(t.get(k, 0.0), full) for k in COMPUTE_TERMS}
+    breakdown.update({k: np.broadcast_to(v, full) for k, v in comm_exposed.items()})
     ttl = sum(breakdown.values())
 
-    w = memory.weight_bytes_per_gpu(model, precision, strategy, tpa, kvp, dp, tpf, ep, pp)
+    w = memory.weight_bytes_per_gpu(model, precision, strategy, tpa, kvp, dp, tpf, ep, pp, redundant_experts)
     kv = memory.kv_bytes_per_gpu(model, precision, tpa, kvp, dp, pp, batch, S)
     feasible, code = memory.feasibility(w, kv, hw, batch, dp)
     num_gpus = tpa * kvp * dp * pp
     return StepResult(
-        ttl_s=ttl,
-        tokens_per_s_per_user=1.0 / ttl,
-        tokens_per_s_per_gpu=B * pp / (ttl * num_gpus),
-        memory_per_gpu_bytes=w + kv,
-        weight_bytes_per_gpu=w + 0 * B,
-        kv_bytes_per_gpu=kv,
-        num_gpus=num_gpus + 0 * batch,
-        feasible=feasible,
-        reason_code=code,
-        breakdown=breakdown,
-        comm_total_s=comm_total,
-        comm_exposed_s=comm_exposed,
-        hbm_read_bytes_per_gpu=reads,
-    )
+        ttl_s=ttl, tokens_per_s_per_user=accepted / ttl,
+        tokens_per_s_per_gpu=batch.astype(np.float64) * pp * accepted / (ttl * num_gpus),
+        memory_per_gpu_bytes=w + kv, weight_bytes_per_gpu=w + 0 * batch, kv_bytes_per_gpu=kv,
+        num_gpus=num_gpus + 0 * batch, feasible=feasible, reason_code=code, breakdown=breakdown,
+        comm_total_s=comm_total, comm_exposed_s=comm_exposed,
+        hbm_read_bytes_per_gpu={k: np.broadcast_to(v, full) for k, v in reads.items()},
+        tokens_per_step_per_user=accepted)
+
+
+def _draft_pass_s(shape: Shape, hw, expert_imbalance: float):
+    """One MTP draft pass at one token per request: a decoder layer of the model's last kind, its
+    collectives (serial), the 2H -> H projection, LM head and sampling."""
+    one = replace(shape, query_tokens=1)
+    times, _ = group_terms(one, hw)
+    ffn = "moe_ffn" if shape.model.is_moe else "dense_ffn"
+    compute = sum(times["attention"].values()) + sum(times[ffn].values()) + sum(times["step"].values())
+    compute = compute + sum(time_s(op, hw) for op in mtp_projection_ops(one))
+    msgs = step_messages(shape.model, shape.precision, shape.strategy, shape.tpa, shape.kvp, shape.dp, shape.tpf,
+                         shape.ep, shape.pp, shape.batch, 1)
+    comm = sum(step_overlap.message_s(m, hw, expert_imbalance) for m in msgs
+               if step_overlap.PHASE_GROUP.get(m.phase) in ("attention", ffn, "step"))
+    return compute + comm
 
 
 def simulate(model, hw, layout: Layout, batch_size: int, context_tokens: int, precision: PrecisionSpec | None = None,
-             overlap: str = "auto", expert_imbalance: float = 1.0, hopb_chunks: int | None = None) -> StepResult:
+             overlap: str = "auto", expert_imbalance: float = 1.0, hopb_chunks: int | None = None,
+             redundant_experts: int = 0, tbo: bool = False, mtp_tokens: int = 0,
+             mtp_acceptance: float | None = None, allow_uneven: bool = False) -> StepResult:
     """One configuration: validates the layout against the model, then runs ``evaluate`` on scalars."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer) or batch_size < 1:
         raise HelixInputError("batch_size", f"must be an integer >= 1, got {batch_size!r}")
     if isinstance(context_tokens, bool) or not isinstance(context_tokens, int | np.integer) or context_tokens < 1:
         raise HelixInputError("context_tokens", f"must be an integer >= 1, got {context_tokens!r}")
-    check_layout_for_model(layout, model)
+    check_layout_for_model(layout, model, allow_uneven=allow_uneven, redundant_experts=redundant_experts)
     return evaluate(model, hw, precision or PrecisionSpec(), layout.strategy, layout.tpa, layout.kvp, layout.dp,
                     layout.tpf, layout.ep, layout.pp, batch_size, context_tokens, overlap=overlap,
-                    expert_imbalance=expert_imbalance, hopb_chunks=hopb_chunks)
+                    expert_imbalance=expert_imbalance, hopb_chunks=hopb_chunks, redundant_experts=redundant_experts,
+                    tbo=tbo, mtp_tokens=mtp_tokens, mtp_acceptance=mtp_acceptance)

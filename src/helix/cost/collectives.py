@@ -16,6 +16,13 @@ Algorithms (Thakur, Rabenseifner & Gropp; NCCL tuning.cc; reference/hardware_mod
 - direct:    sync + (p-1)/p n / bw               (all-to-all and all-gather through peer memory)
 The all-reduce chooses among ``hw.all_reduce_algorithms`` only (gloo, and NCCL without peer memory,
 run the ring alone; a calibrated CPU profile says ``[ring]``).
+
+With a fitted op model (``hw.op_model``) the measured forms replace these analytic ones
+(helix.cost.optime.CollectiveForm): the all-reduce is the faster of NCCL's and the engine's custom
+all-reduce, MoE dispatch and combine have their own forms (DeepEP / TensorRT-LLM all-to-all
+kernels), and a group that leaves the scale-up domain runs at the network's bandwidth with a latency
+that grows per doubling of the group beyond the domain (``hw.scale_out_latency_per_doubling_s``),
+unless its form was measured across nodes already.
 """
 
 from __future__ import annotations
@@ -84,7 +91,32 @@ def p2p_s(n_bytes, hw, crosses_domain=False):
     return hw.sync_latency_s + np.asarray(n_bytes, dtype=np.float64) / bw + extra
 
 
-def collective_s(kind: str, n_bytes, p, hw):
+def measured_collective_s(kind: str, n_bytes, p, hw, table: str = ""):
+    """A collective timed by the fitted forms of ``hw.op_model`` (see the module docstring)."""
+    model = hw.op_model
+    names = [table] if table else (["custom_all_reduce", "all_reduce"] if kind == "all_reduce" else [kind])
+    p = np.asarray(p, dtype=np.float64)
+    best = None
+    for name in names:
+        form = model.collective(name)
+        if form is None:
+            continue
+        inside = form.time_s(kind, n_bytes, p, hw.collective_bandwidth_scale * form.bus_bytes_per_s)
+        if form.max_measured_group <= hw.scale_up_domain_gpus and np.any(p > hw.scale_up_domain_gpus):
+            doublings = np.log2(np.maximum(p / hw.scale_up_domain_gpus, 1.0))
+            outside = form.time_s(kind, n_bytes, p, hw.scale_out_bytes_per_s_per_direction * hw.link_efficiency,
+                                  hw.scale_out_latency_s + hw.scale_out_latency_per_doubling_s * doublings)
+            inside = np.where(p > hw.scale_up_domain_gpus, outside, inside)
+        best = inside if best is None else np.minimum(best, inside)
+    if best is None:
+        raise KeyError(f"op model {model.engine!r} has no collective form for {names[0]!r}")
+    return best
+
+
+def collective_s(kind: str, n_bytes, p, hw, table: str = ""):
+    """Seconds of one collective; ``table`` names a specific fitted form (moe_dispatch, moe_combine)."""
+    if hw.op_model is not None and kind != "p2p":
+        return measured_collective_s(kind, n_bytes, p, hw, table)
     if kind == "all_reduce":
         return all_reduce_s(n_bytes, p, hw)
     if kind in ("all_to_all", "all_gather"):

@@ -6,7 +6,9 @@ Per layer, per GPU, in elements (strategy-dependent sharding):
   weights ceil(K/TPA) heads. Replicated across KVP and DP ranks [paper §2.1.1].
 - O-projection: / (TPA x KVP) for Helix (TP = N), / TPA otherwise [paper §2.2].
 - dense FFN: 3 H F / (TPF x EP) for Helix, / TPF otherwise (DP+EP replicates dense layers).
-- MoE: E/EP experts, each split by TPF; shared experts sharded like the dense FFN; the router whole.
+- MoE: (E + R)/EP expert slots (R redundant copies of hot experts, as DeepSeek's EPLB deploys), each
+  split by TPF; shared experts sharded like the dense FFN; the router whole (router_weights format).
+- embedding and LM head: vocabulary-parallel, in the embedding_weights format.
 KV per GPU: ceil(B/DP) x PP requests (PP micro-batches in flight) x ceil(L/PP) layers x
 ceil(S/KVP) tokens x ceil(KV heads/TPA) x elements per head x bytes [paper App. A].
 """
@@ -36,14 +38,14 @@ def dense_ffn_weight_elements(model, strategy, tpf, ep):
     return model.dense_ffn_params / dense_ffn_group(strategy, tpf, ep)
 
 
-def moe_weight_elements(model, strategy, tpf, ep):
-    """Routed experts held per GPU, shared experts and the router, per MoE layer."""
-    routed = (model.num_experts / ep) * model.expert_params / tpf
+def moe_weight_elements(model, strategy, tpf, ep, redundant_experts=0):
+    """Routed expert slots held per GPU, shared experts and the router, per MoE layer."""
+    routed = ((model.num_experts + redundant_experts) / ep) * model.expert_params / tpf
     shared = model.num_shared_experts * model.expert_params / dense_ffn_group(strategy, tpf, ep)
     return routed, shared, model.router_params
 
 
-def weight_bytes_per_gpu(model, precision, strategy, tpa, kvp, dp, tpf, ep, pp):
+def weight_bytes_per_gpu(model, precision, strategy, tpa, kvp, dp, tpf, ep, pp, redundant_experts=0):
     """Bytes of weights on the most loaded pipeline stage's GPU."""
     b_attn = precision.bytes_of("attention_weights")
     b_ffn = precision.bytes_of("ffn_weights")
@@ -52,11 +54,12 @@ def weight_bytes_per_gpu(model, precision, strategy, tpa, kvp, dp, tpf, ep, pp):
     attn = (qkv_weight_elements(model, tpa) + o_weight_elements(model, strategy, tpa, kvp)) * b_attn
     ffn = model.num_dense_ffn_layers * dense_ffn_weight_elements(model, strategy, tpf, ep) * b_ffn
     if model.is_moe:
-        routed, shared, router = moe_weight_elements(model, strategy, tpf, ep)
-        ffn = ffn + model.num_moe_layers * (routed + shared + router) * b_ffn
+        routed, shared, router = moe_weight_elements(model, strategy, tpf, ep, redundant_experts)
+        ffn = ffn + model.num_moe_layers * ((routed + shared) * b_ffn + router * precision.bytes_of("router_weights"))
     layers = stage_share * (L * attn + ffn)
     # Embedding and LM head, vocabulary-parallel; with PP they sit on different stages.
-    vocab = model.vocab_size * model.hidden_dim / vocab_group(strategy, tpa, kvp, dp, tpf, ep) * b_attn
+    vocab = (model.vocab_size * model.hidden_dim / vocab_group(strategy, tpa, kvp, dp, tpf, ep)
+             * precision.bytes_of("embedding_weights"))
     return layers + np.where(np.asarray(pp) > 1, 1, 2) * vocab
 
 

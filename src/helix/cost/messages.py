@@ -11,13 +11,19 @@ Per layer, per rank (B_loc = ceil(B / DP) requests per attention group, b = comm
 - o_projection_all_reduce over TPA x KVP (Helix) or TPA (others): n = B_loc * H * b  [paper §2.2]
 - ffn_dp_all_gather (Helix with DP > 1) over DP: n = B * H * b, so every FFN rank sees the whole batch
 - ffn_all_reduce (dense FFN) over the FFN TP group: n = B * H * b  [paper §2.2]
-- moe_tp_all_reduce over TPF and moe_ep_all_gather over EP (Helix/TP MoE): n = B * H * b and
+- moe_tp_all_reduce over TPF and moe_ep_all_gather over EP (Helix MoE): n = B * H * b and
   EP * B * H * b, then a local reduction  [paper §2.2: intra-expert AR, inter-expert AG]
+- moe_tp_all_reduce over TPF x EP (TP attention with a TPF x EP MoE, TensorRT-LLM's and SGLang's
+  "TP8 EP8"): every rank holds every token, computes its experts' partial sums, one all-reduce of
+  n = B * H * b sums them [TensorRT-LLM MoE with attention TP; reference/implementations.md]
 - moe_dispatch/combine_all_to_all (DP+EP) over EP: one row per (token, selected expert), expert-major
-  like DeepEP's low-latency kernels: n = B_loc * k * H * b [reference/hardware_models.md §2.7]. Exact
+  like DeepEP's low-latency kernels: n = B_loc * k * H * b [reference/hardware_models.md §2.7], b the
+  dispatch (or combine) payload format (DeepSeek: FP8 dispatch, BF16 combine). Exact
   for every rank's dispatch send; the combine sends back what a rank received, which depends on the
   routing, so for the combine n is the mean over the EP group (exact summed over the group). Before
   the dispatch, moe_dispatch_counts exchanges the rows per expert: n = E * 8 (int64 counts).
+With MTP verification every request carries q = 1 + K query tokens, so every per-token payload is
+q times larger (the KVP partials too: one output and LSE per query token and head).
 Per step: embedding_all_reduce over the vocabulary-parallel group (n = B_loc * H * b; a rank holds
 V/group rows and contributes zeros for the others), pp_handoff (PP - 1 point-to-point sends of
 B_loc * H * b) and lm_head_all_gather over the vocabulary-parallel group (each rank's (max logit,
@@ -43,6 +49,7 @@ class Message:
     group_size: object  # int or int array
     n_bytes: object  # float or float array, per call, per rank
     calls_per_step: object  # int or int array
+    table: str = ""  # the fitted collective form that times it when not the kind's own (moe_dispatch, moe_combine)
 
 
 def o_projection_group(strategy: str, tpa, kvp):
@@ -50,8 +57,12 @@ def o_projection_group(strategy: str, tpa, kvp):
 
 
 def dense_ffn_group(strategy: str, tpf, ep):
-    """GPUs sharing one dense FFN: all N for Helix (TPF = N for dense layers), TPF otherwise."""
-    return tpf * ep if strategy == "helix" else tpf
+    """GPUs sharing one dense FFN (and shared expert): all N for Helix and TP (TPF x EP = N; dense
+    layers run TP = N), TPF for Medha (TP tied to attention), 1 for DP+EP (replicated: each rank runs
+    its own requests' dense layers)."""
+    if strategy == "dp_ep":
+        return np.ones_like(np.asarray(tpf))
+    return tpf if strategy == "medha" else tpf * ep
 
 
 def vocab_group(strategy: str, tpa, kvp, dp, tpf, ep):
@@ -63,13 +74,17 @@ def vocab_group(strategy: str, tpa, kvp, dp, tpf, ep):
     return np.asarray(tpa * kvp * dp)
 
 
-def step_messages(model, precision, strategy: str, tpa, kvp, dp, tpf, ep, pp, batch) -> list[Message]:
-    """Every collective of one decode step, with its size and how many times it runs."""
+def step_messages(model, precision, strategy: str, tpa, kvp, dp, tpf, ep, pp, batch,
+                  query_tokens=1) -> list[Message]:
+    """Every collective of one decode step, with its size and how many times it runs.
+
+    ``query_tokens``: tokens per request in the step (1, or 1 + K when MTP verifies K drafts)."""
     b = precision.bytes_of("communication")
     H, Q, L = model.hidden_dim, model.num_query_heads, model.num_layers
     v = model.attention_value_dim
-    B = np.asarray(batch, dtype=np.float64)
-    B_loc = ceil_div(np.asarray(batch), dp).astype(np.float64)
+    q = np.asarray(query_tokens, dtype=np.float64)
+    B = np.asarray(batch, dtype=np.float64) * q
+    B_loc = ceil_div(np.asarray(batch), dp).astype(np.float64) * q
     layers_per_stage = ceil_div(L, pp)
     traversed = pp * layers_per_stage  # a token passes every stage once (lockstep stages)
     dense_layers = traversed - (model.num_moe_layers if model.is_moe else 0)
@@ -90,10 +105,14 @@ def step_messages(model, precision, strategy: str, tpa, kvp, dp, tpf, ep, pp, ba
                             dense_layers))
     if model.is_moe:
         if strategy == "dp_ep":
-            routed = B_loc * model.experts_per_token * H * b
+            rows = B_loc * model.experts_per_token * H
             msgs.append(Message("moe_dispatch_counts", "all_to_all", ep, model.num_experts * 8.0 + 0 * B, moe_layers))
-            msgs.append(Message("moe_dispatch_all_to_all", "all_to_all", ep, routed, moe_layers))
-            msgs.append(Message("moe_combine_all_to_all", "all_to_all", ep, routed, moe_layers))
+            msgs.append(Message("moe_dispatch_all_to_all", "all_to_all", ep, rows * precision.bytes_of("moe_dispatch"),
+                                moe_layers, "moe_dispatch"))
+            msgs.append(Message("moe_combine_all_to_all", "all_to_all", ep, rows * precision.bytes_of("moe_combine"),
+                                moe_layers, "moe_combine"))
+        elif strategy in ("tp", "tp_pp"):
+            msgs.append(Message("moe_tp_all_reduce", "all_reduce", tpf * ep, B * H * b, moe_layers))
         else:
             msgs.append(Message("moe_tp_all_reduce", "all_reduce", tpf, B * H * b, moe_layers))
             msgs.append(Message("moe_ep_all_gather", "all_gather", ep, ep * B * H * b, moe_layers))

@@ -1,44 +1,29 @@
-"""Numeric formats and the precision of each tensor class.
-
-Bytes per element include block scales (OCP MX and NVFP4 store one scale per block):
-- fp4: 0.5 B, the paper's App. A accounting (no scales) [paper App. A];
-- nvfp4: 4 bits + one FP8 (E4M3) scale per 16 elements = 4.5 bits [NVIDIA NVFP4 blog, via
-  reference/hardware_models.md §4];
-- mxfp4: 4 bits + one E8M0 scale per 32 elements = 4.25 bits [OCP MX spec v1.0];
-- mxfp8: 8 bits + one E8M0 scale per 32 = 8.25 bits [OCP MX spec v1.0];
-- fp8, bf16, fp16, fp32: 1, 2, 2, 4 bytes.
-"""
+"""Which numeric format each tensor class uses (formats and their sizes: helix.cost.formats)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from helix.cost.formats import BYTES_PER_ELEMENT, COMPUTE_CLASS  # noqa: F401  (re-exported)
 from helix.errors import HelixInputError
 
-BYTES_PER_ELEMENT: dict[str, float] = {
-    "fp4": 0.5,
-    "nvfp4": 4.5 / 8,
-    "mxfp4": 4.25 / 8,
-    "fp8": 1.0,
-    "mxfp8": 8.25 / 8,
-    "bf16": 2.0,
-    "fp16": 2.0,
-    "fp32": 4.0,
+# What each class is (the CLI's --<class>-precision flags). Stacks differ in exactly these choices:
+# DeepSeek / SGLang run FP8 block-scaled weights and GEMMs, BF16 MLA math and KV cache, FP8 dispatch and
+# BF16 combine, a BF16 router and LM head; the paper runs FP4 everywhere [paper §3.1].
+TENSOR_CLASSES = ("attention_weights", "ffn_weights", "kv_cache", "communication", "compute", "attention_compute",
+                  "moe_dispatch", "moe_combine", "router_weights", "embedding_weights")
+TENSOR_CLASS_HELP = {
+    "attention_weights": "QKV, MLA projections and O-projection weights",
+    "ffn_weights": "dense FFN, routed and shared expert weights",
+    "kv_cache": "the KV cache (and the attention kernel that reads it)",
+    "communication": "payloads of the attention and FFN collectives (KVP partials, all-reduces, all-gathers)",
+    "compute": "GEMM math: the tensor-core rate of every projection, FFN and expert GEMM",
+    "attention_compute": "attention math: the tensor-core rate of QK^T and PV",
+    "moe_dispatch": "DP+EP dispatch all-to-all payload (DeepEP: fp8 with 1x128 scales = mxfp8's 8.25 bits)",
+    "moe_combine": "DP+EP combine all-to-all payload (DeepEP: bf16)",
+    "router_weights": "the MoE router (gate) weights",
+    "embedding_weights": "embedding and LM head weights",
 }
-
-# Which tensor-core peak a compute format runs at (block-scaled formats run at their element rate).
-COMPUTE_CLASS: dict[str, str] = {
-    "fp4": "fp4",
-    "nvfp4": "fp4",
-    "mxfp4": "fp4",
-    "fp8": "fp8",
-    "mxfp8": "fp8",
-    "bf16": "bf16",
-    "fp16": "bf16",
-    "fp32": "bf16",
-}
-
-TENSOR_CLASSES = ("attention_weights", "ffn_weights", "kv_cache", "communication", "compute")
 
 
 def check_format(field: str, fmt: str) -> str:
@@ -56,6 +41,11 @@ class PrecisionSpec:
     kv_cache: str = "fp4"
     communication: str = "fp4"
     compute: str = "fp4"
+    attention_compute: str = "fp4"
+    moe_dispatch: str = "fp4"
+    moe_combine: str = "fp4"
+    router_weights: str = "fp4"
+    embedding_weights: str = "fp4"
 
     def __post_init__(self) -> None:
         for name in TENSOR_CLASSES:
@@ -64,11 +54,12 @@ class PrecisionSpec:
     @classmethod
     def uniform(cls, fmt: str) -> PrecisionSpec:
         check_format("precision", fmt)
-        return cls(fmt, fmt, fmt, fmt, fmt)
+        return cls(**{c: fmt for c in TENSOR_CLASSES})
 
     def bytes_of(self, tensor_class: str) -> float:
         return BYTES_PER_ELEMENT[getattr(self, tensor_class)]
 
     @property
     def compute_class(self) -> str:
+        """The tensor-core rate of GEMM math."""
         return COMPUTE_CLASS[self.compute]

@@ -1,0 +1,113 @@
+"""The decode step's op inventory, counted by hand for one Llama and one DeepSeek layer.
+
+Llama-3.1-405B under TP = 8 and DeepSeek-R1 under Helix (KVP = 8, EP = 8), B = 16, S = 10^6, FP4
+(0.5 B per element), activations in BF16 (2 B). Every op's name, kind, bytes and FLOPs are written out.
+"""
+
+import numpy as np
+import pytest
+
+from helix import load_model
+from helix.cost.inventory import Shape, layer_counts, layer_ops
+from helix.specs import PrecisionSpec
+
+B, S = 16, 10**6
+
+
+def shape(model, strategy, tpa, kvp, dp, tpf, ep, **kw):
+    a = lambda v: np.asarray(v, dtype=np.int64)  # noqa: E731
+    return Shape(model, PrecisionSpec(), strategy, a(tpa), a(kvp), a(dp), a(tpf), a(ep), a(1), a(B), a(S), **kw)
+
+
+def table(ops):
+    return {op.name: (op.kind, float(op.bytes), float(op.flops)) for op in ops}
+
+
+def same(got: dict, expected: dict) -> bool:
+    """Same ops in the same launch order, same kinds, bytes and FLOPs to 1e-12."""
+    assert list(got) == list(expected)
+    for name, (kind, nbytes, flops) in expected.items():
+        assert got[name][0] == kind, name
+        assert got[name][1:] == pytest.approx((nbytes, flops), rel=1e-12), name
+    return True
+
+
+def test_llama_tp8_layer_by_hand():
+    ops = layer_ops(shape(load_model("llama-3.1-405b"), "tp", 8, 1, 1, 8, 1))
+    H, F, V = 16384, 53248, 128256
+    n_qkv = (128 // 8 + 2 * 1) * 128  # 16 query heads + one K and one V head per rank
+    gemm = lambda m, n, k: (n * k * 0.5 + 2 * (m * k + m * n), 2.0 * m * n * k)  # noqa: E731
+    expect_attention = {
+        "input_norm": ("elementwise", B * H * 8.0, 0.0),  # reads hidden + residual, writes both, BF16
+        "qkv_gemm": ("gemm", *gemm(B, n_qkv, H)),
+        "rope": ("elementwise", B * (16 + 1) * 128 * 4.0, 0.0),
+        "kv_cache_write": ("elementwise", B * 2 * 128 * 2.5, 0.0),  # BF16 in, FP4 into the cache
+        "attention": ("attention", B * S * 2 * 128 * 0.5 + 2 * 2 * B * 128, 4.0 * 128 * B * 16 * S),
+        "o_gemm": ("gemm", *gemm(B, H, 128 * 128 // 8)),
+        "post_attention_norm": ("elementwise", B * H * 8.0, 0.0),
+    }
+    assert same(table(ops["attention"]), expect_attention)
+    width = F // 8
+    assert same(table(ops["dense_ffn"]), {
+        "gate_up_gemm": ("gemm", *gemm(B, 2 * width, H)),
+        "swiglu": ("elementwise", B * width * 6.0, 0.0),
+        "down_gemm": ("gemm", *gemm(B, H, width)),
+    })
+    assert same(table(ops["step"]), {
+        "embedding": ("elementwise", B * H * 4.0, 0.0),
+        "final_norm": ("elementwise", B * H * 4.0, 0.0),
+        "lm_head_gemm": ("gemm", *gemm(B, V / 8, H)),
+        "sampling": ("elementwise", B * V / 8 * 2.0, 0.0),
+    })
+    assert ops["moe_ffn"] == []
+    counts = layer_counts(load_model("llama-3.1-405b"), 1)
+    assert (int(counts["attention"]), int(counts["dense_ffn"]), int(counts["moe_ffn"])) == (126, 126, 0)
+
+
+def test_deepseek_helix_layer_by_hand():
+    model = load_model("deepseek-r1")
+    ops = layer_ops(shape(model, "helix", 1, 8, 1, 1, 8))
+    H = 7168
+    gemm = lambda m, n, k: (n * k * 0.5 + 2 * (m * k + m * n), 2.0 * m * n * k)  # noqa: E731
+    bmm = (128 * 128 * 512 * 0.5 + 2 * B * 128 * (128 + 512), 2.0 * B * 128 * 128 * 512)
+    partial = B * 128 * (128 * 0.5 + 4)  # every local head's output (after W_UV) and fp32 LSE, sent to KVP peers
+    assert same(table(ops["attention"]), {
+        "input_norm": ("elementwise", B * H * 8.0, 0.0),
+        "qkv_a_gemm": ("gemm", *gemm(B, 1536 + 512 + 64, H)),  # fused q/kv down-projection, replicated
+        "q_a_norm": ("elementwise", B * 1536 * 4.0, 0.0),
+        "kv_a_norm": ("elementwise", B * 512 * 4.0, 0.0),
+        "q_b_gemm": ("gemm", *gemm(B, 128 * 192, 1536)),
+        "w_uk_bmm": ("gemm", *bmm),
+        "rope": ("elementwise", B * (128 + 1) * 64 * 4.0, 0.0),
+        "kv_cache_write": ("elementwise", 2 * 576 * 2.5, 0.0),  # staged: 16 requests / 8 KVP ranks append here
+        "attention": ("attention", B * (S / 8) * 576 * 0.5, B * 128 * (S / 8) * (2 * 576 + 2 * 512)),
+        "lse_combine": ("elementwise", partial + B * 2048 * 2.0, 0.0),  # 16 of 128 heads combined here
+        "w_uv_bmm": ("gemm", *bmm),
+        "o_gemm": ("gemm", *gemm(B, H, 128 * 128 / 8)),
+        "post_attention_norm": ("elementwise", B * H * 8.0, 0.0),
+    })
+    touched = 32 * (1 - (248 / 256) ** 16)  # 32 local experts, 16 tokens x top-8 of 256
+    pairs = B * 8 / 8
+    expert_weights = 3 * H * 2048 * 0.5
+    assert same(table(ops["moe_ffn"]), {
+        "router_gemm": ("gemm", *gemm(B, 256, H)),
+        "topk_gating": ("elementwise", B * 256 * 4.0, 0.0),
+        "experts": ("grouped_gemm", touched * expert_weights + 2 * pairs * (2 * H + 2 * 2048), 6.0 * pairs * H * 2048),
+        "shared_gate_up_gemm": ("gemm", *gemm(B, 2 * 2048 / 8, H)),  # the shared expert over all N = 8 ranks
+        "shared_swiglu": ("elementwise", B * 256 * 6.0, 0.0),
+        "shared_down_gemm": ("gemm", *gemm(B, H, 2048 / 8)),
+    })
+    counts = layer_counts(model, 1)
+    assert (int(counts["attention"]), int(counts["dense_ffn"]), int(counts["moe_ffn"])) == (61, 3, 58)
+
+
+def test_combine_absent_at_kvp_1_and_mtp_multiplies_tokens():
+    model = load_model("deepseek-r1")
+    ops = {op.name: op for op in layer_ops(shape(model, "helix", 1, 1, 8, 1, 8))["attention"]}
+    assert not bool(ops["lse_combine"].active) and float(ops["lse_combine"].bytes) == 0.0
+    one = {op.name: op for op in layer_ops(shape(model, "dp_ep", 1, 1, 8, 1, 8))["attention"]}
+    mtp = {op.name: op for op in layer_ops(shape(model, "dp_ep", 1, 1, 8, 1, 8, query_tokens=3))["attention"]}
+    # three query tokens per request: 3x the GEMM FLOPs, the same KV read, 3x the attention FLOPs
+    assert float(mtp["q_b_gemm"].flops) == pytest.approx(3 * float(one["q_b_gemm"].flops))
+    assert float(mtp["attention"].read_bytes) == float(one["attention"].read_bytes)
+    assert float(mtp["attention"].flops) == pytest.approx(3 * float(one["attention"].flops))
