@@ -7,10 +7,13 @@ Units are SI: bytes, seconds, bytes/s, FLOP/s. Link bandwidth is per direction.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+import functools
+import json
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from helix.cost.optime import OpModel, op_model_from_mapping
 from helix.errors import HelixInputError
 from helix.specs.fields import as_number, check_keys, read_yaml, split_value
 
@@ -46,6 +49,14 @@ class HardwareSpec:
     # all-reduce algorithms the collective library runs (helix.cost.collectives picks the cheapest);
     # None = every one the hardware has: ring, one_shot, two_shot, and nvls where nvls_latency_s > 0
     all_reduce_algorithms: tuple[str, ...] | None = None
+    # beyond the scale-up domain: extra collective latency per doubling of the group past the domain
+    scale_out_latency_per_doubling_s: float = 0.0
+    # fitted collective bandwidths x this factor (a GPU whose links differ from the one measured: H800 vs H100)
+    collective_bandwidth_scale: float = 1.0
+    # engine -> fitted op-model file (relative to the preset directory); the chosen one is loaded as op_model
+    op_models: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+    engine: str = ""  # the engine whose measured kernel tables time the ops ("" = the plain roofline)
+    op_model: OpModel | None = field(default=None, compare=False, hash=False)
     description: str = ""
     sources: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
     empirical: frozenset[str] = field(default_factory=frozenset, compare=False, hash=False)
@@ -78,15 +89,20 @@ class HardwareSpec:
 
 ALL_REDUCE_ALGORITHMS = ("ring", "one_shot", "two_shot", "nvls")
 NUMBER_FIELDS = tuple(f.name for f in fields(HardwareSpec)
-                      if f.name not in ("name", "description", "sources", "empirical", "all_reduce_algorithms"))
+                      if f.name not in ("name", "description", "sources", "empirical", "all_reduce_algorithms",
+                                        "op_models", "engine", "op_model"))
 # Fields a user YAML may leave out (defaults: no per-step overhead, every all-reduce algorithm the
 # hardware has, perfect compute-communication overlap); built-in presets and calibrated profiles give
 # them with a source.
-OPTIONAL_FIELDS = ("step_overhead_s", "all_reduce_algorithms", "comm_overlap_efficiency")
+OPTIONAL_FIELDS = ("step_overhead_s", "all_reduce_algorithms", "comm_overlap_efficiency",
+                   "scale_out_latency_per_doubling_s", "collective_bandwidth_scale", "op_models")
 # Fractions: at most 1 (> 0 but for comm_overlap_efficiency, where 0 = no overlap).
 UNIT_FIELDS = ("hbm_usable_fraction", "hbm_efficiency", "flop_efficiency", "link_efficiency",
                "comm_overlap_efficiency")
 SOURCED_FIELDS = NUMBER_FIELDS + ("all_reduce_algorithms",)
+ENGINES = ("trtllm", "sglang", "vllm")
+NO_ENGINE = "none"  # the plain roofline with the preset's fixed costs, whatever op models the preset has
+DEFAULT_ENGINE = "trtllm"  # TensorRT-LLM: the paper's stack and the engine that ships Helix
 
 
 def check_all_reduce_algorithms(where: str, value: Any) -> tuple[str, ...]:
@@ -101,8 +117,8 @@ def check_all_reduce_algorithms(where: str, value: Any) -> tuple[str, ...]:
     if len(set(names)) != len(names):
         raise HelixInputError(where, f"lists an algorithm twice: {list(names)}")
     return names
-_STRICTLY_POSITIVE = {"peak_flops_per_s_bf16", "hbm_capacity_bytes", "hbm_bytes_per_s", "scale_up_domain_gpus",
-                      "link_bytes_per_s_per_direction", "scale_out_bytes_per_s_per_direction"}
+_STRICTLY_POSITIVE = {"collective_bandwidth_scale", "peak_flops_per_s_bf16", "hbm_capacity_bytes", "hbm_bytes_per_s",
+                      "scale_up_domain_gpus", "link_bytes_per_s_per_direction", "scale_out_bytes_per_s_per_direction"}
 
 
 def preset_names() -> list[str]:
@@ -121,6 +137,8 @@ def hardware_from_mapping(where: str, data: dict[str, Any]) -> HardwareSpec:
         value, source, is_empirical = split_value(where, key, raw)
         if key == "all_reduce_algorithms":
             values[key] = check_all_reduce_algorithms(f"{where}.{key}", value)
+        elif key == "op_models":
+            values[key] = _check_op_models(f"{where}.{key}", value)
         else:
             values[key] = as_number(f"{where}.{key}", value, integer=(key == "scale_up_domain_gpus"),
                                     strict=key in _STRICTLY_POSITIVE, maximum=1.0 if key in UNIT_FIELDS else None)
@@ -132,13 +150,70 @@ def hardware_from_mapping(where: str, data: dict[str, Any]) -> HardwareSpec:
                         **values)
 
 
-def load_hardware(name_or_path: str | Path) -> HardwareSpec:
-    """A preset name (``helix hardware``) or a path to a YAML file with every field."""
+def _check_op_models(where: str, value: Any) -> dict[str, str]:
+    if not isinstance(value, dict) or not value:
+        raise HelixInputError(where, f"must map engine names ({', '.join(ENGINES)}) to op-model files, got {value!r}")
+    bad = [e for e in value if e not in ENGINES]
+    if bad:
+        raise HelixInputError(where, f"unknown engine {bad[0]!r}; allowed: {', '.join(ENGINES)}")
+    return {str(k): str(v) for k, v in value.items()}
+
+
+def _with_op_model(hw: HardwareSpec, base_dir: Path, engine: str | None) -> HardwareSpec:
+    """The spec with the chosen engine's fitted op model loaded (None: the default engine, if any)."""
+    if engine == NO_ENGINE:
+        return hw
+    if not hw.op_models:
+        if engine:
+            raise HelixInputError("--engine", f"hardware {hw.name!r} has no measured op model (it uses the plain "
+                                  "roofline); drop --engine or pick a preset listed by `helix hardware`")
+        return hw
+    chosen = engine or (DEFAULT_ENGINE if DEFAULT_ENGINE in hw.op_models else sorted(hw.op_models)[0])
+    if chosen not in hw.op_models:
+        raise HelixInputError("--engine", f"hardware {hw.name!r} has no op model for {chosen!r}; allowed: "
+                              f"{', '.join(sorted(hw.op_models))}")
+    path = (base_dir / hw.op_models[chosen]).resolve()
+    if not path.is_file() and not Path(hw.op_models[chosen]).is_absolute():
+        # a user's copy of a preset keeps pointing at the shipped fit unless it ships its own file
+        path = (PRESET_DIR / hw.op_models[chosen]).resolve()
+    stat = path.stat() if path.is_file() else None
+    model = _read_op_model(str(path), stat.st_mtime_ns if stat else 0)
+    return replace(hw, engine=chosen, op_model=model)
+
+
+@functools.lru_cache(maxsize=32)
+def _read_op_model(path: str, mtime_ns: int) -> OpModel:
+    """Parse one op-model file once per modification (experiments load the same preset many times)."""
+    del mtime_ns  # part of the cache key only
+    if path.endswith(".json"):
+        try:
+            data = json.loads(Path(path).read_text())
+        except OSError as exc:
+            raise HelixInputError("--hardware", f"cannot read {path!r} ({exc.strerror})") from None
+        except ValueError as exc:
+            raise HelixInputError("--hardware", f"{path!r} is not valid JSON ({exc})") from None
+    else:
+        data = read_yaml(Path(path), "--hardware")
+    if not isinstance(data, dict):
+        raise HelixInputError("--hardware", f"{path!r} must hold a mapping")
+    data = {k: v for k, v in data.items() if k not in ("generated_by", "hardware")}
+    try:
+        return op_model_from_mapping(Path(path).name, data)
+    except ValueError as exc:
+        raise HelixInputError("--hardware", str(exc)) from None
+
+
+def load_hardware(name_or_path: str | Path, engine: str | None = None) -> HardwareSpec:
+    """A preset name (``helix hardware``) or a path to a YAML file with every field; ``engine`` picks
+    which engine's measured kernel tables time the ops (default: TensorRT-LLM where the preset has it)."""
+    if engine is not None and engine not in (*ENGINES, NO_ENGINE):
+        raise HelixInputError("--engine", f"unknown engine {engine!r}; allowed: {', '.join(ENGINES)}, {NO_ENGINE}")
     text = str(name_or_path)
     if text in preset_names():
-        return hardware_from_mapping(f"hardware {text!r}", read_yaml(PRESET_DIR / f"{text}.yaml", "--hardware"))
+        hw = hardware_from_mapping(f"hardware {text!r}", read_yaml(PRESET_DIR / f"{text}.yaml", "--hardware"))
+        return _with_op_model(hw, PRESET_DIR, engine)
     path = Path(text)
     if path.suffix in (".yaml", ".yml"):
-        return hardware_from_mapping(path.name, read_yaml(path, "--hardware"))
+        return _with_op_model(hardware_from_mapping(path.name, read_yaml(path, "--hardware")), path.parent, engine)
     raise HelixInputError("--hardware", f"unknown hardware {text!r}; allowed: {', '.join(preset_names())}, "
                           "or a path to a .yaml file")

@@ -37,7 +37,16 @@ def _writable_dir(field: str, path: Path) -> None:
 
 
 def _run_calibrate(args: argparse.Namespace) -> int:
-    out = _yaml_path("--out", args.out)
+    if args.from_perf_db:
+        from helix.validation.perf_db import command as perf_db
+
+        return perf_db.run(args)
+    for flag, value in (("--hardware", args.hardware), ("--engine", args.engine), ("--out-dir", args.out_dir)):
+        if value is not None:
+            raise HelixInputError(flag, "only applies with --from-perf-db")
+    if args.json:
+        raise HelixInputError("--json", "only applies with --from-perf-db")
+    out = _yaml_path("--out", args.out or "profile.yaml")
     _writable_dir("--out", out)
     if args.max_ranks is not None and args.max_ranks < 1:
         raise HelixInputError("--max-ranks", f"must be >= 1, got {args.max_ranks}")
@@ -108,16 +117,31 @@ def _run_validate(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("calibrate", help="measure this machine and write a hardware profile YAML",
+    p = subparsers.add_parser("calibrate", help="measure this machine and write a hardware profile YAML, or "
+                                                "refit the GPU op models from NVIDIA's measured tables",
                               description="Measure memory bandwidth, the runtime's attention, matmul FLOP/s, "
                                           "the runtime's fixed cost per op and the distributed backend's "
                                           "collectives (one process per core); fit the simulator's alpha-beta "
                                           "form; write a profile for --hardware, and a single-rank variant "
-                                          "beside it. About 30 s on 2 cores.")
-    p.add_argument("--out", default="profile.yaml", help="profile path (.yaml); raw measurements go beside it")
+                                          "beside it. About 30 s on 2 cores. With --from-perf-db: refit the "
+                                          "op-model presets (GEMM, attention, MLA, MoE, elementwise, "
+                                          "collective forms) from aiconfigurator-core's measured kernel tables "
+                                          "for GB200, B200, H200 and H100 x TensorRT-LLM and SGLang, and print "
+                                          "each table's held-out error (about 5 minutes for all).",
+                              epilog="example: helix calibrate --from-perf-db --hardware h200 --engine sglang --json")
+    p.add_argument("--out", default=None, help="profile path (.yaml, default profile.yaml); raw measurements go "
+                                              "beside it")
     p.add_argument("--name", default=None, help="profile name (default cpu-<host>)")
     p.add_argument("--max-ranks", type=int, default=None, help="largest collective group (default: cores)")
     p.add_argument("--quick", action="store_true", help="tiny sizes, seconds: a smoke test, not a profile")
+    p.add_argument("--from-perf-db", action="store_true",
+                   help="refit the op-model presets from aiconfigurator-core (pip install -e \".[perf-db]\")")
+    p.add_argument("--hardware", default=None, help="with --from-perf-db: gb200-nvl72, b200, h200, h100 or all "
+                                                   "(default: all)")
+    p.add_argument("--engine", default=None, help="with --from-perf-db: trtllm, sglang or all (default: all)")
+    p.add_argument("--out-dir", default=None, help="with --from-perf-db: where the op-model files go (default: "
+                                                  "the package's presets, specs/presets/hardware/op_models)")
+    p.add_argument("--json", action="store_true", help="with --from-perf-db: print {\"tables\": [...]} as JSON")
     p.set_defaults(func=_run_calibrate)
 
     v = subparsers.add_parser("validate", help="time the runtime's decode step and compare with the simulator",

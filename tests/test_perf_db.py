@@ -1,0 +1,123 @@
+"""The perf-DB fit (helix.validation.perf_db): synthetic rows with known parameters are recovered, the
+held-out split is a pure function of the shape, the committed op models are what a refit gives, and
+``helix calibrate --from-perf-db`` rejects bad flags with one line and exit code 2."""
+
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("scipy")  # the perf-db extra brings it with aiconfigurator-core
+
+from helix.cli import main  # noqa: E402
+from helix.cost.optime import CollectiveForm, Correction, collective_traffic  # noqa: E402
+from helix.validation.perf_db import fit  # noqa: E402
+
+HAVE_PACKAGE = importlib.util.find_spec("aiconfigurator_core") is not None
+
+
+def test_op_base_recovers_known_parameters():
+    # t = 3 us + max(bytes / (0.8 x 8 TB/s), flops / (0.6 x 2.5 PF/s)) on a grid spanning both regimes
+    rng = np.random.default_rng(0)
+    b = 10 ** rng.uniform(4, 9, 400)
+    f = 10 ** rng.uniform(6, 13, 400)
+    t = 3e-6 + np.maximum(b / (0.8 * 8e12), f / (0.6 * 2.5e15))
+    fixed, eta_m, eta_f = fit.fit_op_base(b, f, t, 8e12, 2.5e15)
+    assert (fixed, eta_m, eta_f) == pytest.approx((3e-6, 0.8, 0.6), rel=1e-5)
+
+
+def test_collective_base_recovers_known_parameters():
+    # all-reduce: 6 us + 1.5 us per doubling + 2 (p - 1) / p x n / 300 GB/s
+    p = np.repeat([2.0, 4.0, 8.0], 12)
+    n = np.tile(2.0 ** np.arange(10, 34, 2), 3)
+    t = 6e-6 + 1.5e-6 * np.log2(p) + collective_traffic("all_reduce", p) * n / 3e11
+    lat, per_doubling, bw = fit.fit_collective_base("all_reduce", n, p, t)
+    assert (lat, per_doubling, bw) == pytest.approx((6e-6, 1.5e-6, 3e11), rel=1e-5)
+    form = CollectiveForm(lat, per_doubling, bw, max_measured_group=8)
+    assert form.time_s("all_reduce", n, p) == pytest.approx(t, rel=1e-5)
+
+
+def test_correction_fit_reproduces_a_grid_function():
+    # log ratio multilinear on the knots: the fit's coefficients are the node values (to the 4-decimal rounding)
+    knots = ((0.0, 2.0, 4.0), (0.0, 3.0))
+    nodes = np.array([[0.1, -0.2], [0.3, 0.0], [-0.1, 0.25]])
+    truth = Correction(("tokens", "n"), knots, tuple(nodes.ravel()))
+    rng = np.random.default_rng(1)
+    x = [rng.uniform(0, 4, 600), rng.uniform(0, 3, 600)]
+    r = truth.log_ratio({"tokens": 2.0 ** x[0], "n": 2.0 ** x[1]})
+    got = fit.fit_correction(("tokens", "n"), knots, x, r, smoothness=1e-6, ridge=1e-9)
+    assert np.asarray(got.coefficients) == pytest.approx(nodes.ravel(), abs=2e-4)
+
+
+def test_design_matrix_matches_the_interpolant():
+    knots = ((0.0, 1.0, 3.0), (0.0, 2.0, 4.0, 6.0))
+    c = np.linspace(-0.5, 0.5, 12)
+    corr = Correction(("batch", "kv_tokens"), knots, tuple(c))
+    x = [np.array([-1.0, 0.5, 2.0, 3.0, 9.0]), np.array([0.0, 1.0, 5.0, 6.0, 3.3])]
+    a = fit.design_matrix(x, knots)
+    assert np.asarray(a.sum(axis=1)).ravel() == pytest.approx(1.0)
+    assert a @ c == pytest.approx(corr.log_ratio({"batch": 2.0 ** x[0], "kv_tokens": 2.0 ** x[1]}), rel=1e-12)
+
+
+def test_holdout_is_a_function_of_the_shape_only():
+    m = np.arange(1, 2001)
+    k = (m * 7) % 97 + 1
+    mask = fit.holdout_mask(m, k)
+    order = np.random.default_rng(2).permutation(m.size)
+    assert np.array_equal(fit.holdout_mask(m[order], k[order]), mask[order])
+    assert 0.17 < mask.mean() < 0.23  # one row in five
+    assert fit.choose_knots(np.log2([1, 16384]), 1.25) == tuple(round(v, 4) for v in np.linspace(0, 14, 13))
+
+
+@pytest.mark.skipif(not HAVE_PACKAGE, reason="needs the perf-db extra (aiconfigurator-core)")
+def test_committed_op_models_are_what_a_refit_gives():
+    from helix.specs import load_hardware
+    from helix.validation.perf_db import build
+
+    tables = {"mla_bmm_pre.bf16", "elementwise", "custom_all_reduce", "moe_dispatch"}
+    model, fits = build.build_op_model("gb200-nvl72", "trtllm", only=tables)
+    committed = load_hardware("gb200-nvl72", engine="trtllm").op_model
+    for name in ("mla_bmm_pre.bf16", "elementwise"):
+        assert model.forms[name] == committed.forms[name], name
+    for name in ("custom_all_reduce", "moe_dispatch"):
+        assert model.collectives[name] == committed.collectives[name], name
+    assert {f.table for f in fits} == tables
+    assert all(f.median_abs_error <= 0.10 and f.p90_abs_error <= 0.25 for f in fits)
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--from-perf-db", "--quick"], "--quick: measures this machine; it cannot be combined with --from-perf-db"),
+    (["--from-perf-db", "--out", "p.yaml"], "--out: measures this machine"),
+    (["--from-perf-db", "--hardware", "h800"], "--hardware: no measured tables for 'h800'"),
+    (["--from-perf-db", "--engine", "vllm"], "--engine: unknown engine 'vllm'; allowed: trtllm, sglang, all"),
+    (["--hardware", "h200"], "--hardware: only applies with --from-perf-db"),
+    (["--json"], "--json: only applies with --from-perf-db"),
+])
+def test_calibrate_from_perf_db_bad_flags(capsys, argv, message):
+    code, out, err = run(capsys, "calibrate", *argv)
+    assert code == 2 and out == "" and err.count("\n") == 1 and message in err, err
+
+
+def test_calibrate_from_perf_db_without_the_package(capsys, monkeypatch, tmp_path):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "aiconfigurator_core" else real(name, *a))
+    code, out, err = run(capsys, "calibrate", "--from-perf-db", "--out-dir", str(tmp_path / "m"))
+    assert code == 2 and out == "" and 'pip install -e ".[perf-db]"' in err and err.count("\n") == 1
+    assert not (tmp_path / "m").exists()
+
+
+def test_op_model_file_is_json_with_sources():
+    from helix.validation.perf_db.build import OP_MODEL_DIR
+
+    data = json.loads((OP_MODEL_DIR / "gb200-nvl72.trtllm.json").read_text())
+    assert data["hardware"] == "gb200-nvl72" and data["engine"] == "trtllm"
+    for name, form in {**data["forms"], **data["collectives"]}.items():
+        assert "aiconfigurator-core 0.12.0" in form["source"] and "held out" in form["source"], name
