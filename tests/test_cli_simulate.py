@@ -66,7 +66,7 @@ def test_models_and_hardware_lists(capsys):
     (["--batch", "0"], "--batch: must be >= 1, got 0"),
     (["--batch", "-3"], "--batch: must be >= 1, got -3"),
     (["--context", "lots"], "--context: expected a token count"),
-    (["--kvp", "6", "--tpa", "8", "--tpf", "64"], "kvp*tpa*dp (=48) must equal tpf*ep (=64)"),
+    (["--kvp", "6", "--tpa", "8", "--tpf", "64"], "--tpf: must divide N = 48 (TPF x EP = N), got 64"),
     (["--model", "llama-3.1-405b", "--kvp", "2", "--tpa", "3"], "tpa: must divide the KV heads (8), got 3"),
     (["--precision", "fp3"], "precision: unknown format 'fp3'"),
     (["--expert-imbalance", "0.5"], "--expert-imbalance: must be >= 1"),

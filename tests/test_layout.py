@@ -50,7 +50,7 @@ def test_bad_fields(kwargs, field):
 
 
 def test_strategy_rules():
-    with pytest.raises(HelixInputError, match="tp: needs tpa == tpf"):
+    with pytest.raises(HelixInputError, match="tp: attention TP = N"):
         Layout(tpa=2, kvp=2, tpf=4, strategy="tp")
     with pytest.raises(HelixInputError, match="medha: TP is tied"):
         Layout(tpa=2, kvp=2, tpf=1, ep=2, strategy="medha")

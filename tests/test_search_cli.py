@@ -24,7 +24,7 @@ def test_sweep_writes_points_frontier_and_figure(tmp_path, capsys):
     with open(out / "points.csv") as f:
         rows = list(csv.DictReader(f))
     batches = {r["batch"] for r in rows}
-    assert len(rows) == 36 * len(batches)  # 36 layouts worked out in test_search.py
+    assert len(rows) == 35 * len(batches)  # 35 layouts worked out in test_search.py
     assert f"{len(rows):,} points evaluated" in text
     feasible = sum(r["feasible"] == "1" for r in rows)
     assert f"{feasible:,} feasible" in text
@@ -42,24 +42,24 @@ def test_sweep_prints_counts_by_reason(capsys):
                         "--quiet")
     assert code == 0
     grid = len(search.batch_grid(int(text.split("batch sizes 1..")[1].split()[0])))
-    assert f"{15 * grid:,} points evaluated" in text and "0 feasible" in text
-    assert f"weights_exceed_hbm {15 * grid:,}" in text
+    assert f"{17 * grid:,} points evaluated" in text and "0 feasible" in text
+    assert f"weights_exceed_hbm {17 * grid:,}" in text
 
 
 def test_best_json_picks_within_budget(capsys):
-    code, text, _ = run(capsys, "best", "--model", "llama-3.1-405b", "--context", "1M", "--ttl-budget-ms", "15",
+    code, text, _ = run(capsys, "best", "--model", "llama-3.1-405b", "--context", "1M", "--ttl-budget-ms", "30",
                         "--max-gpus", "16", "--json")
     assert code == 0
     d = json.loads(text)
     thr, users = d["most_tokens_per_s_per_gpu"], d["most_users"]
     for pick in (thr, users):
-        assert pick["ttl_s"] <= 0.015 and pick["feasible"] is True
+        assert pick["ttl_s"] <= 0.030 and pick["feasible"] is True
         assert sum(pick["breakdown"].values()) == pytest.approx(pick["ttl_s"], rel=1e-12)
     assert users["users"] >= thr["users"]
     assert thr["tokens_per_s_per_gpu"] >= users["tokens_per_s_per_gpu"]
     # the pick is the best feasible point of the same sweep within the budget
     sw = search.sweep(load_model("llama-3.1-405b"), load_hardware("gb200-nvl72"), 10**6, max_gpus=16)
-    ok = sw.feasible.take(sw.feasible.ttl_s <= 0.015)
+    ok = sw.feasible.take(sw.feasible.ttl_s <= 0.030)
     assert thr["tokens_per_s_per_gpu"] == pytest.approx(ok.tokens_per_s_per_gpu.max(), rel=1e-12)
     assert users["users"] == ok.users.max()
 

@@ -20,6 +20,15 @@ Worked examples (pinned by tests/test_layout.py):
   then the same ranks as TPF = 8: one FFN group [0..7].
 - N = 8 as TPF = 4 x EP = 2: TPF groups [0,1,2,3] [4,5,6,7]; EP groups [0,4] [1,5] [2,6] [3,7].
 - TP = 4 with PP = 2 (8 GPUs): stage 0 is ranks 0-3, stage 1 is ranks 4-7; PP groups [0,4] [1,5] ...
+- TP = 8 with a TPF = 1 x EP = 8 MoE (TensorRT-LLM's and SGLang's "TP8 EP8"): one TPA group [0..7];
+  TPF groups [0] [1] ... [7]; one EP group [0..7].
+- DP+EP on 8 GPUs as DP = 8, TPF = 2 x EP = 4: TPA groups [0] ... [7]; TPF groups [0,1] [2,3] [4,5]
+  [6,7]; EP groups [0,2,4,6] [1,3,5,7].
+
+Production layouts (the engines' names): EP is TensorRT-LLM's ``moe_expert_parallel_size``, vLLM's
+``--enable-expert-parallel``, SGLang's ``--ep-size``; attention DP is SGLang's ``--enable-dp-attention
+--dp-size`` and TensorRT-LLM's ``enable_attention_dp``; KVP is TensorRT-LLM's Helix context parallelism
+and vLLM's / SGLang's decode context parallelism (DCP); TPF is ``moe_tensor_parallel_size``.
 """
 
 from __future__ import annotations
@@ -35,6 +44,15 @@ def _positive_int(field: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise HelixInputError(field, f"must be an integer >= 1, got {value!r}")
     return value
+
+
+def _split(field: str, n: int, part: int) -> int:
+    """n / part, where ``part`` (a positive integer) must divide n."""
+    _positive_int(field, part)
+    _positive_int("gpus", n)
+    if n % part:
+        raise HelixInputError(field, f"must divide the GPU count {n}, got {part}")
+    return n // part
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,30 +75,32 @@ class Layout:
             what = "tpf*ep*kvp" if self.strategy == "medha" else "tpf*ep"
             raise HelixInputError("layout", f"kvp*tpa*dp (={attn}) must equal {what} (={ffn})")
         s = self.strategy
-        if s in ("tp", "tp_pp") and not (self.kvp == self.dp == self.ep == 1 and self.tpa == self.tpf):
-            raise HelixInputError("layout", f"{s}: needs tpa == tpf and kvp = dp = ep = 1, got {self.describe()}")
+        if s in ("tp", "tp_pp") and not (self.kvp == self.dp == 1 and self.tpa == self.tpf * self.ep):
+            raise HelixInputError("layout", f"{s}: attention TP = N (kvp = dp = 1) and the FFN as tpf*ep = N, "
+                                  f"got {self.describe()}")
         if s == "tp" and self.pp != 1:
             raise HelixInputError("layout", "tp: pp must be 1 (use tp_pp for pipeline stages)")
-        if s == "dp_ep" and not (self.tpa == self.kvp == self.tpf == 1):
-            raise HelixInputError("layout", "dp_ep: attention is data-parallel only and experts are whole "
-                                  f"(tpa = kvp = tpf = 1), got {self.describe()}")
+        if s == "dp_ep" and not (self.tpa == self.kvp == 1):
+            raise HelixInputError("layout", f"dp_ep: attention is data-parallel only (tpa = kvp = 1), got "
+                                  f"{self.describe()}")
         if s == "medha" and not (self.tpf == self.tpa and self.ep == 1 and self.dp == 1):
             raise HelixInputError("layout", f"medha: TP is tied (tpf == tpa), ep = dp = 1, got {self.describe()}")
 
     # ---- strategy constructors
     @classmethod
-    def tp(cls, n: int) -> Layout:
-        """Megatron TP over n GPUs: attention and FFN both TP = n (KV duplicated when n > K)."""
-        return cls(tpa=n, tpf=n, strategy="tp")
+    def tp(cls, n: int, ep: int = 1) -> Layout:
+        """Megatron TP over n GPUs: attention TP = n (KV duplicated when n > K; MLA's latent cache is held
+        whole on every rank), the MoE as TPF x EP = n (TPF = n / EP), dense layers TP = n."""
+        return cls(tpa=n, tpf=_split("ep", n, ep), ep=ep, strategy="tp")
 
     @classmethod
-    def tp_pp(cls, tp: int, pp: int) -> Layout:
-        return cls(tpa=tp, tpf=tp, pp=pp, strategy="tp_pp")
+    def tp_pp(cls, tp: int, pp: int, ep: int = 1) -> Layout:
+        return cls(tpa=tp, tpf=_split("ep", tp, ep), ep=ep, pp=pp, strategy="tp_pp")
 
     @classmethod
-    def dp_ep(cls, n: int, pp: int = 1) -> Layout:
-        """Data-parallel attention (each GPU owns whole requests), expert-parallel FFN (EP = n)."""
-        return cls(dp=n, ep=n, pp=pp, strategy="dp_ep")
+    def dp_ep(cls, n: int, pp: int = 1, tpf: int = 1) -> Layout:
+        """Data-parallel attention (each GPU owns whole requests), the MoE as TPF x EP = n (EP = n / TPF)."""
+        return cls(dp=n, tpf=tpf, ep=_split("tpf", n, tpf), pp=pp, strategy="dp_ep")
 
     @classmethod
     def medha(cls, kvp: int, tp: int, pp: int = 1) -> Layout:
@@ -162,8 +182,9 @@ class Layout:
         return self._groups(lambda r: r % self.gpus_per_stage)
 
 
-def check_layout_for_model(layout: Layout, model) -> None:
-    """Model-dependent validity: head and expert divisibility, TPA vs KV heads for Helix and Medha."""
+def check_layout_for_model(layout: Layout, model, *, allow_uneven: bool = False, redundant_experts: int = 0) -> None:
+    """Model-dependent validity: head and expert divisibility, TPA vs KV heads for Helix and Medha, and
+    (unless ``allow_uneven``) that every sharded width divides evenly, as engines require."""
     heads, kv_heads = model.num_query_heads, model.cache_heads
     s = layout.strategy
     if s in ("helix", "medha") and layout.tpa > kv_heads:
@@ -178,10 +199,45 @@ def check_layout_for_model(layout: Layout, model) -> None:
         # After the all-to-all each rank owns width / (TPA x KVP) of the attention output [paper §2.1.1].
         raise HelixInputError("layout", f"the attention output width Q*v (={width}) must divide evenly over "
                               f"tpa*kvp (={layout.tpa * layout.kvp})")
-    if model.is_moe:
-        if model.num_experts % layout.ep:
-            raise HelixInputError("ep", f"must divide the expert count ({model.num_experts}), got {layout.ep}")
-    elif layout.ep != 1:
-        raise HelixInputError("ep", f"must be 1 for the dense model {model.name!r}, got {layout.ep}")
+    _check_experts(layout, model, redundant_experts)
     if layout.pp > model.num_layers:
         raise HelixInputError("pp", f"must be <= num_layers ({model.num_layers}), got {layout.pp}")
+    if not allow_uneven:
+        _check_even(layout, model)
+
+
+def _check_experts(layout: Layout, model, redundant_experts: int) -> None:
+    if isinstance(redundant_experts, bool) or not isinstance(redundant_experts, int) or redundant_experts < 0:
+        raise HelixInputError("redundant_experts", f"must be an integer >= 0, got {redundant_experts!r}")
+    if not model.is_moe:
+        if layout.ep != 1:
+            raise HelixInputError("ep", f"must be 1 for the dense model {model.name!r}, got {layout.ep}")
+        if redundant_experts:
+            raise HelixInputError("redundant_experts", f"needs an MoE model; {model.name!r} is dense")
+        return
+    slots = model.num_experts + redundant_experts
+    if slots % layout.ep:
+        what = "num_experts + redundant_experts" if redundant_experts else "the expert count"
+        raise HelixInputError("ep", f"must divide {what} ({slots}), got {layout.ep}")
+
+
+def _check_even(layout: Layout, model) -> None:
+    """Every sharded width divides evenly over its group (engines shard whole rows; --allow-uneven keeps
+    the rest for exploration, with fractional widths)."""
+    s = layout.strategy
+    dense_group = {"helix": layout.tpf * layout.ep, "tp": layout.tpf * layout.ep, "tp_pp": layout.tpf * layout.ep,
+                   "medha": layout.tpf, "dp_ep": 1}[s]
+    vocab_group = {"dp_ep": 1, "medha": layout.tpa}.get(s, layout.tpa * layout.kvp * layout.dp)
+    checks = []
+    if model.num_dense_ffn_layers:
+        checks.append(("tpf", "the FFN width", model.ffn_dim, dense_group, "tpf*ep" if s != "medha" else "tpf"))
+    if model.is_moe:
+        checks.append(("tpf", "the expert FFN width", model.expert_ffn_dim, layout.tpf, "tpf"))
+        if model.num_shared_experts and s != "dp_ep":
+            checks.append(("tpf", "the shared-expert width", model.num_shared_experts * model.expert_ffn_dim,
+                           dense_group, "tpf*ep" if s != "medha" else "tpf"))
+    checks.append(("layout", "the vocabulary", model.vocab_size, vocab_group, "the vocabulary-parallel group"))
+    for field, what, size, group, name in checks:
+        if size % group:
+            raise HelixInputError(field, f"{what} {size} does not divide over {name} = {group}; use a divisor "
+                                  "or --allow-uneven")

@@ -10,11 +10,12 @@ from pathlib import Path
 import numpy as np
 
 from helix import search
+from helix.commands.layout_args import add_option_args, hardware_from_args, options_from_args
 from helix.commands.simulate import add_spec_args, format_result, precision_from_args
 from helix.errors import HelixInputError
 from helix.layout import STRATEGIES
 from helix.report import new_figure, plot_frontiers, save_figure, write_frontiers_csv, write_points_csv
-from helix.specs import load_hardware, load_model, parse_tokens
+from helix.specs import load_model, parse_tokens
 from helix.step import simulate
 
 LONG_SWEEP_POINTS = 200_000  # show a progress line above this many points
@@ -23,13 +24,17 @@ LONG_SWEEP_POINTS = 200_000  # show a progress line above this many points
 def _inputs(args):
     """Every input validated before any work or any file is written."""
     model = load_model(args.model)
-    hw = load_hardware(args.hardware)
+    hw = hardware_from_args(args)
     context = parse_tokens(args.context)
     precision = precision_from_args(args)
     strategies = search.check_strategies(args.strategies)
     if not 1 <= args.max_gpus <= 4096:
         raise HelixInputError("--max-gpus", f"must be an integer in 1..4096, got {args.max_gpus}")
-    return model, hw, context, precision, strategies
+    options = options_from_args(args)
+    if args.tbo and "dp_ep" not in strategies:
+        raise HelixInputError("--tbo", f"two-batch overlap applies to dp_ep points; it conflicts with --strategies "
+                              f"{','.join(strategies)}")
+    return model, hw, context, precision, strategies, options
 
 
 def _check_out(path: str | None) -> Path | None:
@@ -49,12 +54,13 @@ def _point_line(p: search.Points, i: int) -> str:
 
 
 def run_sweep(args) -> int:
-    model, hw, context, precision, strategies = _inputs(args)
+    model, hw, context, precision, strategies, options = _inputs(args)
     out = _check_out(args.out)
-    expected = sum(len(search.enumerate_layouts(model, s, args.max_gpus)["tpa"]) for s in strategies)
+    expected = sum(len(search.enumerate_layouts(model, s, args.max_gpus, options["allow_uneven"],
+                                                options["redundant_experts"])["tpa"]) for s in strategies)
     sw = search.sweep(model, hw, context, strategies=strategies, max_gpus=args.max_gpus, precision=precision,
                       overlap="serial" if args.no_hopb else "auto",
-                      progress=expected * 100 > LONG_SWEEP_POINTS and not args.quiet)
+                      progress=expected * 100 > LONG_SWEEP_POINTS and not args.quiet, **options)
     c = sw.counts()
     print(f"{model.name} on {hw.name}, context {context:,} tokens, 1..{args.max_gpus} GPUs, "
           f"{len(sw.batch_grid)} batch sizes 1..{int(sw.batch_grid[-1])}")
@@ -85,21 +91,22 @@ def run_sweep(args) -> int:
     return 0
 
 
-def _chosen(model, hw, precision, context, p: search.Points, i: int, overlap: str) -> dict:
+def _chosen(model, hw, precision, context, p: search.Points, i: int, overlap: str, options: dict) -> dict:
     layout = p.layout(i)
-    r = simulate(model, hw, layout, int(p.batch[i]), context, precision, overlap=overlap)
+    chosen = {k: v for k, v in options.items() if not (k == "tbo" and layout.strategy != "dp_ep")}
+    r = simulate(model, hw, layout, int(p.batch[i]), context, precision, overlap=overlap, **chosen)
     return {"layout": layout.describe(), "batch_size": int(p.batch[i]), "users": int(p.users[i]),
             "num_gpus": int(p.num_gpus[i]), **r.to_dict(), "_result": r, "_layout": layout}
 
 
 def run_best(args) -> int:
-    model, hw, context, precision, strategies = _inputs(args)
+    model, hw, context, precision, strategies, options = _inputs(args)
     budget_ms = args.ttl_budget_ms
     if not math.isfinite(budget_ms) or budget_ms <= 0:
         raise HelixInputError("--ttl-budget-ms", f"must be a positive number of milliseconds, got {budget_ms}")
     overlap = "serial" if args.no_hopb else "auto"
     sw = search.sweep(model, hw, context, strategies=strategies, max_gpus=args.max_gpus, precision=precision,
-                      overlap=overlap)
+                      overlap=overlap, **options)
     feas = sw.feasible
     ok = feas.take(feas.ttl_s <= budget_ms * 1e-3)
     if len(ok) == 0:
@@ -110,10 +117,11 @@ def run_best(args) -> int:
     # ties broken towards fewer GPUs, then lower TTL
     thr = int(np.lexsort((ok.ttl_s, ok.num_gpus, -ok.tokens_per_s_per_gpu))[0])
     users = int(np.lexsort((ok.ttl_s, ok.num_gpus, -ok.tokens_per_s_per_gpu, -ok.users))[0])
-    picks = {"most_tokens_per_s_per_gpu": _chosen(model, hw, precision, context, ok, thr, overlap),
-             "most_users": _chosen(model, hw, precision, context, ok, users, overlap)}
+    picks = {"most_tokens_per_s_per_gpu": _chosen(model, hw, precision, context, ok, thr, overlap, options),
+             "most_users": _chosen(model, hw, precision, context, ok, users, overlap, options)}
     if args.json:
-        data = {"model": model.name, "hardware": hw.name, "context_tokens": context, "ttl_budget_ms": budget_ms,
+        data = {"model": model.name, "hardware": hw.name, "engine": hw.engine or "none", "options": options,
+                "context_tokens": context, "ttl_budget_ms": budget_ms,
                 "max_gpus": args.max_gpus, "strategies": list(strategies), "points_evaluated": len(sw.points),
                 "points_within_budget": len(ok),
                 **{k: {kk: vv for kk, vv in v.items() if not kk.startswith("_")} for k, v in picks.items()}}
@@ -137,6 +145,8 @@ def _common(p) -> None:
     p.add_argument("--strategies", default=",".join(STRATEGIES),
                    help="comma-separated subset of " + ", ".join(STRATEGIES) + " (default: all)")
     p.add_argument("--no-hopb", action="store_true", help="Helix without HOP-B (all-to-all exposed)")
+    add_option_args(p, tbo_help="dp_ep points run two-batch overlap (two micro-batches, dispatch/combine hidden "
+                                "behind the other's compute)")
 
 
 def register(sub) -> None:

@@ -5,12 +5,19 @@ from __future__ import annotations
 import argparse
 import json
 
+from helix.commands.layout_args import (
+    add_hardware_engine_arg,
+    add_layout_args,
+    add_option_args,
+    hardware_from_args,
+    layout_from_args,
+    options_from_args,
+)
 from helix.errors import HelixInputError
-from helix.layout import STRATEGIES, Layout
 from helix.specs import load_hardware, load_model, parse_tokens
 from helix.specs import model as model_specs
 from helix.specs.hardware import preset_names as hardware_presets
-from helix.specs.precision import BYTES_PER_ELEMENT, TENSOR_CLASSES, PrecisionSpec
+from helix.specs.precision import BYTES_PER_ELEMENT, TENSOR_CLASS_HELP, TENSOR_CLASSES, PrecisionSpec
 from helix.step import simulate
 
 
@@ -21,42 +28,20 @@ def add_spec_args(p: argparse.ArgumentParser) -> None:
                         "(default: %(default)s)")
     p.add_argument("--hardware", default="gb200-nvl72",
                    help="preset (see `helix hardware`) or path to a YAML profile (default: %(default)s)")
+    add_hardware_engine_arg(p)
     p.add_argument("--context", default="1M", help="KV length per request: 1M = 10^6, 128K = 128,000 "
                    "(decimal; 1Mi = 2^20) (default: %(default)s)")
     p.add_argument("--precision", default="fp4",
                    help=f"format for every tensor class: {', '.join(BYTES_PER_ELEMENT)} (default: %(default)s)")
     for tc in TENSOR_CLASSES:
         p.add_argument(f"--{tc.replace('_', '-')}-precision", dest=f"precision_{tc}", default=None,
-                       help=f"override the format of {tc.replace('_', ' ')}")
+                       help=f"format of {TENSOR_CLASS_HELP[tc]} (default: --precision)")
 
 
 def precision_from_args(args) -> PrecisionSpec:
     base = PrecisionSpec.uniform(args.precision)
     overrides = {tc: getattr(args, f"precision_{tc}") for tc in TENSOR_CLASSES if getattr(args, f"precision_{tc}")}
     return PrecisionSpec(**{**{tc: getattr(base, tc) for tc in TENSOR_CLASSES}, **overrides})
-
-
-def layout_from_args(args) -> Layout:
-    """The layout the flags describe; --gpus gives N for the strategies with one free width."""
-    for flag in ("gpus", "tpa", "kvp", "dp", "tpf", "ep", "pp"):
-        value = getattr(args, flag)
-        if value is not None and value < 1:
-            raise HelixInputError(f"--{flag}", f"must be >= 1, got {value}")
-    s = args.strategy
-    n = args.gpus
-    if s == "tp":
-        return Layout.tp(args.tpa or n or 1)
-    if s == "tp_pp":
-        return Layout.tp_pp(args.tpa or n or 1, args.pp)
-    if s == "dp_ep":
-        return Layout.dp_ep(args.dp or n or 1, pp=args.pp)
-    tpa = args.tpa or 1
-    kvp = args.kvp or (max(n // (tpa * (args.dp or 1)), 1) if n else 1)
-    if s == "medha":
-        return Layout.medha(kvp, tpa, pp=args.pp)
-    if args.tpf is None:
-        return Layout.helix(kvp=kvp, tpa=tpa, dp=args.dp or 1, ep=args.ep or 1, pp=args.pp)
-    return Layout(tpa=tpa, kvp=kvp, dp=args.dp or 1, tpf=args.tpf, ep=args.ep or 1, pp=args.pp, strategy="helix")
 
 
 def _ms(s: float) -> str:
@@ -100,22 +85,34 @@ def run_simulate(args) -> int:
     if args.batch < 1:
         raise HelixInputError("--batch", f"must be >= 1, got {args.batch}")
     model = load_model(args.model)
-    hw = load_hardware(args.hardware)
+    hw = hardware_from_args(args)
     context = parse_tokens(args.context)
     precision = precision_from_args(args)
     layout = layout_from_args(args)
-    overlap = "serial" if args.no_hopb and layout.strategy == "helix" else "auto"
+    options = options_from_args(args)
+    if args.tbo and layout.strategy != "dp_ep":
+        raise HelixInputError("--tbo", f"two-batch overlap runs DP attention + EP; it conflicts with --strategy "
+                              f"{layout.strategy} (use --strategy dp_ep)")
+    if args.no_hopb and layout.strategy != "helix":
+        raise HelixInputError("--no-hopb", f"HOP-B is Helix's overlap; it conflicts with --strategy {layout.strategy}")
+    overlap = "serial" if args.no_hopb else "auto"
     if args.expert_imbalance < 1:
         raise HelixInputError("--expert-imbalance", f"must be >= 1, got {args.expert_imbalance}")
     result = simulate(model, hw, layout, args.batch, context, precision, overlap=overlap,
-                      expert_imbalance=args.expert_imbalance)
+                      expert_imbalance=args.expert_imbalance, **options)
     if args.json:
-        out = {"model": model.name, "hardware": hw.name, "layout": layout.describe(), "batch_size": args.batch,
-               "context_tokens": context, "overlap": overlap, **result.to_dict()}
+        fields = {k: getattr(layout, k) for k in ("strategy", "tpa", "kvp", "dp", "tpf", "ep", "pp")}
+        out = {"model": model.name, "hardware": hw.name, "engine": hw.engine or "none", "layout": layout.describe(),
+               "layout_fields": fields, "batch_size": args.batch, "context_tokens": context, "overlap": overlap,
+               "options": options, **result.to_dict()}
         print(json.dumps(out, indent=2))
     else:
-        helix_label = "HOP-B on" if layout.strategy == "helix" else "default overlap"
-        label = "HOP-B off" if overlap == "serial" else helix_label
+        if args.tbo:
+            label = "two-batch overlap"
+        elif layout.strategy == "helix":
+            label = "HOP-B off" if overlap == "serial" else "HOP-B on"
+        else:
+            label = "default overlap"
         print(format_result(result, model, hw, layout, args.batch, context, label))
     return 0
 
@@ -135,30 +132,38 @@ def run_models(args) -> int:
 
 def run_hardware(args) -> int:
     print(f"{'name':<14}{'FP4 PF/s':>9}{'FP8 PF/s':>9}{'HBM GB':>8}{'HBM TB/s':>9}{'domain':>7}{'link GB/s':>10}"
-          f"{'launch us':>10}  description")
+          f"{'launch us':>10}  {'engines':<15}description")
     for name in hardware_presets():
         h = load_hardware(name)
         print(f"{name:<14}{h.peak_flops_per_s_fp4 / 1e15:>9.2f}{h.peak_flops_per_s_fp8 / 1e15:>9.2f}"
               f"{h.hbm_capacity_bytes / 1e9:>8.0f}{h.hbm_bytes_per_s / 1e12:>9.2f}{h.scale_up_domain_gpus:>7}"
-              f"{h.link_bytes_per_s_per_direction / 1e9:>10.0f}{h.kernel_launch_s * 1e6:>10.1f}  {h.description}")
-    print("\nLink bandwidth is per direction. Sources of every number: src/helix/specs/presets/hardware/*.yaml")
+              f"{h.link_bytes_per_s_per_direction / 1e9:>10.0f}{h.kernel_launch_s * 1e6:>10.1f}  "
+              f"{','.join(sorted(h.op_models)) or '-':<15}{h.description}")
+    print("\nLink bandwidth is per direction. engines: measured op models (--engine; the first listed of trtllm is "
+          "the default); '-' = the plain roofline, where 'launch us' is the fixed cost per op. Sources of every "
+          "number: src/helix/specs/presets/hardware/*.yaml and op_models/*.yaml")
     return 0
 
 
 def register(sub) -> None:
     p = sub.add_parser("simulate", help="one decode step: TTL, tokens/s, memory and a term-by-term breakdown",
                        description="Simulate one decode step of MODEL on HARDWARE with a given layout and batch.",
-                       epilog="example: helix simulate --model deepseek-r1 --context 1M --batch 16 "
-                              "--strategy helix --kvp 64 --tpa 1 --tpf 8 --ep 8")
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="examples:\n"
+                              "  helix simulate --model deepseek-r1 --context 1M --batch 16 --strategy helix --kvp 64 "
+                              "--tpa 1 --tpf 8 --ep 8\n"
+                              "  # TensorRT-LLM / SGLang 'TP8 EP8' (attention TP 8, MoE EP 8):\n"
+                              "  helix simulate --hardware h200 --strategy tp --gpus 8 --ep 8 --context 2K --batch 64\n"
+                              "  # DeepSeek's decode deployment (DP attention + EP144, 32 redundant experts, TBO):\n"
+                              "  helix simulate --hardware h800 --engine sglang --strategy dp_ep --gpus 144 "
+                              "--redundant-experts 32 --tbo --precision fp8 --kv-cache-precision bf16 "
+                              "--attention-compute-precision bf16 --moe-combine-precision bf16 --context 4989 "
+                              "--batch 9360")
     add_spec_args(p)
     p.add_argument("--batch", type=int, default=16, help="concurrent requests B (default: %(default)s)")
-    p.add_argument("--strategy", choices=STRATEGIES, default="helix", help="sharding strategy (default: helix)")
-    p.add_argument("--gpus", type=int, default=None,
-                   help="N per stage: the width of tp / tp_pp / dp_ep, or N/TPA as KVP for helix and medha")
-    for axis, what in (("tpa", "attention TP width"), ("kvp", "KV-parallel width"), ("dp", "attention DP width"),
-                       ("tpf", "FFN TP width (helix; default N/EP)"), ("ep", "expert-parallel width")):
-        p.add_argument(f"--{axis}", type=int, default=None, help=what)
-    p.add_argument("--pp", type=int, default=1, help="pipeline stages (default: 1)")
+    add_layout_args(p)
+    add_option_args(p, tbo_help="DP+EP two-batch overlap: two micro-batches, one's dispatch/combine hidden behind "
+                                "the other's compute (--strategy dp_ep)")
     p.add_argument("--no-hopb", action="store_true", help="Helix without HOP-B (all-to-all exposed)")
     p.add_argument("--expert-imbalance", type=float, default=1.0,
                    help="hottest expert rank's load / mean load (empirical factor, default: 1.0)")

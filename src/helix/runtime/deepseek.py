@@ -129,7 +129,8 @@ def check_layout(layout: Layout, arch: DeepseekArch, name: str = "deepseek") -> 
     """
     if layout.strategy not in ("helix", "dp_ep"):
         raise HelixInputError("strategy", f"must be helix or dp_ep for MLA + MoE, got {layout.strategy!r}")
-    check_layout_for_model(layout, model_spec(arch, name))
+    # the runtime shards remainders (the first ranks take one row more), so uneven widths are allowed
+    check_layout_for_model(layout, model_spec(arch, name), allow_uneven=True)
     if layout.strategy == "helix":
         check_mla_layout(layout.tpa, layout.kvp, arch.mla.num_heads)
     if layout.dp > 1 and layout.strategy == "helix":

@@ -96,7 +96,8 @@ def check_layout(layout: Layout, arch: LlamaArch, name: str = "llama") -> None:
     if layout.strategy != "helix":
         raise HelixInputError("strategy", f"must be helix for the dense model {name!r} (dp_ep needs an MoE "
                               f"model), got {layout.strategy!r}")
-    check_layout_for_model(layout, model_spec(arch, name))
+    # the runtime shards remainders (the first ranks take one row more), so uneven widths are allowed
+    check_layout_for_model(layout, model_spec(arch, name), allow_uneven=True)
 
 
 # ---------------------------------------------------------------- RoPE and RMSNorm

@@ -333,7 +333,7 @@ def predict(model, hw, p: GridPoint):
 
     return simulate(model, hw, Layout.helix(kvp=p.kvp, tpa=p.tpa), p.batch, p.context,
                     PrecisionSpec.uniform("fp32"), overlap="pipelined" if p.hopb else "serial",
-                    hopb_chunks=p.batch if p.hopb else None)
+                    hopb_chunks=p.batch if p.hopb else None, allow_uneven=True)
 
 
 @dataclass

@@ -1,0 +1,47 @@
+"""The search grids: batch sizes and, per strategy, every layout before the model's checks."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from helix.layout import Layout
+
+DENSE_BATCH_LIMIT = 128  # every integer batch up to here
+POINTS_PER_OCTAVE = 16  # then a geometric grid
+
+
+def batch_grid(max_batch: int) -> np.ndarray:
+    """Batch sizes 1..max_batch: every integer to 128, then 16 per octave (powers of two included)."""
+    max_batch = max(int(max_batch), 1)
+    dense = np.arange(1, min(max_batch, DENSE_BATCH_LIMIT) + 1)
+    if max_batch <= DENSE_BATCH_LIMIT:
+        return dense
+    octaves = np.log2(max_batch / DENSE_BATCH_LIMIT)
+    steps = np.arange(1, int(np.ceil(octaves * POINTS_PER_OCTAVE)) + 1)
+    geometric = np.round(DENSE_BATCH_LIMIT * 2.0 ** (steps / POINTS_PER_OCTAVE)).astype(np.int64)
+    return np.unique(np.concatenate([dense, np.minimum(geometric, max_batch), [max_batch]]))
+
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def _candidates(model, strategy: str, max_gpus: int):
+    """Layouts of one strategy before the model's divisibility checks."""
+    for pp in range(1, max_gpus + 1):
+        for n in range(1, max_gpus // pp + 1):
+            eps = _divisors(n) if model.is_moe else (1,)
+            if strategy == "tp" and pp == 1:
+                yield from (Layout.tp(n, ep=ep) for ep in eps)
+            elif strategy == "tp_pp" and pp >= 2:
+                yield from (Layout.tp_pp(n, pp, ep=ep) for ep in eps)
+            elif strategy == "dp_ep" and model.is_moe:
+                yield from (Layout.dp_ep(n, pp, tpf=tpf) for tpf in _divisors(n))
+            elif strategy == "medha":
+                for tp in _divisors(n):
+                    yield Layout.medha(n // tp, tp, pp)
+            elif strategy == "helix":
+                for tpa in _divisors(n):
+                    for dp in _divisors(n // tpa):
+                        for ep in _divisors(n) if model.is_moe else (1,):
+                            yield Layout.helix(kvp=n // tpa // dp, tpa=tpa, dp=dp, ep=ep, pp=pp)
