@@ -1,11 +1,13 @@
 """The seed's experiments, one module each; ``helix reproduce`` runs them in this order.
 
-Each module's ``run(ctx)`` returns a ``helix.report.Section`` (the sensitivity study also returns the
-note it adds to each claim). All share ``common.Context``: one hardware preset, FP4, 1M = 10^6.
+Each module's ``run(ctx)`` returns a ``helix.report.Section`` (the sensitivity study and the
+calibration shift also return the note each adds to every claim). All share ``common.Context``: one
+hardware preset, FP4, 1M = 10^6.
 """
 
 from helix.experiments import (
     batch_scaling,
+    calibration,
     config_ranges,
     context_scaling,
     dsr1,
@@ -20,4 +22,4 @@ from helix.experiments import (
 EXPERIMENTS = (fig1_roofline, dsr1, llama, medha_ablation, hopb, config_ranges, context_scaling, batch_scaling,
                failure_modes)
 
-__all__ = ["EXPERIMENTS", "sensitivity"]
+__all__ = ["EXPERIMENTS", "calibration", "sensitivity"]

@@ -51,7 +51,9 @@ class Context:
         """A sweep, cached by default (experiments share the 1M sweeps of both models)."""
         hw = hw or self.hw
         precision = precision or self.precision
-        key = (name, tuple(strategies), context, overlap, hw, precision, expert_imbalance, self.max_gpus)
+        # the op model is not part of HardwareSpec's equality: a variant that scales only it must not hit the cache
+        key = (name, tuple(strategies), context, overlap, hw, id(hw.op_model), precision, expert_imbalance,
+               self.max_gpus)
         if key in self._sweeps:
             return self._sweeps[key]
         sw = search.sweep(self.model(name), hw, context, strategies=strategies, max_gpus=self.max_gpus,

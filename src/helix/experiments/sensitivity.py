@@ -21,29 +21,47 @@ LATENCY_FIELDS = ("sync_latency_s", "ring_base_latency_s", "ring_hop_latency_s",
 PROBE = "probe (not plausible)"
 
 
+def _vary(hw, fields: dict | None = None, **op_scale):
+    """``hw`` with hardware fields replaced and, where it has a fitted op model, the model scaled the same way."""
+    out = replace(hw, **(fields or {}))
+    if hw.op_model is not None and op_scale:
+        out = replace(out, op_model=hw.op_model.scaled(**op_scale))
+    return out
+
+
 def variants(ctx: Context):
-    """(parameter, setting label, hardware, precision, context) per variant; the nominal one first."""
+    """(parameter, setting label, hardware, precision, context) per variant; the nominal one first.
+
+    On a preset with a fitted op model the efficiencies, fixed costs, collective latencies and
+    bandwidths are the fitted forms' own, scaled; the analytic fields are scaled alongside for the
+    parts the forms do not cover (p2p hand-offs, groups beyond the domain)."""
     hw, p = ctx.hw, ctx.precision
-    scaled = lambda f, k: replace(hw, **{x: getattr(hw, x) * k for x in f})  # noqa: E731
-    out = [("nominal", "gb200-nvl72, FP4, 1M = 10^6", hw, p, CONTEXT_1M),
-           ("HBM efficiency", "0.70", replace(hw, hbm_efficiency=0.70), p, CONTEXT_1M),
-           ("HBM efficiency", "1.00", replace(hw, hbm_efficiency=1.0), p, CONTEXT_1M),
-           ("FLOP efficiency", "0.50", replace(hw, flop_efficiency=0.50), p, CONTEXT_1M),
-           ("FLOP efficiency", "1.00", replace(hw, flop_efficiency=1.0), p, CONTEXT_1M),
-           ("collective latency", "× 0.5", scaled(LATENCY_FIELDS, 0.5), p, CONTEXT_1M),
-           ("collective latency", "× 2", scaled(LATENCY_FIELDS, 2.0), p, CONTEXT_1M),
-           ("link bandwidth", "× 0.5", scaled(("link_bytes_per_s_per_direction",), 0.5), p, CONTEXT_1M),
-           ("link bandwidth", "× 2", scaled(("link_bytes_per_s_per_direction",), 2.0), p, CONTEXT_1M),
-           ("kernel launch", "0 µs", replace(hw, kernel_launch_s=0.0), p, CONTEXT_1M),
-           ("kernel launch", "10 µs", replace(hw, kernel_launch_s=10e-6), p, CONTEXT_1M),
+    lat = lambda k: {x: getattr(hw, x) * k for x in LATENCY_FIELDS}  # noqa: E731
+    link = lambda k: {"link_bytes_per_s_per_direction": hw.link_bytes_per_s_per_direction * k}  # noqa: E731
+    fixed = (("op fixed cost", "× 0.5", _vary(hw, {"kernel_launch_s": hw.kernel_launch_s * 0.5}, fixed=0.5)),
+             ("op fixed cost", "× 2", _vary(hw, {"kernel_launch_s": hw.kernel_launch_s * 2}, fixed=2.0)))
+    out = [("nominal", f"{hw.name} ({hw.engine or 'roofline'}), FP4, 1M = 10^6", hw, p, CONTEXT_1M),
+           ("HBM efficiency", "× 0.85", _vary(hw, {"hbm_efficiency": hw.hbm_efficiency * 0.85}, hbm_efficiency=0.85),
+            p, CONTEXT_1M),
+           ("HBM efficiency", "× 1.15", _vary(hw, {"hbm_efficiency": min(hw.hbm_efficiency * 1.15, 1.0)},
+                                              hbm_efficiency=1.15), p, CONTEXT_1M),
+           ("FLOP efficiency", "× 0.7", _vary(hw, {"flop_efficiency": hw.flop_efficiency * 0.7}, flop_efficiency=0.7),
+            p, CONTEXT_1M),
+           ("FLOP efficiency", "× 1.3", _vary(hw, {"flop_efficiency": min(hw.flop_efficiency * 1.3, 1.0)},
+                                              flop_efficiency=1.3), p, CONTEXT_1M),
+           ("collective latency", "× 0.5", _vary(hw, lat(0.5), collective_latency=0.5), p, CONTEXT_1M),
+           ("collective latency", "× 2", _vary(hw, lat(2.0), collective_latency=2.0), p, CONTEXT_1M),
+           ("link bandwidth", "× 0.5", _vary(hw, link(0.5), collective_bandwidth=0.5), p, CONTEXT_1M),
+           ("link bandwidth", "× 2", _vary(hw, link(2.0), collective_bandwidth=2.0), p, CONTEXT_1M),
+           *((a, b, c, p, CONTEXT_1M) for a, b, c in fixed),
            ("communication precision", "fp8", hw, replace(p, communication="fp8"), CONTEXT_1M),
            ("communication precision", "bf16", hw, replace(p, communication="bf16"), CONTEXT_1M),
            ("usable HBM fraction", "0.80", replace(hw, hbm_usable_fraction=0.80), p, CONTEXT_1M),
            ("usable HBM fraction", "1.00", replace(hw, hbm_usable_fraction=1.0), p, CONTEXT_1M),
            ("1M", "2^20 tokens", hw, p, 2**20),
-           (PROBE, "collective latency × 0", scaled(LATENCY_FIELDS, 0.0), p, CONTEXT_1M)]
+           (PROBE, "collective latency × 0", _vary(hw, lat(0.0), collective_latency=0.0), p, CONTEXT_1M)]
     if ctx.quick:  # the grid is small; keep one variant per kind of assumption
-        keep = {"nominal", "kernel launch", "1M", PROBE}
+        keep = {"nominal", "op fixed cost", "1M", PROBE}
         out = [v for v in out if v[0] in keep]
     return out
 
@@ -110,7 +128,7 @@ def run(ctx: Context) -> tuple[Section, dict[str, str]]:
         key="sensitivity", title="Sensitivity of the claims to the uncertain parameters",
         measured=("Each headline claim recomputed (full sweeps, same definitions) with one parameter moved over its "
                   "plausible range and everything else at the global set: HBM and FLOP efficiency, collective "
-                  "latencies (sync, ring, NVLS together), NVLink bandwidth, kernel launch cost, communication "
+                  "latencies, NVLink bandwidth, every op's fixed cost, communication "
                   "precision, usable HBM fraction, and 1M = 2^20 instead of 10^6."),
         figures=pngs,
         body=["Which parameter moves each claim most (range over its variants, nominal included):",
