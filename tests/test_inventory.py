@@ -4,6 +4,8 @@ Llama-3.1-405B under TP = 8 and DeepSeek-R1 under Helix (KVP = 8, EP = 8), B = 1
 (0.5 B per element), activations in BF16 (2 B). Every op's name, kind, bytes and FLOPs are written out.
 """
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -111,3 +113,20 @@ def test_combine_absent_at_kvp_1_and_mtp_multiplies_tokens():
     assert float(mtp["q_b_gemm"].flops) == pytest.approx(3 * float(one["q_b_gemm"].flops))
     assert float(mtp["attention"].read_bytes) == float(one["attention"].read_bytes)
     assert float(mtp["attention"].flops) == pytest.approx(3 * float(one["attention"].flops))
+
+
+def test_dp_ep_experts_read_the_deepep_table_and_tp_the_regular_one():
+    from helix.cost.op_timing import table_key, time_s
+    from helix.specs import load_hardware
+    model = load_model("deepseek-r1")
+    fp8 = PrecisionSpec(ffn_weights="fp8_block")
+    kw = {"precision": fp8}
+    dp = {op.name: op for op in layer_ops(replace(shape(model, "dp_ep", 1, 1, 8, 1, 8), **kw))["moe_ffn"]}
+    tp = {op.name: op for op in layer_ops(replace(shape(model, "tp", 8, 1, 1, 1, 8), **kw))["moe_ffn"]}
+    assert (table_key(dp["experts"]), table_key(tp["experts"])) == ("moe_deepep.fp8_block", "moe.fp8_block")
+    # SGLang has a DeepEP table, TensorRT-LLM does not: there the dp_ep experts fall back to moe.fp8_block
+    sglang, trtllm = load_hardware("h200", engine="sglang"), load_hardware("h200", engine="trtllm")
+    assert "moe_deepep.fp8_block" in sglang.op_model.forms and "moe_deepep.fp8_block" not in trtllm.op_model.forms
+    same_op = replace(dp["experts"], table="moe")
+    assert float(time_s(dp["experts"], trtllm)) == float(time_s(same_op, trtllm))
+    assert float(time_s(dp["experts"], sglang)) != float(time_s(same_op, sglang))

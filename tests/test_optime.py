@@ -128,6 +128,29 @@ def test_collective_form_latency_doubling_and_traffic():
     assert corrected.time_s("all_reduce", n, np.array([2, 4])) == pytest.approx([1.6e-5, 4.4e-5], rel=1e-12)
 
 
+def test_collective_form_experts_axis():
+    # a correction over log2 experts, knots (7, 8) = 128, 256 experts, coeffs (0, ln2): 256 experts -> x2,
+    # 181 experts (log2 7.5) -> x sqrt 2; a form with an experts axis refuses to guess the count
+    form = CollectiveForm(5e-6, 1e-6, 1e11, 8, correction=Correction(
+        axes=("group", "bytes", "experts"), knots=((1.0, 3.0), (10.0, 30.0), (7.0, 8.0)),
+        coefficients=(0.0, LN2) * 4))
+    plain = COLL.time_s("all_to_all", 1e6, 8)
+    assert form.time_s("all_to_all", 1e6, 8, experts=256) == pytest.approx(2 * plain, rel=1e-12)
+    assert form.time_s("all_to_all", 1e6, 8, experts=2 ** 7.5) == pytest.approx(np.sqrt(2) * plain, rel=1e-12)
+    with pytest.raises(ValueError, match="pass experts"):
+        form.time_s("all_to_all", 1e6, 8)
+
+
+def test_deepep_moe_form_falls_back_to_the_regular_moe_table():
+    moe = OpForm(2e-6, 0.5, 0.5, source="moe fp8_block")
+    deepep = OpForm(1e-6, 0.5, 0.5, source="deepep")
+    m = OpModel(engine="sglang", forms={"moe.fp8_block": moe, "moe_deepep.fp8_block": deepep}, collectives={})
+    assert m.form("moe_deepep.fp8_block") is deepep
+    assert m.form("moe_deepep.nvfp4") is m.form("moe.nvfp4") is moe  # nvfp4 -> fp8_block
+    without = OpModel(engine="trtllm", forms={"moe.fp8_block": moe}, collectives={})
+    assert without.form("moe_deepep.fp8_block") is moe
+
+
 def _model():
     forms = {"gemm.bf16": OpForm(1e-6, 0.9, 0.7, correction=GRID2, source="bf16 table"),
              "gemm.fp8": FORM, "attention.bf16": OpForm(3e-6, 0.6, 0.4, correction=BUMP)}

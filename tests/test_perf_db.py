@@ -71,6 +71,41 @@ def test_holdout_is_a_function_of_the_shape_only():
 
 
 @pytest.mark.skipif(not HAVE_PACKAGE, reason="needs the perf-db extra (aiconfigurator-core)")
+def test_knots_at_each_value_and_by_spacing():
+    x = np.log2([2048, 2816, 2816, 4096, 6144])
+    assert fit.choose_knots(x, fit.EACH_VALUE) == tuple(round(float(v), 4) for v in np.log2([2048, 2816, 4096, 6144]))
+    assert fit.choose_knots(np.log2([4, 64]), 2.0) == (2.0, 4.0, 6.0)  # 4 octaves, one knot per 2
+    assert fit.choose_knots(np.log2([4, 64]), (8, 16)) == (2.0, 3.0, 4.0, 6.0)
+    assert fit.choose_knots(np.log2([8, 8]), fit.EACH_VALUE) is None  # one value: no axis
+
+
+@pytest.mark.skipif(not HAVE_PACKAGE, reason="needs the perf-db extra")
+def test_glitch_filter_drops_rows_slower_than_twice_a_bigger_message():
+    from helix.validation.perf_db.glitches import without_collective_glitches
+    from helix.validation.perf_db.tables import Rows
+
+    group = np.array([8, 8, 8, 8, 16])
+    n = np.array([100, 200, 400, 800, 100])
+    t = np.array([10.0, 25.0, 11.0, 30.0, 50.0])  # 25 > 2 x 11 (a bigger message): a glitch; 16: its own group
+    rows = without_collective_glitches(Rows("x", "", {"group": group, "n_bytes": n}, t))
+    assert rows.seconds.tolist() == [10.0, 11.0, 30.0, 50.0]
+    assert rows.columns["n_bytes"].tolist() == [100, 400, 800, 100]
+
+
+def test_moe_glitch_filter_bounds_time_by_twice_the_work_at_half_the_width():
+    from helix.validation.perf_db.glitches import MOE_KEYS, without_moe_glitches
+    from helix.validation.perf_db.tables import Rows
+
+    # (tokens, hidden, inter, topk, experts, tp, ep): TP 1 x EP 8 against TP 2 x EP 8 and TP 1 x EP 16
+    shapes = [(64, 4096, 1024, 10, 512, 1, 8), (64, 4096, 1024, 10, 512, 2, 8), (64, 4096, 1024, 10, 512, 1, 16),
+              (128, 4096, 1024, 10, 512, 1, 8), (128, 4096, 1024, 10, 512, 2, 8)]
+    t = np.array([2597.0, 214.8, 300.0, 800.0, 215.6])  # 2597 > 4 x 214.8: dropped; 800 <= 4 x 215.6: kept
+    columns = {k: np.array([s[i] for s in shapes]) for i, k in enumerate(MOE_KEYS)}
+    rows = without_moe_glitches(Rows("x", "", columns, t))
+    assert rows.seconds.tolist() == [214.8, 300.0, 800.0, 215.6]
+    assert rows.columns["moe_tp_size"].tolist() == [2, 1, 1, 2]
+
+
 def test_committed_op_models_are_what_a_refit_gives():
     from helix.specs import load_hardware
     from helix.validation.perf_db import build

@@ -43,7 +43,7 @@ def message_s(m, hw, expert_imbalance: float = 1.0):
     """Seconds of one call of a collective; the hot expert rank receives imbalance x the mean rows of
     the DP+EP dispatch and combine."""
     hot = expert_imbalance if m.phase in HOT_RANK_PHASES else 1.0
-    return collectives.collective_s(m.kind, hot * m.n_bytes, m.group_size, hw, m.table)
+    return collectives.collective_s(m.kind, hot * m.n_bytes, m.group_size, hw, m.table, m.experts)
 
 
 ARRAY_FIELDS = ("tpa", "kvp", "dp", "tpf", "ep", "pp", "batch", "context_tokens")
@@ -73,7 +73,8 @@ def pipeline_exposed(shape, hw, msgs, traversed, hopb_chunks, comm_exposed) -> N
         chunk = replace(sub, batch=rows * sub.dp)
         ops = attention_ops(chunk) + combine_ops(chunk) + (o_projection_ops(chunk) if with_o else [])
         a = sum(time_s(op, hw) for op in ops)
-        c = collectives.collective_s(m.kind, rows * message_bytes / np.maximum(requests, 1.0), group, hw, m.table)
+        c = collectives.collective_s(m.kind, rows * message_bytes / np.maximum(requests, 1.0), group, hw, m.table,
+                                     m.experts)
         return pipelined_s(a, c, np.minimum(chunks, requests), eta), a
 
     if hopb_chunks is not None:

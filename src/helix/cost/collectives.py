@@ -91,7 +91,7 @@ def p2p_s(n_bytes, hw, crosses_domain=False):
     return hw.sync_latency_s + np.asarray(n_bytes, dtype=np.float64) / bw + extra
 
 
-def measured_collective_s(kind: str, n_bytes, p, hw, table: str = ""):
+def measured_collective_s(kind: str, n_bytes, p, hw, table: str = "", experts=None):
     """A collective timed by the fitted forms of ``hw.op_model`` (see the module docstring)."""
     model = hw.op_model
     names = [table] if table else (["custom_all_reduce", "all_reduce"] if kind == "all_reduce" else [kind])
@@ -101,11 +101,13 @@ def measured_collective_s(kind: str, n_bytes, p, hw, table: str = ""):
         form = model.collective(name)
         if form is None:
             continue
-        inside = form.time_s(kind, n_bytes, p, hw.collective_bandwidth_scale * form.bus_bytes_per_s)
+        inside = form.time_s(kind, n_bytes, p, hw.collective_bandwidth_scale * form.bus_bytes_per_s,
+                             experts=experts)
         if form.max_measured_group <= hw.scale_up_domain_gpus and np.any(p > hw.scale_up_domain_gpus):
             doublings = np.log2(np.maximum(p / hw.scale_up_domain_gpus, 1.0))
             outside = form.time_s(kind, n_bytes, p, hw.scale_out_bytes_per_s_per_direction * hw.link_efficiency,
-                                  hw.scale_out_latency_s + hw.scale_out_latency_per_doubling_s * doublings)
+                                  hw.scale_out_latency_s + hw.scale_out_latency_per_doubling_s * doublings,
+                                  experts=experts)
             inside = np.where(p > hw.scale_up_domain_gpus, outside, inside)
         best = inside if best is None else np.minimum(best, inside)
     if best is None:
@@ -113,10 +115,11 @@ def measured_collective_s(kind: str, n_bytes, p, hw, table: str = ""):
     return best
 
 
-def collective_s(kind: str, n_bytes, p, hw, table: str = ""):
-    """Seconds of one collective; ``table`` names a specific fitted form (moe_dispatch, moe_combine)."""
+def collective_s(kind: str, n_bytes, p, hw, table: str = "", experts=None):
+    """Seconds of one collective; ``table`` names a specific fitted form (moe_dispatch, moe_combine),
+    ``experts`` the MoE's expert slots where that form reads them."""
     if hw.op_model is not None and kind != "p2p":
-        return measured_collective_s(kind, n_bytes, p, hw, table)
+        return measured_collective_s(kind, n_bytes, p, hw, table, experts)
     if kind == "all_reduce":
         return all_reduce_s(n_bytes, p, hw)
     if kind in ("all_to_all", "all_gather"):

@@ -50,6 +50,7 @@ class Message:
     n_bytes: object  # float or float array, per call, per rank
     calls_per_step: object  # int or int array
     table: str = ""  # the fitted collective form that times it when not the kind's own (moe_dispatch, moe_combine)
+    experts: object = None  # expert slots (E + redundant) of a MoE all-to-all; its measured form reads them
 
 
 def o_projection_group(strategy: str, tpa, kvp):
@@ -107,10 +108,12 @@ def step_messages(model, precision, strategy: str, tpa, kvp, dp, tpf, ep, pp, ba
         if strategy == "dp_ep":
             rows = B_loc * model.experts_per_token * H
             msgs.append(Message("moe_dispatch_counts", "all_to_all", ep, model.num_experts * 8.0 + 0 * B, moe_layers))
+            # experts: the model's routed experts, as the measured tables count them (redundant slots, a
+            # fraction of an octave more, are left out)
             msgs.append(Message("moe_dispatch_all_to_all", "all_to_all", ep, rows * precision.bytes_of("moe_dispatch"),
-                                moe_layers, "moe_dispatch"))
+                                moe_layers, "moe_dispatch", model.num_experts))
             msgs.append(Message("moe_combine_all_to_all", "all_to_all", ep, rows * precision.bytes_of("moe_combine"),
-                                moe_layers, "moe_combine"))
+                                moe_layers, "moe_combine", model.num_experts))
         elif strategy in ("tp", "tp_pp"):
             msgs.append(Message("moe_tp_all_reduce", "all_reduce", tpf * ep, B * H * b, moe_layers))
         else:

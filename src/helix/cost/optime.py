@@ -131,15 +131,22 @@ class CollectiveForm:
     correction: Correction | None = None
     source: str = field(default="", compare=False)
 
-    def time_s(self, kind: str, n_bytes, p, bus_bytes_per_s: float | None = None, extra_latency_s=0.0):
+    def time_s(self, kind: str, n_bytes, p, bus_bytes_per_s: float | None = None, extra_latency_s=0.0,
+               experts=None):
         """Seconds for a message of ``n_bytes`` over ``p`` ranks (0 where p = 1). ``bus_bytes_per_s``
-        overrides the fitted bandwidth (a group that leaves the scale-up domain runs at the network's)."""
+        overrides the fitted bandwidth (a group that leaves the scale-up domain runs at the network's);
+        ``experts`` (the MoE's expert slots) feeds a correction with an experts axis (the MoE all-to-alls:
+        DeepEP's low-latency kernels signal every expert, so small messages cost more with more experts)."""
         p = np.asarray(p, dtype=np.float64)
         n = np.asarray(n_bytes, dtype=np.float64)
         bw = self.bus_bytes_per_s if bus_bytes_per_s is None else bus_bytes_per_s
         alpha = self.latency_s + self.latency_per_doubling_s * _log2(np.maximum(p, 1.0)) + extra_latency_s
-        t = (alpha + collective_traffic(kind, p) * n / bw) * correction_factor(
-            self.correction, {"group": np.maximum(p, 2.0), "bytes": np.maximum(n, 1.0)})
+        features = {"group": np.maximum(p, 2.0), "bytes": np.maximum(n, 1.0)}
+        if self.correction is not None and "experts" in self.correction.axes:
+            if experts is None:
+                raise ValueError("this collective form's correction reads the expert count: pass experts")
+            features["experts"] = experts
+        t = (alpha + collective_traffic(kind, p) * n / bw) * correction_factor(self.correction, features)
         return np.where(p > 1, t, 0.0)
 
 

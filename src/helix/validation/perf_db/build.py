@@ -87,10 +87,12 @@ def fit_collective(spec: forms.TableSpec, rows: tables.Rows) -> tuple[Collective
     base = CollectiveForm(latency_s=lat, latency_per_doubling_s=per_doubling, bus_bytes_per_s=bw,
                           max_measured_group=int(p.max()))
     features = {"group": p, "bytes": n}
+    if "experts" in spec.axes:
+        features["experts"] = rows.columns["experts"].astype(np.float64)
     log_ratio = np.log(rows.seconds) - np.log(base.time_s(kind, n, p))
     form = CollectiveForm(latency_s=lat, latency_per_doubling_s=per_doubling, bus_bytes_per_s=bw,
                           max_measured_group=int(p.max()), correction=_correction(spec, features, log_ratio, train))
-    return form, form.time_s(kind, n, p), test
+    return form, form.time_s(kind, n, p, experts=features.get("experts")), test
 
 
 def _source(spec: forms.TableSpec, rows: tables.Rows, test: np.ndarray, median: float, p90: float) -> str:

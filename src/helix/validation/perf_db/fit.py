@@ -158,13 +158,18 @@ def fit_collective_base(kind: str, n_bytes, group, seconds):
 
 # ---------------------------------------------------------------- correction
 
+EACH_VALUE = "each"  # a knot at every value the table holds (an axis of discrete model shapes)
+
+
 def choose_knots(log2_values, spacing) -> tuple[float, ...] | None:
     """Knots over the axis' log2 range: evenly spaced, about one per ``spacing`` octaves (at least 2),
-    or, for a tuple ``spacing``, at those feature values (log2, kept inside the range, with both ends).
-    None where the axis holds one value."""
+    for a tuple ``spacing`` at those feature values (log2, kept inside the range, with both ends), or
+    for EACH_VALUE at every value the axis holds. None where the axis holds one value."""
     lo, hi = float(np.min(log2_values)), float(np.max(log2_values))
     if hi - lo < 1e-9:
         return None
+    if spacing == EACH_VALUE:
+        return tuple(float(v) for v in np.unique(np.round(np.asarray(log2_values, dtype=np.float64), 4)))
     if isinstance(spacing, tuple):
         inner = [float(np.log2(v)) for v in spacing if lo + 1e-6 < np.log2(v) < hi - 1e-6]
         return tuple(round(v, 4) for v in [lo, *inner, hi])

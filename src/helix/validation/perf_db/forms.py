@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from helix.cost import kernels
+from helix.validation.perf_db.fit import EACH_VALUE
 
 # The simulator's presets [src/helix/specs/presets/hardware/{gb200-nvl72,b200,h200,h100}.yaml]:
 # HBM bytes/s and dense peak FLOP/s per compute class (Hopper has no FP4: its FP8 rate).
@@ -43,8 +44,19 @@ DEFAULT_SMOOTHNESS = 0.05
 MOE_TOKEN_KNOTS = (1, 2, 4, 8, 16, 32, 48, 64, 80, 96, 128, 160, 192, 256, 320, 384, 512, 768, 1024, 1536, 2048,
                    3072, 4096, 6144, 8192, 12288, 16384)
 MOE_SMOOTHNESS = 0.1
+# The hidden size, top-k and expert count name a model's MoE shape, and engines tune their kernels per
+# shape (SGLang's Triton fused-MoE keeps one config per expert count and width; an untuned shape such as
+# hidden 2816 / 128 experts runs 5-8x below its neighbours on GB200 in BF16), so those axes get a knot at
+# every measured value: each shape its own correction, a shape in between (DeepSeek's hidden 7168, between
+# 6144 and 8192) interpolated. Knots every 1.5 octaves on hidden and at (8,) on top-k / (256,) on experts
+# gave held-out p90 30-40 % on the SGLang B200/GB200 tables; knots at every value, 20-24 %.
+MOE_SHAPE_KNOTS = (MOE_TOKEN_KNOTS, 1.0, 1.0, EACH_VALUE, EACH_VALUE, EACH_VALUE)
 MOE_NOTE = ("rows of fine-grained MoE only (topk >= 4, num_experts >= 64: DeepSeek-V3/R1, Qwen3, GPT-OSS shapes); "
-            "knots at every measured token count")
+            "knots at every measured token count, hidden size, top-k and expert count")
+# Collective tables hold about one row per octave of message size: a knot per octave leaves the node of a
+# held-out row with no data of its own, so one knot per 2 octaves (NCCL all-reduce on HGX: held-out
+# medians 10.5-12.4 % -> 4.5-5.5 %; no NCCL or MoE all-to-all table got worse than 10 % / 20 % median/p90)
+COLLECTIVE_BYTES_SPACING = 2.0
 _DTYPE = {"bf16": "bfloat16", "fp8": "fp8", "fp8_block": "fp8_block", "nvfp4": "nvfp4"}
 _WEIGHT_BYTES = {"bf16": 2.0, "fp8": 1.0, "fp8_block": 1.0, "nvfp4": 4.5 / 8}
 _PEAK = {"bf16": "bf16", "fp8": "fp8", "fp8_block": "fp8", "nvfp4": "fp4"}
@@ -83,10 +95,10 @@ def table_specs() -> list[TableSpec]:
     for d in ("bf16", "fp8", "fp8_block", "nvfp4"):
         specs.append(TableSpec(f"moe.{d}", "moe", (_DTYPE[d],),
                                ("tokens", "local_experts", "expert_width", "hidden", "topk", "experts"),
-                               (MOE_TOKEN_KNOTS, 1.0, 1.0, 1.5, (8,), (256,)), MOE_SMOOTHNESS, note=MOE_NOTE))
+                               MOE_SHAPE_KNOTS, MOE_SMOOTHNESS, note=MOE_NOTE))
     specs.append(TableSpec("moe_deepep.fp8_block", "moe_deepep", ("fp8_block",),
                            ("tokens", "local_experts", "expert_width", "hidden", "topk", "experts"),
-                           (MOE_TOKEN_KNOTS, 1.0, 1.0, 1.5, (8,), (256,)), MOE_SMOOTHNESS,
+                           MOE_SHAPE_KNOTS, MOE_SMOOTHNESS,
                            note="DP attention + DeepEP MoE (SGLang); DeepSeek-V3 shape only: the simulator's "
                                 "dp_ep layouts read it, other shapes keep the ratio it measures"))
     specs.append(TableSpec("elementwise", "elementwise", (), ("rows", "width"), (1.0, 1.0),
@@ -94,13 +106,16 @@ def table_specs() -> list[TableSpec]:
                                 "activation, quantisation) as this BF16 -> FP8 quantisation kernel"))
     for name, op in (("all_reduce", "all_reduce"), ("all_gather", "all_gather"),
                      ("reduce_scatter", "reduce_scatter"), ("all_to_all", "alltoall")):
-        specs.append(TableSpec(name, "nccl", (op,), ("group", "bytes"), (1.0, 1.0),
+        specs.append(TableSpec(name, "nccl", (op,), ("group", "bytes"), (1.0, COLLECTIVE_BYTES_SPACING),
                                collective_kind="all_reduce" if name == "all_reduce" else "all_to_all"))
     specs.append(TableSpec("custom_all_reduce", "custom_all_reduce", (), ("group", "bytes"), (1.0, 1.0),
                            collective_kind="all_reduce"))
     for phase in ("dispatch", "combine"):
-        specs.append(TableSpec(f"moe_{phase}", "moe_all_to_all", (phase,), ("group", "bytes"), (1.0, 1.0),
-                               collective_kind="all_to_all"))
+        specs.append(TableSpec(f"moe_{phase}", "moe_all_to_all", (phase,), ("group", "bytes", "experts"),
+                               (1.0, COLLECTIVE_BYTES_SPACING, 1.0), collective_kind="all_to_all",
+                               note="experts axis: the low-latency kernels signal every expert, so a small "
+                                    "message costs more with more experts (B200 SGLang, 1-8 tokens: 17 us at "
+                                    "128 experts, 21 at 256, 25 at 384)"))
     return specs
 
 

@@ -27,6 +27,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from helix.validation.perf_db.glitches import GLITCH_FACTOR, without_collective_glitches, without_moe_glitches
+
 PACKAGE_VERSION = "0.12.0"
 
 
@@ -158,10 +160,12 @@ def moe(system: str, engine: str, dtype: str) -> Rows | None:
             & ~df["kernel_source"].str.endswith("_nongated") & (df["topk"] >= MOE_MIN_TOPK)
             & (df["num_experts"] >= MOE_MIN_EXPERTS)]
     keys = ["num_tokens", "hidden_size", "inter_size", "topk", "num_experts", "moe_tp_size", "moe_ep_size"]
-    return _fastest(df, keys, 1e-3, rel,
+    rows = _fastest(df, keys, 1e-3, rel,
                     f"moe_dtype == {dtype!r}, distribution == 'balanced', gated (kernel_source not *_nongated), "
                     f"topk >= {MOE_MIN_TOPK}, num_experts >= {MOE_MIN_EXPERTS}; num_tokens = tokens entering the "
-                    "layer on one rank; fastest kernel_source per shape")
+                    f"layer on one rank; fastest kernel_source per shape; without glitches (a row over "
+                    f"{2 * GLITCH_FACTOR:g}x slower than the same shape at twice the TP or the EP)")
+    return None if rows is None else without_moe_glitches(rows)
 
 
 def moe_deepep(system: str, engine: str, dtype: str) -> Rows | None:
@@ -235,17 +239,21 @@ def moe_all_to_all(system: str, engine: str, phase: str) -> Rows | None:
         version = max(versions, key=lambda v: (spread[v], version_key(v)))
         df, rel = _read(system, "comm", "sglang", "wideep_deepep_ll_perf.parquet", version)
         df = df.assign(group=df["node_num"] * gpus_per_node(system), latency=df[f"{phase}_avg_t_us"],
-                       topk=df["num_topk"], tokens=df["num_token"])
+                       topk=df["num_topk"], tokens=df["num_token"], experts=df["num_experts"])
         what = f"DeepEP low-latency {phase} ({phase}_avg_t_us), EP = node_num x {gpus_per_node(system)}"
     else:
         df, rel = _read(system, "comm", "trtllm", "moe_a2a_perf.parquet")
         if df is None:
             return None
         df = df[(df["comm_backend"] == "trtllm_deepep_ll") & (df["phase"] == phase) & (df["comm_dtype"] == dtype)]
-        df = df.assign(group=df["ep_size"], tokens=df["num_tokens"])
+        df = df.assign(group=df["ep_size"], tokens=df["num_tokens"], experts=df["num_experts"])
         what = f"comm_backend == 'trtllm_deepep_ll', phase == {phase!r}, comm_dtype == {dtype!r}, EP = ep_size"
+    # fine-grained routing only, as for the MoE tables (top-1/2 rows run DeepEP with other buffer layouts)
+    df = df[df["topk"] >= MOE_MIN_TOPK]
     payload = df["tokens"] * df["topk"] * _payload_bytes(df["hidden_size"], dtype)
     df = df.assign(n_bytes=np.round(payload).astype(np.int64))
-    return _fastest(df, ["group", "n_bytes", "tokens", "topk", "hidden_size"], 1e-6, rel,
-                    f"{what}; tokens per rank; bytes = tokens x topk x "
-                    f"{'(h + h/128 x 4)' if dtype == 'fp8' else '2 h'}")
+    rows = _fastest(df, ["group", "n_bytes", "tokens", "topk", "hidden_size", "experts"], 1e-6, rel,
+                    f"{what}; topk >= {MOE_MIN_TOPK}; tokens per rank; bytes = tokens x topk x "
+                    f"{'(h + h/128 x 4)' if dtype == 'fp8' else '2 h'}; without glitches (a row over "
+                    f"{GLITCH_FACTOR:g}x slower than one of its group moving at least as many bytes)")
+    return None if rows is None else without_collective_glitches(rows)
