@@ -139,9 +139,9 @@ def run_hardware(args) -> int:
               f"{h.hbm_capacity_bytes / 1e9:>8.0f}{h.hbm_bytes_per_s / 1e12:>9.2f}{h.scale_up_domain_gpus:>7}"
               f"{h.link_bytes_per_s_per_direction / 1e9:>10.0f}{h.kernel_launch_s * 1e6:>10.1f}  "
               f"{','.join(sorted(h.op_models)) or '-':<15}{h.description}")
-    print("\nLink bandwidth is per direction. engines: measured op models (--engine; the first listed of trtllm is "
-          "the default); '-' = the plain roofline, where 'launch us' is the fixed cost per op. Sources of every "
-          "number: src/helix/specs/presets/hardware/*.yaml and op_models/*.yaml")
+    print("\nLink bandwidth is per direction. engines: the measured op models --engine picks from (trtllm is the "
+          "default); '-' = the plain roofline, where 'launch us' is the fixed cost per op (as with --engine none). "
+          "Sources of every number: src/helix/specs/presets/hardware/*.yaml and op_models/*.json")
     return 0
 
 

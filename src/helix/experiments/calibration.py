@@ -79,8 +79,8 @@ def run(ctx: Context) -> tuple[Section, dict[str, str]]:
                 ctx, name, "throughput_ratio" if which == "throughput_ratio" else
                 ("max_interactivity_ratio" if which == "max_interactivity_ratio" else "max_batch_ratio"))
             rows.append([key, PAPER_CLAIMS[key][1], getattr(old, which), getattr(new, which), term, shift])
-            notes[key] = f"previous model {getattr(old, which):.3g}" + (f"; moved most by {term}" if term != "–"
-                                                                         else "")
+            notes[key] = f"previous (uncalibrated) model {getattr(old, which):.3g}" + (
+                f", the calibration's change led by the {term} term" if term != "–" else "")
     write_csv(ctx.out / "calibration_shift.csv",
               ["claim", "paper", "previous_model", "calibrated", "term_that_moved_it", "log_ratio_share"], rows)
     section = Section(
