@@ -54,11 +54,13 @@ class Claim:
     id: str
     ours: float
     note: str = ""
+    extra: dict = field(default_factory=dict)  # further summary.json fields (at_budget_multiple, baseline_point, ...)
 
     def as_dict(self) -> dict:
         section, paper, unit = PAPER_CLAIMS[self.id]
         ours = None if not np.isfinite(self.ours) else round(float(self.ours), 4)
-        return {"id": self.id, "section": section, "paper": paper, "ours": ours, "unit": unit, "note": self.note}
+        return {"id": self.id, "section": section, "paper": paper, "ours": ours, "unit": unit, "note": self.note,
+                **self.extra}
 
 
 @dataclass
