@@ -106,3 +106,25 @@ def test_each_hopb_chunk_pays_its_attention_and_merge_launches_and_an_exchange_l
         chunked = float(simulate(model, hw, lay, 32, 10**6, hopb_chunks=c).ttl_s)
         per_layer = (c - 1) * (2 * hw.kernel_launch_s + float(alpha))
         assert chunked - serial == pytest.approx(model.num_layers * per_layer, rel=1e-9)
+
+
+def test_per_request_hopb_off_pays_one_collective_per_request():
+    """overlap="per_request": the KVP all-to-all as B_loc exposed collectives, each on one request's bytes
+    (the paper's Fig. 3 OFF); "serial" is one batched collective. Hand check against the collective form."""
+    from helix import Layout, load_hardware, load_model, simulate
+    from helix.cost import collectives
+    from helix.cost.messages import step_messages
+    from helix.specs import PrecisionSpec
+
+    model, hw, batch = load_model("deepseek-r1"), load_hardware("gb200-nvl72"), 16
+    lay = Layout.helix(kvp=64, tpa=1, tpf=8, ep=8)
+    serial = simulate(model, hw, lay, batch, 10**6, overlap="serial")
+    per_request = simulate(model, hw, lay, batch, 10**6, overlap="per_request")
+    m = {x.phase: x for x in step_messages(model, PrecisionSpec(), "helix", 1, 64, 1, 8, 8, 1, batch, 1)}
+    m = m["kvp_all_to_all"]
+    one = collectives.collective_s(m.kind, m.n_bytes / batch, m.group_size, hw, m.table, m.experts)
+    assert float(per_request.comm_exposed_s["kvp_all_to_all"]) == pytest.approx(m.calls_per_step * batch * one)
+    assert float(per_request.comm_total_s["kvp_all_to_all"]) == pytest.approx(m.calls_per_step * batch * one)
+    assert float(serial.comm_exposed_s["kvp_all_to_all"]) < float(per_request.comm_exposed_s["kvp_all_to_all"])
+    others = {k for k in serial.breakdown if k != "kvp_all_to_all"}
+    assert all(float(serial.breakdown[k]) == float(per_request.breakdown[k]) for k in others)

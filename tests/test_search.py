@@ -237,3 +237,14 @@ def test_hopb_loss_ignores_a_tiny_throughput_shift():
     on_x, on_y = [128.0, 117.7, 108.9], [20.0, 22.0627, 23.8]
     off_x, off_y = [128.0, 117.7, 108.9], [20.0, 22.0616, 23.8]
     assert search.hopb_loss(on_x, on_y, off_x, off_y).max_loss < 1e-4
+
+
+def test_ttl_ratio_at_equal_users_by_hand():
+    # Helix: users 1 at 10 ms (and a slower 12 ms point), users 4 at 20 ms; baseline: users 1 at 15 ms,
+    # users 4 at 50 ms, users 8 at 60 ms (no Helix point at 8: not compared)
+    r = search.ttl_ratio_at_equal_users([1, 1, 4], [0.010, 0.012, 0.020], [1, 4, 8], [0.015, 0.050, 0.060])
+    assert r.users.tolist() == [1, 4]
+    assert r.ratio.tolist() == pytest.approx([1.5, 2.5])
+    assert (r.max_ratio, r.at_users) == (pytest.approx(2.5), 4.0)
+    empty = search.ttl_ratio_at_equal_users([2], [0.01], [3], [0.01])
+    assert empty.ratio.size == 0 and np.isnan(empty.max_ratio)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from helix.report_html import write_html
 from helix.search import LAYOUT_FIELDS, Points
 
 
@@ -24,18 +25,23 @@ def _pyplot():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    # House style: every figure readable at a glance, no text under 9 pt (idempotent, so cheap on each call).
+    matplotlib.rcParams.update({"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "xtick.labelsize": 9,
+                                "ytick.labelsize": 9, "legend.fontsize": 9, "figure.titlesize": 11})
     return plt
 
 # The claim ids of summary.json, in report order, with the paper's figure [paper §3.2, §3.3, Abstract].
 PAPER_CLAIMS = {
-    "dsr1.max_interactivity_ratio": ("§4.1", 1.5, "x"),
-    "dsr1.max_batch_ratio": ("§4.1", 32.0, "x"),
-    "dsr1.throughput_ratio": ("§4.1", 32.0, "x"),
-    "llama405b.max_interactivity_ratio": ("§4.2", 1.13, "x"),
-    "llama405b.throughput_ratio": ("§4.2", 4.0, "x"),
-    "llama405b.max_batch_ratio": ("§4.2", 4.0, "x"),
-    "dsr1.hopb_off_interactivity_loss": ("§5", 0.01, "fraction"),
-    "llama405b.hopb_off_interactivity_loss": ("§5", 0.12, "fraction"),
+    "dsr1.max_interactivity_ratio": ("Abstract, Fig. 5", 1.5, "x"),
+    "dsr1.max_batch_ratio": ("§3.2, Fig. 5", 32.0, "x"),
+    "dsr1.throughput_ratio": ("§3.2, Fig. 5", 32.0, "x"),
+    "llama405b.max_interactivity_ratio": ("§3.2, Fig. 6", 1.13, "x"),
+    "llama405b.throughput_ratio": ("§3.2, Fig. 6", 4.0, "x"),
+    "llama405b.max_batch_ratio": ("§3.2, Fig. 6", 4.0, "x"),
+    "dsr1.hopb_off_interactivity_loss": ("§3.3, Fig. 7", 0.01, "fraction"),
+    "llama405b.hopb_off_interactivity_loss": ("§3.3, Fig. 7", 0.12, "fraction"),
+    "dsr1.hopb_off_interactivity_loss_per_request": ("§3.3, Fig. 7", 0.01, "fraction"),
+    "llama405b.hopb_off_interactivity_loss_per_request": ("§3.3, Fig. 7", 0.12, "fraction"),
 }
 TOLERANCE = 0.20  # a claim "matches" within 20 % of the paper's figure (issue 3 target)
 
@@ -68,7 +74,7 @@ class Section:
     """One experiment's contribution to the report."""
 
     key: str  # e.g. "dsr1"
-    title: str  # e.g. "§4.1 DeepSeek-R1, 1M context"
+    title: str  # e.g. "DeepSeek-R1, 1M context (paper Fig. 5)"
     measured: str  # what is measured, one paragraph
     body: list[str] = field(default_factory=list)  # Markdown blocks (tables, paragraphs), in order
     figures: list[str] = field(default_factory=list)  # PNG file names relative to the report
@@ -92,6 +98,8 @@ def fmt(v, digits: int = 3) -> str:
     v = float(v)
     if not np.isfinite(v):
         return "–"
+    if abs(v) < 1e-9:  # float round-off (e.g. 1 - x/x = 3.3e-16) is zero, not a figure worth printing
+        return "0"
     if v != 0 and (abs(v) >= 1e5 or abs(v) < 1e-3):
         return f"{v:.{digits}g}"
     return f"{v:,.{digits}g}" if abs(v) >= 1 else f"{v:.{digits}g}"
@@ -154,38 +162,90 @@ def new_figure(ncols: int = 1, width: float = 6.0, height: float = 4.2):
     return fig, (axes[0][0] if ncols == 1 else axes[0])
 
 
+def _plain_log_ticks(fig) -> None:
+    """Log-axis tick labels as plain numbers ("20", not matplotlib's "2×10¹") within 1e-3..1e4; which ticks
+    get a label stays the default formatter's choice, only the text changes."""
+    from matplotlib.ticker import LogFormatterSciNotation
+
+    class Plain(LogFormatterSciNotation):
+        def __call__(self, x, pos=None):
+            text = super().__call__(x, pos)
+            return f"{x:g}" if text and 1e-3 <= abs(x) < 1e4 else text
+
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            # only matplotlib's default log formatters: labels a figure set itself (set_xticks) stay
+            if type(axis.get_major_formatter()) is LogFormatterSciNotation:
+                axis.set_major_formatter(Plain())
+            if type(axis.get_minor_formatter()) is LogFormatterSciNotation:
+                axis.set_minor_formatter(Plain(labelOnlyBase=False))
+
+
 def save_figure(fig, path: Path) -> str:
+    _plain_log_ticks(fig)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     _pyplot().close(fig)
     return path.name
 
 
+def step_envelope(curves: dict[str, tuple[np.ndarray, np.ndarray]]):
+    """Upper envelope of step curves drawn ``where="post"``: (x, y, owner per x) on the union of their x.
+
+    Each curve holds y[i] on [x[i], x[i+1]) up to its last x; on [b_k, b_k+1) the envelope is the highest curve
+    spanning it, so it never dips below one (the Pareto set of the union, drawn step-wise, can: a point it drops
+    still holds its y up to that curve's next point). NaN where no curve spans an interval (the line breaks).
+    """
+    curves = {k: (np.asarray(x, float), np.asarray(y, float)) for k, (x, y) in curves.items() if len(x)}
+    if not curves:
+        return np.array([]), np.array([]), []
+    b = np.unique(np.concatenate([x for x, _ in curves.values()]))
+    nxt = np.append(b[1:], b[-1])  # each interval's right end; the last breakpoint is the final vertical drop
+    vals = np.full((len(curves), len(b)), -np.inf)
+    for row, (x, y) in enumerate(curves.values()):
+        i = np.searchsorted(x, b, side="right") - 1
+        spans = (i >= 0) & (nxt <= x[-1])
+        vals[row, spans] = y[i[spans]]
+    top = vals.argmax(axis=0)
+    env = vals[top, np.arange(len(b))]
+    names = list(curves)
+    owners = [names[t] if np.isfinite(e) else "" for t, e in zip(top, env, strict=True)]
+    return b, np.where(np.isfinite(env), env, np.nan), owners
+
+
 def plot_frontiers(ax, fronts: dict[str, Points], norm_x: float = 1.0, norm_y: float = 1.0,
                    strategies=None, label_global: bool = True, suffix: str = "", linestyle: str = "-") -> None:
-    """Tokens/s/GPU against tokens/s/user, one step envelope per strategy; global frontier labelled by owner."""
-    names = strategies or [k for k in fronts if k not in ("baseline", "global")]
-    for s in names:
-        f = fronts.get(s)
-        if f is None or len(f) == 0:
-            continue
+    """Tokens/s/GPU against tokens/s/user, one step curve per strategy, under them the global frontier.
+
+    The global frontier is drawn as the upper envelope of the strategy curves (``step_envelope``), with
+    the owners named once in the legend rather than annotated per segment (labels overprinted each other).
+    """
+    names = [s for s in (strategies or [k for k in fronts if k not in ("baseline", "global")])
+             if fronts.get(s) is not None and len(fronts[s])]
+    curves = {s: (fronts[s].tokens_per_s_per_user / norm_x, fronts[s].tokens_per_s_per_gpu / norm_y) for s in names}
+    for s, (x, y) in curves.items():
         label, color = STRATEGY_STYLE.get(s, (s, None))
-        ax.step(f.tokens_per_s_per_user / norm_x, f.tokens_per_s_per_gpu / norm_y, where="post", color=color,
-                linestyle=linestyle, marker=".", markersize=3, linewidth=1.4, label=label + suffix)
-    g = fronts.get("global")
-    if label_global and g is not None and len(g):
-        x, y = g.tokens_per_s_per_user / norm_x, g.tokens_per_s_per_gpu / norm_y
-        ax.plot(x, y, color="black", alpha=0.15, linewidth=6, zorder=0, label="global frontier")
-        owners = g.strategy.tolist()
-        for i, s in enumerate(owners):
-            if i == 0 or s != owners[i - 1]:
-                ax.annotate(STRATEGY_STYLE.get(s, (s,))[0], (x[i], y[i]), textcoords="offset points",
-                            xytext=(4, 4), fontsize=7, color=STRATEGY_STYLE.get(s, (s, "black"))[1])
+        ax.step(x, y, where="post", color=color, linestyle=linestyle, marker=".", markersize=3, linewidth=1.4,
+                label=label + suffix)
+    if label_global and "global" in fronts and curves:
+        x, y, owners = step_envelope(curves)
+        span: dict[str, float] = {}  # the tokens/s/user range each strategy owns, to order the legend's owners
+        for w, o in zip(np.diff(x), owners[:-1], strict=True):
+            span[o] = span.get(o, 0.0) + float(w)
+        ranked = sorted((o for o in span if o), key=span.get, reverse=True)
+        owned_by = ", ".join(STRATEGY_STYLE.get(o, (o,))[0] for o in ranked)
+        ax.step(x, y, where="post", color="black", alpha=0.15, linewidth=6, zorder=0,
+                label="global frontier" + (f"\n({owned_by})" if owned_by else ""))
     ax.set_xlabel("tokens/s/user" + (" (÷ best baseline)" if norm_x != 1.0 else ""))
     ax.set_ylabel("tokens/s/GPU" + (" (÷ best baseline)" if norm_y != 1.0 else ""))
     ax.set_yscale("log")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    frontier_legend(ax)
+
+
+def frontier_legend(ax) -> None:
+    """Legend outside the axes, right: inside, every corner of a frontier plot holds some strategy's curve."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
 
 
 # ---------------------------------------------------------------- the report
@@ -198,7 +258,7 @@ def claim_table(claims: list[Claim]) -> str:
         ours = d["ours"]
         within = None if ours is None else abs(ours - d["paper"]) <= TOLERANCE * d["paper"]
         rows.append([d["id"], d["section"], d["paper"], ours, d["unit"], within, d["note"]])
-    return markdown_table(["claim", "seed §", "paper", "ours", "unit", "within 20 %", "note"], rows, digits=3)
+    return markdown_table(["claim", "paper §", "paper", "ours", "unit", "within 20 %", "note"], rows, digits=3)
 
 
 def render_markdown(sections: list[Section], header: str, preamble: list[str]) -> str:
@@ -234,5 +294,6 @@ def summary(sections: list[Section], wall_s: float) -> dict:
 def write_report(out: Path, sections: list[Section], header: str, preamble: list[str], wall_s: float) -> dict:
     data = summary(sections, wall_s)
     (out / "report.md").write_text(render_markdown(sections, header, preamble))
+    write_html(out, (out / "report.md").read_text(), header)  # report.html beside it, figures inlined
     (out / "summary.json").write_text(json.dumps(data, indent=2) + "\n")
     return data

@@ -1,7 +1,7 @@
 """Search: every valid layout of every strategy x every batch size, Pareto frontiers, claim metrics.
 
 A point is (layout, batch). The grid spans N_total = N x PP in 1..max_gpus GPUs, every valid
-factorisation per strategy (design §4, §6), and one batch grid (``batch_grid``) shared by every
+factorisation per strategy (the layout rules below), and one batch grid (``batch_grid``) shared by every
 layout: all integers to 128, then 16 points per octave, up to the largest batch any layout can hold
 at this context (the memory limit). Points that fail divisibility (``check_layout_for_model``) are
 never enumerated, nor (unless ``allow_uneven``) layouts whose widths do not divide evenly; memory-infeasible
@@ -16,9 +16,12 @@ Strategy grids (N = GPUs per stage, PP stages, N x PP <= max_gpus):
   medha   KVP x TP = N, TP divides the cache heads (TP tied between attention and FFN), any PP
   helix   TPA x KVP x DP = N = TPF x EP, TPA divides the cache heads, EP = 1 for dense, any PP
 
-Claims, defined once here and quoted by the report (design §6). "Baseline" is the union of the
+Claims, defined once here and quoted by the report. "Baseline" is the union of the
 non-Helix strategies; only feasible points count; users = batch x PP (requests in flight).
   max interactivity ratio   max tokens/s/user of Helix / max tokens/s/user of the baseline
+  TTL ratio at equal batch  at each number of users both sides serve, the baseline's lowest TTL / Helix's
+                            lowest TTL; its maximum over users (the paper's "reduces TTL by up to X at
+                            fixed batch sizes"; the tokens/s/user ratio at equal batch)
   budget ratio (value v)    for a TTL budget T, best(T) = max v over points with TTL <= T; the ratio
                             helix_best(T) / baseline_best(T), maximised over the budgets where both
                             sides have a point (v = tokens/s/GPU: throughput ratio; v = users: batch
@@ -29,6 +32,8 @@ non-Helix strategies; only feasible points count; users = batch x PP (requests i
                             x_on(y), maximised over the common throughput range (levels: both sides'
                             frontier throughputs). A step function would turn a 1e-5 throughput
                             difference between two nearly equal points into a jump to the next point.
+                            OFF is one batched exchange per layer (overlap "serial") or, as the paper's
+                            Fig. 3 draws it, one exchange per request (overlap "per_request").
   Comparisons of TTL with a budget and of throughput with a level allow a relative 1e-9 (REL_TOL).
 """
 
@@ -49,6 +54,7 @@ from helix.search_metrics import (  # noqa: F401  (the search API: helix.search.
     REL_TOL,
     BudgetRatio,
     Claims,
+    EqualBatchRatio,
     LossCurve,
     best_within_budget,
     budget_ratio,
@@ -59,6 +65,7 @@ from helix.search_metrics import (  # noqa: F401  (the search API: helix.search.
     interactivity_at_throughput,
     max_interactivity_ratio,
     pareto_mask,
+    ttl_ratio_at_equal_users,
 )
 from helix.specs.precision import PrecisionSpec
 from helix.step import evaluate

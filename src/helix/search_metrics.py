@@ -1,7 +1,7 @@
 """Frontiers and claim metrics over sweep points (definitions in helix.search's docstring).
 
 Pure functions of point arrays: Pareto masks, per-strategy frontiers, the max-interactivity ratio,
-budget ratios and the HOP-B loss curve.
+budget ratios, the TTL ratio at equal batch and the HOP-B loss curve.
 """
 
 from __future__ import annotations
@@ -122,6 +122,36 @@ def interactivity_at_throughput(x, y, levels) -> np.ndarray:
 
 
 @dataclass(frozen=True)
+class EqualBatchRatio:
+    users: np.ndarray
+    helix_ttl_s: np.ndarray
+    baseline_ttl_s: np.ndarray
+    ratio: np.ndarray
+    max_ratio: float
+    at_users: float
+
+
+def _lowest_ttl_per_users(users, ttl_s) -> tuple[np.ndarray, np.ndarray]:
+    u, inverse = np.unique(np.asarray(users), return_inverse=True)
+    best = np.full(u.shape, np.inf)
+    np.minimum.at(best, inverse, np.asarray(ttl_s, dtype=np.float64))
+    return u, best
+
+
+def ttl_ratio_at_equal_users(helix_users, helix_ttl, baseline_users, baseline_ttl) -> EqualBatchRatio:
+    """baseline's lowest TTL / Helix's lowest TTL at each number of users both sides serve, and its maximum:
+    the paper's "reduces TTL by up to X at fixed batch sizes" (= the tokens/s/user ratio at equal batch)."""
+    hu, ht = _lowest_ttl_per_users(helix_users, helix_ttl)
+    bu, bt = _lowest_ttl_per_users(baseline_users, baseline_ttl)
+    users, hi, bi = np.intersect1d(hu, bu, return_indices=True)
+    ratio = bt[bi] / ht[hi]
+    if ratio.size == 0:
+        return EqualBatchRatio(users, ht[hi], bt[bi], ratio, float("nan"), float("nan"))
+    i = int(np.argmax(ratio))
+    return EqualBatchRatio(users, ht[hi], bt[bi], ratio, float(ratio[i]), float(users[i]))
+
+
+@dataclass(frozen=True)
 class LossCurve:
     throughput: np.ndarray
     on: np.ndarray
@@ -154,6 +184,7 @@ class Claims:
     max_interactivity_ratio: float
     throughput: BudgetRatio
     batch: BudgetRatio
+    equal_batch: EqualBatchRatio
 
 
 def helix_vs_baseline(points: Points, baseline=BASELINE_STRATEGIES) -> Claims:
@@ -164,4 +195,5 @@ def helix_vs_baseline(points: Points, baseline=BASELINE_STRATEGIES) -> Claims:
         max_interactivity_ratio=max_interactivity_ratio(h.tokens_per_s_per_user, b.tokens_per_s_per_user),
         throughput=budget_ratio(h.ttl_s, h.tokens_per_s_per_gpu, b.ttl_s, b.tokens_per_s_per_gpu),
         batch=budget_ratio(h.ttl_s, h.users, b.ttl_s, b.users),
+        equal_batch=ttl_ratio_at_equal_users(h.users, h.ttl_s, b.users, b.ttl_s),
     )

@@ -16,6 +16,7 @@ Overlap ("auto" picks per strategy), helix.step_overlap:
       [INFERRED: the paper says only that its TP baseline "includes communication-computation overlap", §3.2]
   medha, dp_ep: serial (Medha "exposes all communication" [paper §3.2]); DP+EP with ``tbo``: two
       micro-batches, one's dispatch/combine hidden behind the other's compute (SGLang two-batch overlap)
+  "per_request": the pipelined phase as one exposed collective per request (HOP-B OFF as Fig. 3 draws it)
 MTP (``mtp_tokens`` K > 0): the step verifies 1 + K tokens per request and runs K draft passes of the
 MTP module (one decoder layer, its 2H -> H projection, the LM head); it yields ``mtp_acceptance`` tokens
 per request on average, so tokens/s/user = acceptance / TTL [DeepSeek-V3 report §2.2, §5.4.3].
@@ -166,6 +167,8 @@ def evaluate(model, hw, precision: PrecisionSpec, strategy: str, tpa, kvp, dp, t
         comm_exposed = dict(comm_total)
         if mode == "pipelined":
             step_overlap.pipeline_exposed(shape, hw, msgs, counts["attention"], hopb_chunks, comm_exposed)
+        elif mode == "per_request":
+            step_overlap.per_request_exposed(shape, hw, msgs, comm_total, comm_exposed)
     if mtp_tokens:
         t["mtp_draft"] = t.get("mtp_draft", 0.0) + mtp_tokens * _draft_pass_s(shape, hw, expert_imbalance)
     if hw.step_overhead_s:

@@ -25,7 +25,8 @@ from helix.cost.ops import ceil_div
 from helix.cost.overlap import CHUNK_COUNTS, pipelined_s
 from helix.cost.terms import attention_ops, combine_ops, o_projection_ops
 
-OVERLAPS = ("auto", "serial", "pipelined")
+# per_request: HOP-B OFF as the paper's Fig. 3 draws it (each request's exchange its own collective, none hidden)
+OVERLAPS = ("auto", "serial", "pipelined", "per_request")
 PIPELINED_PHASE = {"helix": "kvp_all_to_all", "medha": "kvp_all_reduce", "tp": "o_projection_all_reduce",
                    "tp_pp": "o_projection_all_reduce", "dp_ep": None}
 DEFAULT_OVERLAP = {"helix": "pipelined", "tp": "pipelined", "tp_pp": "pipelined", "medha": "serial",
@@ -93,6 +94,19 @@ def pipeline_exposed(shape, hw, msgs, traversed, hopb_chunks, comm_exposed) -> N
             t, _ = pipeline(sub, c, np.broadcast_to(m.n_bytes, full)[sel], np.broadcast_to(m.group_size, full)[sel])
             total[sel] = np.minimum(total[sel], t)
     comm_exposed[phase] = traversed * np.maximum(total - unchunked, 0.0)
+
+
+def per_request_exposed(shape, hw, msgs, comm_total, comm_exposed) -> None:
+    """HOP-B OFF as the paper's Fig. 3 draws it [paper §2.1.3]: the pipelined phase runs one collective per
+    request (B_loc calls, each paying the collective latency on its request's share of the bytes), all
+    exposed. ``overlap="serial"`` is the batched reading: one collective per layer for the whole batch."""
+    phase = PIPELINED_PHASE[shape.strategy]
+    if phase is None or phase not in msgs:
+        return
+    m = msgs[phase]
+    requests = np.maximum(shape.requests_per_rank, 1.0)
+    one = collectives.collective_s(m.kind, m.n_bytes / requests, m.group_size, hw, m.table, m.experts)
+    comm_total[phase] = comm_exposed[phase] = m.calls_per_step * requests * one
 
 
 def two_batch_overlap(shape, hw, msgs, counts, group_terms):

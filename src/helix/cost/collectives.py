@@ -8,7 +8,7 @@
 Bandwidth is the per-direction link bandwidth times the link efficiency; a group larger than the
 scale-up domain runs at the scale-out bandwidth and pays the scale-out latency.
 
-Algorithms (Thakur, Rabenseifner & Gropp; NCCL tuning.cc; reference/hardware_models.md §2):
+Algorithms (Thakur, Rabenseifner & Gropp [S29]; NCCL tuning.cc [S7]; TRT-LLM MultiShot [S27]):
 - ring:      base + steps * hop + traffic / bw   (steps = 2(p-1) for AR, p-1 otherwise)
 - one-shot:  sync + (p-1) n / bw                 (AR: every rank reads every peer's buffer)
 - two-shot:  2 sync + 2 (p-1)/p n / bw           (AR as reduce-scatter + all-gather through peer memory)

@@ -3,7 +3,7 @@ inventory (helix.cost.inventory) and by the fit to measured tables (helix.valida
 
 Every function works on numpy arrays and scalars alike. Bytes are HBM bytes moved (read + written);
 FLOPs count a multiply-add as 2. References: paper App. A (GEMV/attention rooflines),
-reference/hardware_models.md §3.3 (absorbed MLA decode).
+absorbed MLA decode [S15][S17].
 """
 
 from __future__ import annotations

@@ -15,9 +15,9 @@ Per layer, per rank (B_loc = ceil(B / DP) requests per attention group, b = comm
   EP * B * H * b, then a local reduction  [paper §2.2: intra-expert AR, inter-expert AG]
 - moe_tp_all_reduce over TPF x EP (TP attention with a TPF x EP MoE, TensorRT-LLM's and SGLang's
   "TP8 EP8"): every rank holds every token, computes its experts' partial sums, one all-reduce of
-  n = B * H * b sums them [TensorRT-LLM MoE with attention TP; reference/implementations.md]
+  n = B * H * b sums them [TensorRT-LLM's MoE with attention TP]
 - moe_dispatch/combine_all_to_all (DP+EP) over EP: one row per (token, selected expert), expert-major
-  like DeepEP's low-latency kernels: n = B_loc * k * H * b [reference/hardware_models.md §2.7], b the
+  like DeepEP's low-latency kernels: n = B_loc * k * H * b [S14], b the
   dispatch (or combine) payload format (DeepSeek: FP8 dispatch, BF16 combine). Exact
   for every rank's dispatch send; the combine sends back what a rank received, which depends on the
   routing, so for the combine n is the mean over the EP group (exact summed over the group). Before
@@ -38,7 +38,7 @@ import numpy as np
 
 from helix.cost.ops import ceil_div
 
-LSE_BYTES = 4  # the log-sum-exp statistic travels in fp32 (TRT-LLM blog; reference/implementations.md)
+LSE_BYTES = 4  # the log-sum-exp statistic travels in fp32 (TensorRT-LLM Helix blog; docs/sources.md)
 ARGMAX_BYTES = 8  # (fp32 max logit, int32 index) per token per vocab shard
 
 

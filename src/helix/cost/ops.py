@@ -1,7 +1,8 @@
 """Roofline time of one op: max(bytes / (eta_mem * MemBW), FLOPs / (eta_flop * peak)) + launches * t_launch.
 
 With every efficiency 1 and no launch cost (the ``ideal`` preset) this is the paper's App. A
-roofline exactly. References: paper App. A; reference/hardware_models.md §1.5 for the factors.
+roofline exactly. References: paper App. A; the factors' sources are in the hardware presets
+(tags listed in docs/sources.md).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ Collectives: ``t = (latency_s + latency_per_doubling_s * log2(p) + traffic * n /
 with traffic = 2 (p-1)/p for an all-reduce and (p-1)/p otherwise (every algorithm moves that much per
 rank), g over (log2 group, log2 bytes). A group larger than the tables' largest (NCCL rows stop at 4 GPUs
 on GB200, 8 on HGX) keeps the log2 p latency growth and the edge correction: NCCL's tree and NVLS
-latencies grow with the number of steps, log2 p, not with p [reference/hardware_models.md §2.3].
+latencies grow with the number of steps, log2 p, not with p [NCCL tuning.cc [S7]].
 
 Fitted by ``helix calibrate --from-perf-db`` (helix.validation.perf_db) from aiconfigurator-core's
 tables; the fitted values live in the hardware presets with their sources.

@@ -8,7 +8,7 @@ T = B_loc q tokens through attention, S_loc = ceil(S/KVP), TPA heads split, G th
   norms            fused residual add + RMSNorm before attention and FFN; MLA's q/kv latent norms; final norm
   qkv_projection   GQA: one fused QKV GEMM, n = (Q/TPA + 2 ceil(K/TPA)) Hsz [paper App. A]; MLA: the fused
                    q/kv down-projection (replicated across KVP [paper §2.1.1]), the q up-projection and the
-                   W_UK batched GEMM (absorbed MLA, reference/hardware_models.md §3.3)
+                   W_UK batched GEMM (absorbed MLA [S17])
   rope_kv_write    RoPE on q and k; the KV-cache append (one KVP rank per token: staged KV concatenation)
   attention        KV read B_loc S_loc ceil(K/TPA) 2 Hsz b_kv (GQA) or B_loc S_loc (d_c + d_rope) b_kv (MLA)
                    [paper App. A]

@@ -1,4 +1,4 @@
-"""The seed's experiments, one module each; ``helix reproduce`` runs them in this order.
+"""The paper's experiments, one module each; ``helix reproduce`` runs them in this order.
 
 Each module's ``run(ctx)`` returns a ``helix.report.Section`` (the sensitivity study and the
 calibration shift also return the note each adds to every claim). All share ``common.Context``: one

@@ -1,4 +1,4 @@
-"""§7.2 batch scaling: the most concurrent users (batch x PP) each strategy sustains under a TTL budget,
+"""Batch scaling: the most concurrent users (batch x PP) each strategy sustains under a TTL budget,
 at 1M context [paper §3.2: batch scalability]."""
 
 from __future__ import annotations
@@ -27,17 +27,18 @@ def run(ctx: Context) -> Section:
             ax[k].step(budgets * 1e3, users, where="post", color=color, label=label)
             for budget, u in zip(marks, search.best_within_budget(p.ttl_s, p.users, marks), strict=True):
                 rows.append([name, s, budget * 1e3, u])
-        ax[k].set(xscale="log", yscale="log", xlabel="TTL budget (ms)", ylabel="max concurrent users",
+        ax[k].set(xscale="log", yscale="log", xlabel="TTL budget (ms)", ylabel="max concurrent users (requests)",
                   title=f"{name}, 1M context")
         ax[k].grid(True, which="both", alpha=0.3)
-        ax[k].legend(fontsize=8)
+        ax[k].legend()
     png = save_figure(fig, fig_path(ctx, "batch_scaling.png"))
     write_csv(ctx.out / "batch_scaling.csv", ["model", "strategy", "ttl_budget_ms", "max_users"], rows)
     return Section(
-        key="batch", title="§7.2 Batch scaling under a TTL budget",
+        key="batch", title="Batch scaling under a TTL budget",
         measured="The largest number of concurrent users (batch × PP) each strategy serves within a TTL budget.",
         figures=[png], body=[markdown_table(["model", "strategy", "TTL budget ms", "max users"], rows, digits=4)],
-        differs=("The seed's '4–32× larger batches' are the §4 batch ratios; here the whole curve per strategy "
+        differs=("The paper's '4–32× larger batches' (32× for DeepSeek-R1, Fig. 5; 4× for Llama-405B, Fig. 6) are the "
+                 "batch ratios of the DeepSeek-R1 and Llama-405B sections above; here the whole curve per strategy "
                  "shows where each one runs out: TP by KV duplication (memory), Medha by its FFN at TP ≤ K, DP+EP "
                  "by whole requests per GPU (no KV sharding), Helix only at the HBM of all 64 GPUs."),
     )

@@ -17,7 +17,7 @@ import numpy as np
 
 from helix import search
 from helix.experiments.common import CONTEXT_1M, DSR1, LLAMA_PAPER_F, Context, model_claims, strategies_for
-from helix.report import PAPER_CLAIMS, Section, markdown_table, write_csv
+from helix.report import PAPER_CLAIMS, Section, fmt, markdown_table, write_csv
 
 
 def roofline(hw):
@@ -33,15 +33,27 @@ def _best_point(points: search.Points, value, budget_s: float | None):
     return points.take([i])
 
 
+def _lowest_ttl_at_users(points: search.Points, users: float):
+    ok = points.users == users
+    if not ok.any():
+        return None
+    return points.take([int(np.flatnonzero(ok)[np.argmin(points.ttl_s[ok])])])
+
+
 def _claim_points(ctx: Context, name: str, which: str):
-    """(helix point, baseline point) that set one claim on the calibrated model."""
+    """(helix point, baseline point) that set one claim, as the paper words it, on the calibrated model."""
     mc = model_claims(ctx, name)
     sw = ctx.sweep(name, strategies_for(name))
     feas = sw.points.take(sw.points.feasible)
-    h, b = feas.of("helix"), feas.of(*search.BASELINE_STRATEGIES)
+    h = feas.of("helix")
     if which == "max_interactivity_ratio":
+        b = feas.of(*search.BASELINE_STRATEGIES)
+        if mc.wording.interactivity == "equal_batch":
+            users = mc.claims.equal_batch.at_users
+            return _lowest_ttl_at_users(h, users), _lowest_ttl_at_users(b, users)
         return _best_point(h, h.tokens_per_s_per_user, None), _best_point(b, b.tokens_per_s_per_user, None)
-    ratio = mc.claims.throughput if which == "throughput_ratio" else mc.claims.batch
+    b = feas.of(*mc.wording.budget_baseline)
+    ratio = mc.budget.throughput if which == "throughput_ratio" else mc.budget.batch
     attr = "tokens_per_s_per_gpu" if which == "throughput_ratio" else "users"
     return (_best_point(h, getattr(h, attr), ratio.at_budget_s), _best_point(b, getattr(b, attr), ratio.at_budget_s))
 
@@ -73,13 +85,13 @@ def run(ctx: Context) -> tuple[Section, dict[str, str]]:
     for name, cid in ((DSR1, "dsr1"), (LLAMA_PAPER_F, "llama405b")):
         new, old = model_claims(ctx, name), model_claims(old_ctx, name)
         for which in ("max_interactivity_ratio", "max_batch_ratio", "throughput_ratio",
-                      "hopb_off_interactivity_loss"):
+                      "hopb_off_interactivity_loss", "hopb_off_interactivity_loss_per_request"):
             key = f"{cid}.{which}"
-            term, shift = ("–", float("nan")) if which == "hopb_off_interactivity_loss" else moving_term(
+            term, shift = ("–", float("nan")) if which.startswith("hopb_off") else moving_term(
                 ctx, name, "throughput_ratio" if which == "throughput_ratio" else
                 ("max_interactivity_ratio" if which == "max_interactivity_ratio" else "max_batch_ratio"))
             rows.append([key, PAPER_CLAIMS[key][1], getattr(old, which), getattr(new, which), term, shift])
-            notes[key] = f"previous (uncalibrated) model {getattr(old, which):.3g}" + (
+            notes[key] = f"previous (uncalibrated) model {fmt(getattr(old, which))}" + (
                 f", the calibration's change led by the {term} term" if term != "–" else "")
     write_csv(ctx.out / "calibration_shift.csv",
               ["claim", "paper", "previous_model", "calibrated", "term_that_moved_it", "log_ratio_share"], rows)

@@ -70,28 +70,60 @@ def strategies_for(name: str) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True)
+class Wording:
+    """How the paper words one model's claims: ``interactivity`` "equal_batch" (TTL at fixed batch sizes)
+    or "max" (maximum achievable tokens/s/user); ``budget_baseline`` the strategies the budget ratios
+    (throughput, batch) are against."""
+
+    interactivity: str
+    budget_baseline: tuple[str, ...]
+
+
+# DeepSeek-R1: "reduces TTL by up to 1.5x at fixed batch sizes and supports up to 32x larger batches under
+# the same latency budget" against the best baseline [paper Abstract, §3.2]; Llama-405B: "1.13x maximum
+# achievable interactivity" and "4x higher throughput and batch capacity vs. TP sharding" [paper §3.2].
+WORDING = {DSR1: Wording("equal_batch", search.BASELINE_STRATEGIES), LLAMA_PAPER_F: Wording("max", ("tp",)),
+           LLAMA_REAL_F: Wording("max", ("tp",))}
+
+
+@dataclass(frozen=True)
 class ModelClaims:
-    """The four headline numbers of one model (definitions in helix.search)."""
+    """The headline numbers of one model as the paper words them (WORDING; definitions in helix.search),
+    and the comparisons beside them."""
 
     max_interactivity_ratio: float
     throughput_ratio: float
     max_batch_ratio: float
     hopb_off_interactivity_loss: float
-    claims: search.Claims
-    hopb: search.LossCurve
+    hopb_off_interactivity_loss_per_request: float
+    claims: search.Claims  # Helix vs the union of baselines
+    budget: search.Claims  # Helix vs the baseline the budget claims are worded against
+    hopb: search.LossCurve  # OFF: one batched exchange per layer
+    hopb_per_request: search.LossCurve  # OFF: one exchange per request (the paper's Fig. 3)
+    wording: Wording
+
+
+def _loss(on: search.Points, off: search.Points) -> search.LossCurve:
+    h_on, h_off = search.frontier(on), search.frontier(off)
+    return search.hopb_loss(h_on.tokens_per_s_per_user, h_on.tokens_per_s_per_gpu, h_off.tokens_per_s_per_user,
+                            h_off.tokens_per_s_per_gpu)
 
 
 def model_claims(ctx: Context, name: str, context: int = CONTEXT_1M, hw=None, precision=None,
                  cache: bool = True) -> ModelClaims:
-    """Helix vs the baseline union, and HOP-B ON vs OFF, from the model's sweeps."""
+    """Helix vs the baselines, and HOP-B ON vs both OFF readings, from the model's sweeps."""
     on = ctx.sweep(name, strategies_for(name), context, hw=hw, precision=precision, cache=cache)
     off = ctx.sweep(name, ("helix",), context, overlap="serial", hw=hw, precision=precision, cache=cache)
-    c = search.helix_vs_baseline(on.points)
-    h_on = search.frontier(on.points.of("helix"))
-    h_off = search.frontier(off.points)
-    loss = search.hopb_loss(h_on.tokens_per_s_per_user, h_on.tokens_per_s_per_gpu,
-                            h_off.tokens_per_s_per_user, h_off.tokens_per_s_per_gpu)
-    return ModelClaims(c.max_interactivity_ratio, c.throughput.max_ratio, c.batch.max_ratio, loss.max_loss, c, loss)
+    per_request = ctx.sweep(name, ("helix",), context, overlap="per_request", hw=hw, precision=precision, cache=cache)
+    wording = WORDING[name]
+    union = search.helix_vs_baseline(on.points)
+    budget = search.helix_vs_baseline(on.points, baseline=wording.budget_baseline)
+    interactivity = (union.equal_batch.max_ratio if wording.interactivity == "equal_batch"
+                     else union.max_interactivity_ratio)
+    helix = on.points.of("helix")
+    loss, loss_req = _loss(helix, off.points), _loss(helix, per_request.points)
+    return ModelClaims(interactivity, budget.throughput.max_ratio, budget.batch.max_ratio, loss.max_loss,
+                       loss_req.max_loss, union, budget, loss, loss_req, wording)
 
 
 def baseline_norm(fronts: dict[str, search.Points]) -> tuple[float, float]:

@@ -100,20 +100,22 @@ def run(ctx: Context) -> Section:
     fig, ax = new_figure(3, width=4.6)
     ax[0].plot([r[0] for r in dup], [r[2] for r in dup], "o-", label="TP")
     ax[0].plot([r[0] for r in dup], [r[3] for r in dup], "s-", label="Helix (TPA ≤ K, KVP)")
-    ax[0].set(xscale="log", yscale="log", xlabel="GPUs", ylabel="KV GB per GPU per 1M-token request",
+    ax[0].set(xscale="log", yscale="log", xlabel="GPUs (N)", ylabel="KV per GPU per 1M-token request (GB)",
               title="TP > K duplicates KV")
+    ax[0].set_xticks([r[0] for r in dup], [str(r[0]) for r in dup], minor=False)  # GPU counts, not 10^k
+    ax[0].tick_params(axis="x", which="minor", bottom=False, labelbottom=False)
     for j, (name, b) in enumerate((n, b) for n in imb_names for b in IMBALANCE_BATCHES):
         base = imb_rows[0][1 + 2 * j]
         ax[1].plot(IMBALANCE, [r[1 + 2 * j] / base for r in imb_rows], "o-", label=f"{name.split('(')[0]} B={b}")
-    ax[1].set(xlabel="hottest expert rank load ÷ mean", ylabel="TTL ÷ TTL at factor 1",
+    ax[1].set(xlabel="hottest expert rank load ÷ mean", ylabel="TTL ÷ TTL at factor 1 (ratio)",
               title="DeepSeek-R1 expert imbalance")
     for name, v in kv.items():
         ax[2].plot(t, v.max(axis=1) / v.mean(axis=1), label=name)
-    ax[2].set(xlabel="decode steps after a 100K-token prefill", ylabel="max ÷ mean KV tokens per rank (KVP = 8)",
-              title="KV hotspots")
+    ax[2].set(xlabel="decode steps after a 100K-token prefill", ylabel="max ÷ mean KV tokens per rank (ratio)",
+              title="KV hotspots (KVP = 8)")
     for a in ax:
         a.grid(True, alpha=0.3)
-        a.legend(fontsize=7)
+        a.legend()
     png = save_figure(fig, fig_path(ctx, "failure_modes.png"))
     write_csv(ctx.out / "failure_tp_duplication.csv", dup_h, dup)
     write_csv(ctx.out / "failure_hopb_exposure.csv", exp_h, exp_rows)
@@ -123,7 +125,7 @@ def run(ctx: Context) -> Section:
     write_csv(ctx.out / "failure_kv_hotspots.csv", ["step", *[f"{k}_max_over_mean" for k in kv]],
               [[int(s), *[float(v[i].max() / v[i].mean()) for v in kv.values()]] for i, s in enumerate(t)])
     return Section(
-        key="failures", title="§9 Failure modes",
+        key="failures", title="Failure modes",
         measured=("(a) TP > K on Llama-405B (F = 65,536) at 1M: KV per GPU, duplication, max batch; (b) the KVP "
                   f"all-to-all exposed without HOP-B ({exp_layout}, 1M); (c) DeepSeek-R1 TTL at B = 64 and 512 as "
                   "the hottest expert rank's load grows; (d) KV tokens per KVP rank over 100K decode steps after a "

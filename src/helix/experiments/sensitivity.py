@@ -12,13 +12,14 @@ from dataclasses import replace
 import numpy as np
 
 from helix.experiments.common import CONTEXT_1M, DSR1, LLAMA_PAPER_F, Context, fig_path, model_claims
-from helix.report import PAPER_CLAIMS, TOLERANCE, Section, markdown_table, new_figure, save_figure, write_csv
+from helix.report import PAPER_CLAIMS, TOLERANCE, Section, fmt, markdown_table, new_figure, save_figure, write_csv
 from helix.specs.precision import PrecisionSpec
 
 LATENCY_FIELDS = ("sync_latency_s", "ring_base_latency_s", "ring_hop_latency_s", "nvls_latency_s")
 # Not a plausible value but the paper's Fig. 3 idealisation (communication time proportional to bytes):
 # shown in the table, never used to pick "the parameter that moves a claim most".
 PROBE = "probe (not plausible)"
+PANELS_PER_FIGURE = 4
 
 
 def _vary(hw, fields: dict | None = None, **op_scale):
@@ -56,6 +57,7 @@ def variants(ctx: Context):
            *((a, b, c, p, CONTEXT_1M) for a, b, c in fixed),
            ("communication precision", "fp8", hw, replace(p, communication="fp8"), CONTEXT_1M),
            ("communication precision", "bf16", hw, replace(p, communication="bf16"), CONTEXT_1M),
+           ("precision", "fp8", hw, PrecisionSpec.uniform("fp8"), CONTEXT_1M),
            ("usable HBM fraction", "0.80", replace(hw, hbm_usable_fraction=0.80), p, CONTEXT_1M),
            ("usable HBM fraction", "1.00", replace(hw, hbm_usable_fraction=1.0), p, CONTEXT_1M),
            ("1M", "2^20 tokens", hw, p, 2**20),
@@ -75,6 +77,7 @@ def claim_values(ctx: Context, hw, precision: PrecisionSpec, context: int) -> di
         out[f"{cid}.throughput_ratio"] = mc.throughput_ratio
         out[f"{cid}.max_batch_ratio"] = mc.max_batch_ratio
         out[f"{cid}.hopb_off_interactivity_loss"] = mc.hopb_off_interactivity_loss
+        out[f"{cid}.hopb_off_interactivity_loss_per_request"] = mc.hopb_off_interactivity_loss_per_request
     return out
 
 
@@ -93,7 +96,8 @@ def most_moving(results, claim: str) -> tuple[str, float, float, bool]:
     return best or "–", float(min(vals)), float(max(vals)), reach
 
 
-def run(ctx: Context) -> tuple[Section, dict[str, str]]:
+def run(ctx: Context) -> tuple[Section, dict[str, str], list]:
+    """(section, per-claim note, the variants' (parameter, setting, claim values), nominal first)."""
     results = [(param, label, claim_values(ctx, hw, prec, S)) for param, label, hw, prec, S in variants(ctx)]
     ids = list(PAPER_CLAIMS)
     headers = ["parameter", "setting", *[i.replace("_", " ") for i in ids]]
@@ -105,31 +109,34 @@ def run(ctx: Context) -> tuple[Section, dict[str, str]]:
         param, lo, hi, reach = most_moving(results, cid)
         nominal = results[0][2][cid]
         summary_rows.append([cid, PAPER_CLAIMS[cid][1], nominal, param, lo, hi, reach])
-        notes[cid] = f"moved most by {param} ({lo:.3g}–{hi:.3g})" + ("" if reach else "; no single variant reaches "
+        notes[cid] = f"moved most by {param} ({fmt(lo)}–{fmt(hi)})" + ("" if reach else "; no single variant reaches "
                                                                            "the paper within 20 %")
-    fig, axes = new_figure(4, width=3.8, height=3.6)
-    fig2, axes2 = new_figure(4, width=3.8, height=3.6)
     params = list(dict.fromkeys(r[0] for r in results[1:] if r[0] != PROBE))
-    for k, cid in enumerate(ids):
-        ax = (axes if k < 4 else axes2)[k % 4]
-        nominal = results[0][2][cid]
-        for j, param in enumerate(params):
-            vals = [r[2][cid] for r in results if r[0] == param]
-            ax.plot([min(vals + [nominal]), max(vals + [nominal])], [j, j], lw=6, color="#1f77b4", alpha=0.6)
-            ax.plot(vals, [j] * len(vals), "k|", markersize=10)
-        ax.axvline(nominal, color="k", lw=1, label="ours (nominal)")
-        ax.axvline(PAPER_CLAIMS[cid][1], color="#d62728", ls="--", lw=1.2, label="paper")
-        ax.set_yticks(range(len(params)), params, fontsize=7)
-        ax.set_title(cid, fontsize=8)
-        ax.grid(True, axis="x", alpha=0.3)
-        ax.legend(fontsize=6)
-    pngs = [save_figure(fig, fig_path(ctx, "sensitivity_1.png")), save_figure(fig2, fig_path(ctx, "sensitivity_2.png"))]
+    pngs = []
+    for first in range(0, len(ids), PANELS_PER_FIGURE):
+        batch = ids[first:first + PANELS_PER_FIGURE]
+        fig, axes = new_figure(len(batch), width=4.2, height=3.8)
+        axes = [axes] if len(batch) == 1 else list(axes)
+        for ax, cid in zip(axes, batch, strict=True):
+            nominal = results[0][2][cid]
+            for j, param in enumerate(params):
+                vals = [r[2][cid] for r in results if r[0] == param]
+                ax.plot([min(vals + [nominal]), max(vals + [nominal])], [j, j], lw=6, color="#1f77b4", alpha=0.6)
+                ax.plot(vals, [j] * len(vals), "k|", markersize=10)
+            ax.axvline(nominal, color="k", lw=1, label="ours (nominal)")
+            ax.axvline(PAPER_CLAIMS[cid][1], color="#d62728", ls="--", lw=1.2, label="paper")
+            ax.set_yticks(range(len(params)), params)
+            ax.set_xlabel("Helix ÷ baseline (×)" if PAPER_CLAIMS[cid][2] == "x" else "tokens/s/user lost (fraction)")
+            ax.set_title(cid.replace("_", " "), fontsize=9)
+            ax.grid(True, axis="x", alpha=0.3)
+        axes[0].legend(fontsize=9)
+        pngs.append(save_figure(fig, fig_path(ctx, f"sensitivity_{first // PANELS_PER_FIGURE + 1}.png")))
     section = Section(
         key="sensitivity", title="Sensitivity of the claims to the uncertain parameters",
         measured=("Each headline claim recomputed (full sweeps, same definitions) with one parameter moved over its "
                   "plausible range and everything else at the global set: HBM and FLOP efficiency, collective "
                   "latencies, NVLink bandwidth, every op's fixed cost, communication "
-                  "precision, usable HBM fraction, and 1M = 2^20 instead of 10^6."),
+                  "precision, FP8 for every tensor class, usable HBM fraction, and 1M = 2^20 instead of 10^6."),
         figures=pngs,
         body=["Which parameter moves each claim most (range over its variants, nominal included):",
               markdown_table(["claim", "paper", "ours", "moved most by", "low", "high",
@@ -142,6 +149,6 @@ def run(ctx: Context) -> tuple[Section, dict[str, str]]:
                  "maximised over budgets are fragile by construction: they are set at the one budget where the "
                  "baseline first becomes feasible (a batch of one or a few), so a small shift of the baseline's "
                  "lowest TTL or of the batch limit moves them a lot (see the ratios at fixed multiples of the "
-                 "baseline's lowest TTL in §4.1 and §4.2)."),
+                 "baseline's lowest TTL in the DeepSeek-R1 and Llama-405B sections)."),
     )
-    return section, notes
+    return section, notes, results

@@ -23,7 +23,7 @@ After the combine, rank (kvp_rank, tpa_rank) holds query heads
 HOP-B [paper §2.1.3]: the batch is split into chunks; chunk i's all-to-all is issued asynchronously
 and runs while chunk i+1's local attention computes.
 
-References: paper §2.1.1-2.1.3; reference/implementations.md §1 (merge math, pitfalls).
+References: paper §2.1.1-2.1.3; docs/runtime.md (merge math, pitfalls).
 """
 
 from __future__ import annotations

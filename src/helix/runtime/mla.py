@@ -2,7 +2,7 @@
 
 The cache holds, per token, the compressed latent c (kv_lora_rank = d_c, after its RMSNorm) and the
 decoupled RoPE key k_r (qk_rope_head_dim = d_r, after RoPE): one "KV head" shared by all Q query
-heads, so TPA = 1 and KVP = N [paper §3.1; reference/hardware_models.md §3.3]. W_UK is absorbed on
+heads, so TPA = 1 and KVP = N [paper §3.1; DeepSeek-V3's absorb mode [S17]]. W_UK is absorbed on
 the query side and W_UV on the output side:
 
     score[h, s] = scale * (q_nope[h] . W_UK[h] c_s  +  q_r[h] . k_r,s)

@@ -13,7 +13,7 @@ the expert FFN dim (Fe/TPF), and 1/N of the shared expert(s) along their FFN dim
 all-gathered over EP (inter-expert all-gather) and summed locally: the exact MoE output on every
 rank. The shared expert's slices ride the same two reductions, so it costs no extra collective.
 
-DP+EP baseline (the production DeepSeek layout, reference/hardware_models.md §2.7): each rank owns
+DP+EP baseline (the production DeepSeek layout, DeepEP's low-latency kernels [S14]): each rank owns
 B_loc whole requests and E/EP whole experts. Dispatch sends one row of H per (token, selected
 expert), expert-major, with ``Comm.all_to_all_v`` (split sizes); the experts' (unweighted) outputs come
 back in the same order on the combine all-to-all, and the sender applies the routing weights. The

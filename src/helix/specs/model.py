@@ -5,7 +5,7 @@ spec is only its config. Presets live in ``presets/models/*.yaml``; any Hugging 
 ``config.json`` of a Llama or DeepSeek-V3 model loads too (``load_model(path)``).
 
 References: paper App. A (GQA KV and weight terms); DeepSeek-V3 config and the absorbed MLA form
-(reference/hardware_models.md §3.3).
+([S17], [S15]).
 """
 
 from __future__ import annotations
@@ -119,7 +119,7 @@ class ModelSpec:
     def attention_flops_per_cached_token_per_head(self) -> int:
         """FLOPs of one query head against one cached token: QK^T plus PV.
 
-        GQA: 2 Hsz + 2 Hsz. MLA, absorbed: 2 (d_c + d_rope) + 2 d_c (reference/hardware_models.md §3.3).
+        GQA: 2 Hsz + 2 Hsz. MLA, absorbed: 2 (d_c + d_rope) + 2 d_c (FlashMLA's decode FLOP count [S15]).
         """
         if self.is_mla:
             return 2 * (self.kv_lora_rank + self.qk_rope_head_dim) + 2 * self.kv_lora_rank
