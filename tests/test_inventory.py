@@ -130,3 +130,14 @@ def test_dp_ep_experts_read_the_deepep_table_and_tp_the_regular_one():
     same_op = replace(dp["experts"], table="moe")
     assert float(time_s(dp["experts"], trtllm)) == float(time_s(same_op, trtllm))
     assert float(time_s(dp["experts"], sglang)) != float(time_s(same_op, sglang))
+
+
+def test_fused_combine_drops_only_the_combine_op():
+    """fused_combine (a structural sensitivity variant): the KVP combine has no op of its own; nothing else moves."""
+    from helix import Layout, load_hardware, simulate
+
+    model, hw = load_model("deepseek-r1"), load_hardware("gb200-nvl72")
+    lay = Layout.helix(kvp=64, tpa=1, tpf=8, ep=8)
+    plain, fused = simulate(model, hw, lay, 16, 10**6), simulate(model, hw, lay, 16, 10**6, fused_combine=True)
+    assert float(plain.breakdown["combine"]) > 0 and float(fused.breakdown["combine"]) == 0
+    assert float(plain.ttl_s) - float(fused.ttl_s) == pytest.approx(float(plain.breakdown["combine"]), rel=1e-9)

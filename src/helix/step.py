@@ -131,21 +131,22 @@ def _check(overlap, hopb_chunks, expert_imbalance, redundant_experts, tbo, strat
 def evaluate(model, hw, precision: PrecisionSpec, strategy: str, tpa, kvp, dp, tpf, ep, pp, batch, context_tokens,
              overlap: str = "auto", expert_imbalance: float = 1.0, hopb_chunks: int | None = None,
              redundant_experts: int = 0, tbo: bool = False, mtp_tokens: int = 0,
-             mtp_acceptance: float | None = None) -> StepResult:
+             mtp_acceptance: float | None = None, fused_combine: bool = False) -> StepResult:
     """Vectorised decode-step model; layout fields, batch and context broadcast against each other.
 
     ``hopb_chunks``: the number of request chunks of the pipelined phase (HOP-B) when it is pipelined;
     None picks the best count per configuration, an integer c runs min(c, B_loc) chunks of ceil(B_loc/c)
     requests, as a runtime with a fixed chunk count does (1 = no overlap). ``redundant_experts``: R extra
     expert slots (EP divides E + R). ``tbo``: DP+EP two-batch overlap. ``mtp_tokens`` K and
-    ``mtp_acceptance`` A: MTP speculative decoding (see the module docstring).
+    ``mtp_acceptance`` A: MTP speculative decoding (see the module docstring). ``fused_combine``: the KVP
+    combine runs inside another kernel (no op of its own; a structural variant of the sensitivity study).
     """
     accepted = _check(overlap, hopb_chunks, expert_imbalance, redundant_experts, tbo, strategy, mtp_tokens,
                       mtp_acceptance)
     as_int = lambda a: np.asarray(a, dtype=np.int64)  # noqa: E731
     tpa, kvp, dp, tpf, ep, pp, batch, S = (as_int(a) for a in (tpa, kvp, dp, tpf, ep, pp, batch, context_tokens))
     shape = Shape(model, precision, strategy, tpa, kvp, dp, tpf, ep, pp, batch, S, 1 + int(mtp_tokens),
-                  int(redundant_experts), float(expert_imbalance))
+                  int(redundant_experts), float(expert_imbalance), bool(fused_combine))
     full = np.broadcast(tpa, kvp, dp, tpf, ep, pp, batch, S).shape
     counts = layer_counts(model, pp)
     msgs = {m.phase: m for m in step_messages(model, precision, strategy, tpa, kvp, dp, tpf, ep, pp, batch,
@@ -209,7 +210,8 @@ def _draft_pass_s(shape: Shape, hw, expert_imbalance: float):
 def simulate(model, hw, layout: Layout, batch_size: int, context_tokens: int, precision: PrecisionSpec | None = None,
              overlap: str = "auto", expert_imbalance: float = 1.0, hopb_chunks: int | None = None,
              redundant_experts: int = 0, tbo: bool = False, mtp_tokens: int = 0,
-             mtp_acceptance: float | None = None, allow_uneven: bool = False) -> StepResult:
+             mtp_acceptance: float | None = None, allow_uneven: bool = False,
+             fused_combine: bool = False) -> StepResult:
     """One configuration: validates the layout against the model, then runs ``evaluate`` on scalars."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer) or batch_size < 1:
         raise HelixInputError("batch_size", f"must be an integer >= 1, got {batch_size!r}")
@@ -219,4 +221,4 @@ def simulate(model, hw, layout: Layout, batch_size: int, context_tokens: int, pr
     return evaluate(model, hw, precision or PrecisionSpec(), layout.strategy, layout.tpa, layout.kvp, layout.dp,
                     layout.tpf, layout.ep, layout.pp, batch_size, context_tokens, overlap=overlap,
                     expert_imbalance=expert_imbalance, hopb_chunks=hopb_chunks, redundant_experts=redundant_experts,
-                    tbo=tbo, mtp_tokens=mtp_tokens, mtp_acceptance=mtp_acceptance)
+                    tbo=tbo, mtp_tokens=mtp_tokens, mtp_acceptance=mtp_acceptance, fused_combine=fused_combine)

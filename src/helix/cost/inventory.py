@@ -65,6 +65,7 @@ class Shape:
     query_tokens: int = 1  # tokens per request this step: 1, or 1 + K with MTP verification
     redundant_experts: int = 0
     expert_imbalance: float = 1.0
+    fused_combine: bool = False  # the KVP combine done inside another kernel (no launch of its own)
 
     @property
     def requests_per_rank(self):

@@ -183,13 +183,16 @@ class OpModel:
         return self.forms[seen]
 
     def scaled(self, fixed: float = 1.0, hbm_efficiency: float = 1.0, flop_efficiency: float = 1.0,
-               collective_latency: float = 1.0, collective_bandwidth: float = 1.0) -> OpModel:
+               collective_latency: float = 1.0, collective_bandwidth: float = 1.0,
+               collective_latency_per_doubling: float = 1.0) -> OpModel:
         """The same model with every op's fixed cost, efficiencies, and every collective's latency and
-        bandwidth multiplied (the sensitivity study's variants; corrections unchanged)."""
+        bandwidth multiplied (the sensitivity study's variants; corrections unchanged);
+        ``collective_latency_per_doubling`` scales only the latency's growth with the group."""
         forms = {k: replace(f, fixed_s=f.fixed_s * fixed, hbm_efficiency=f.hbm_efficiency * hbm_efficiency,
                             flop_efficiency=f.flop_efficiency * flop_efficiency) for k, f in self.forms.items()}
         colls = {k: replace(c, latency_s=c.latency_s * collective_latency,
-                            latency_per_doubling_s=c.latency_per_doubling_s * collective_latency,
+                            latency_per_doubling_s=c.latency_per_doubling_s * collective_latency
+                            * collective_latency_per_doubling,
                             bus_bytes_per_s=c.bus_bytes_per_s * collective_bandwidth)
                  for k, c in self.collectives.items()}
         return replace(self, forms=forms, collectives=colls)

@@ -125,8 +125,10 @@ def kvp_partial_bytes(s: Shape):
 
 
 def combine_ops(s: Shape) -> list[Op]:
-    """LSE rescale and sum of the KVP partials (Helix, Medha); no op where KVP = 1."""
-    if s.strategy not in ("helix", "medha"):
+    """LSE rescale and sum of the KVP partials (Helix, Medha); no op where KVP = 1, nor where the stack
+    fuses it into the all-to-all's receive or the O-projection's prologue (``fused_combine``: its few KB
+    are then read inside that kernel, at no launch of their own)."""
+    if s.strategy not in ("helix", "medha") or s.fused_combine:
         return []
     m = s.model
     on = np.asarray(s.kvp) > 1

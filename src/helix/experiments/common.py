@@ -47,18 +47,21 @@ class Context:
         return load_model(name)
 
     def sweep(self, name: str, strategies, context: int = CONTEXT_1M, overlap: str = "auto", hw=None,
-              precision=None, expert_imbalance: float = 1.0, cache: bool = True) -> search.Sweep:
-        """A sweep, cached by default (experiments share the 1M sweeps of both models)."""
+              precision=None, expert_imbalance: float = 1.0, cache: bool = True,
+              options: dict | None = None) -> search.Sweep:
+        """A sweep, cached by default (experiments share the 1M sweeps of both models); ``options`` go to
+        every point's step (helix.step.evaluate, e.g. fused_combine)."""
+        options = options or {}
         hw = hw or self.hw
         precision = precision or self.precision
         # the op model is not part of HardwareSpec's equality: a variant that scales only it must not hit the cache
         key = (name, tuple(strategies), context, overlap, hw, id(hw.op_model), precision, expert_imbalance,
-               self.max_gpus)
+               self.max_gpus, tuple(sorted(options.items())))
         if key in self._sweeps:
             return self._sweeps[key]
         sw = search.sweep(self.model(name), hw, context, strategies=strategies, max_gpus=self.max_gpus,
                           precision=precision, overlap=overlap, expert_imbalance=expert_imbalance,
-                          progress=self.progress)
+                          progress=self.progress, **options)
         self.points_evaluated[name] = self.points_evaluated.get(name, 0) + len(sw.points)
         if cache:
             self._sweeps[key] = sw
@@ -110,11 +113,12 @@ def _loss(on: search.Points, off: search.Points) -> search.LossCurve:
 
 
 def model_claims(ctx: Context, name: str, context: int = CONTEXT_1M, hw=None, precision=None,
-                 cache: bool = True) -> ModelClaims:
+                 cache: bool = True, options: dict | None = None) -> ModelClaims:
     """Helix vs the baselines, and HOP-B ON vs both OFF readings, from the model's sweeps."""
-    on = ctx.sweep(name, strategies_for(name), context, hw=hw, precision=precision, cache=cache)
-    off = ctx.sweep(name, ("helix",), context, overlap="serial", hw=hw, precision=precision, cache=cache)
-    per_request = ctx.sweep(name, ("helix",), context, overlap="per_request", hw=hw, precision=precision, cache=cache)
+    kw = {"hw": hw, "precision": precision, "cache": cache, "options": options}
+    on = ctx.sweep(name, strategies_for(name), context, **kw)
+    off = ctx.sweep(name, ("helix",), context, overlap="serial", **kw)
+    per_request = ctx.sweep(name, ("helix",), context, overlap="per_request", **kw)
     wording = WORDING[name]
     union = search.helix_vs_baseline(on.points)
     budget = search.helix_vs_baseline(on.points, baseline=wording.budget_baseline)

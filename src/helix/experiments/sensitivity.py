@@ -31,7 +31,10 @@ def _vary(hw, fields: dict | None = None, **op_scale):
 
 
 def variants(ctx: Context):
-    """(parameter, setting label, hardware, precision, context) per variant; the nominal one first.
+    """(parameter, setting label, hardware, precision, context, step options) per variant; the nominal
+    one first. Structural variants change the model, not a constant: the KVP combine fused into another
+    kernel, and the growth of collective latency with the group size (the fitted forms' per-doubling
+    term and the analytic per-hop latency).
 
     On a preset with a fitted op model the efficiencies, fixed costs, collective latencies and
     bandwidths are the fitted forms' own, scaled; the analytic fields are scaled alongside for the
@@ -39,6 +42,9 @@ def variants(ctx: Context):
     hw, p = ctx.hw, ctx.precision
     lat = lambda k: {x: getattr(hw, x) * k for x in LATENCY_FIELDS}  # noqa: E731
     link = lambda k: {"link_bytes_per_s_per_direction": hw.link_bytes_per_s_per_direction * k}  # noqa: E731
+    growth = lambda k: _vary(hw, {"ring_hop_latency_s": hw.ring_hop_latency_s * k,  # noqa: E731
+                                  "scale_out_latency_per_doubling_s": hw.scale_out_latency_per_doubling_s * k},
+                             collective_latency_per_doubling=k)
     fixed = (("op fixed cost", "× 0.5", _vary(hw, {"kernel_launch_s": hw.kernel_launch_s * 0.5}, fixed=0.5)),
              ("op fixed cost", "× 2", _vary(hw, {"kernel_launch_s": hw.kernel_launch_s * 2}, fixed=2.0)))
     out = [("nominal", f"{hw.name} ({hw.engine or 'roofline'}), FP4, 1M = 10^6", hw, p, CONTEXT_1M),
@@ -61,18 +67,23 @@ def variants(ctx: Context):
            ("usable HBM fraction", "0.80", replace(hw, hbm_usable_fraction=0.80), p, CONTEXT_1M),
            ("usable HBM fraction", "1.00", replace(hw, hbm_usable_fraction=1.0), p, CONTEXT_1M),
            ("1M", "2^20 tokens", hw, p, 2**20),
+           ("latency growth with group size", "× 0 (flat)", growth(0.0), p, CONTEXT_1M),
+           ("latency growth with group size", "× 2", growth(2.0), p, CONTEXT_1M),
            (PROBE, "collective latency × 0", _vary(hw, lat(0.0), collective_latency=0.0), p, CONTEXT_1M)]
+    out = [(*v, {}) for v in out]
+    out.insert(-1, ("fused KVP combine", "on", hw, p, CONTEXT_1M, {"fused_combine": True}))
     if ctx.quick:  # the grid is small; keep one variant per kind of assumption
         keep = {"nominal", "op fixed cost", "1M", PROBE}
         out = [v for v in out if v[0] in keep]
     return out
 
 
-def claim_values(ctx: Context, hw, precision: PrecisionSpec, context: int) -> dict[str, float]:
-    nominal = hw is ctx.hw and precision == ctx.precision and context == CONTEXT_1M
+def claim_values(ctx: Context, hw, precision: PrecisionSpec, context: int, options: dict | None = None
+                 ) -> dict[str, float]:
+    nominal = hw is ctx.hw and precision == ctx.precision and context == CONTEXT_1M and not options
     out = {}
     for name, cid in ((DSR1, "dsr1"), (LLAMA_PAPER_F, "llama405b")):
-        mc = model_claims(ctx, name, context, hw=hw, precision=precision, cache=nominal)
+        mc = model_claims(ctx, name, context, hw=hw, precision=precision, cache=nominal, options=options)
         out[f"{cid}.max_interactivity_ratio"] = mc.max_interactivity_ratio
         out[f"{cid}.throughput_ratio"] = mc.throughput_ratio
         out[f"{cid}.max_batch_ratio"] = mc.max_batch_ratio
@@ -98,7 +109,8 @@ def most_moving(results, claim: str) -> tuple[str, float, float, bool]:
 
 def run(ctx: Context) -> tuple[Section, dict[str, str], list]:
     """(section, per-claim note, the variants' (parameter, setting, claim values), nominal first)."""
-    results = [(param, label, claim_values(ctx, hw, prec, S)) for param, label, hw, prec, S in variants(ctx)]
+    results = [(param, label, claim_values(ctx, hw, prec, S, opts)) for param, label, hw, prec, S, opts
+               in variants(ctx)]
     ids = list(PAPER_CLAIMS)
     headers = ["parameter", "setting", *[i.replace("_", " ") for i in ids]]
     rows = [[param, label, *[r[i] for i in ids]] for param, label, r in results]
@@ -136,7 +148,9 @@ def run(ctx: Context) -> tuple[Section, dict[str, str], list]:
         measured=("Each headline claim recomputed (full sweeps, same definitions) with one parameter moved over its "
                   "plausible range and everything else at the global set: HBM and FLOP efficiency, collective "
                   "latencies, NVLink bandwidth, every op's fixed cost, communication "
-                  "precision, FP8 for every tensor class, usable HBM fraction, and 1M = 2^20 instead of 10^6."),
+                  "precision, FP8 for every tensor class, usable HBM fraction, and 1M = 2^20 instead of 10^6; "
+                  "and two structural variants: the KVP combine fused into another kernel (no launch of its own), "
+                  "and collective latency growing with the group size flat (× 0) or twice as fast."),
         figures=pngs,
         body=["Which parameter moves each claim most (range over its variants, nominal included):",
               markdown_table(["claim", "paper", "ours", "moved most by", "low", "high",
