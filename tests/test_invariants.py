@@ -121,3 +121,22 @@ def test_step_overhead_is_added_once_per_step():
     assert float(more.breakdown["step_overhead"]) == 1e-3 and float(base.breakdown["step_overhead"]) == 0.0
     assert float(more.ttl_s) - float(base.ttl_s) == pytest.approx(1e-3, rel=1e-9)
     assert sum(float(v) for v in more.breakdown.values()) == pytest.approx(float(more.ttl_s), rel=1e-12)
+
+
+@settings(max_examples=80, deadline=None)
+@given(configs(), st.sampled_from(["auto", "serial", "per_request"]), st.sampled_from([None, 1, 2, 4, 32]),
+       st.booleans())
+def test_every_term_finite_and_exposed_never_above_serial(cfg, overlap, chunks, calibrated):
+    """TTL finite and positive, tokens/s/user x TTL = 1, no NaN in any term, no negative term, and no
+    collective shows more exposed time than its serial cost (chunking's own cost is hopb_chunking)."""
+    model, layout, batch, context = cfg
+    hw = HW if calibrated else ROOFLINE
+    r = simulate(model, hw, layout, batch, context, overlap=overlap, hopb_chunks=chunks, allow_uneven=True)
+    ttl = float(r.ttl_s)
+    assert np.isfinite(ttl) and ttl > 0
+    assert float(r.tokens_per_s_per_user) * ttl == pytest.approx(1.0, rel=1e-12)
+    for term, v in r.breakdown.items():
+        assert np.isfinite(float(v)) and float(v) >= 0, term
+    for phase, exposed in r.comm_exposed_s.items():
+        assert float(exposed) <= float(r.comm_total_s[phase]) * (1 + 1e-9) + 1e-15, phase
+    assert sum(float(v) for v in r.breakdown.values()) == pytest.approx(ttl, rel=1e-12)

@@ -248,3 +248,14 @@ def test_ttl_ratio_at_equal_users_by_hand():
     assert (r.max_ratio, r.at_users) == (pytest.approx(2.5), 4.0)
     empty = search.ttl_ratio_at_equal_users([2], [0.01], [3], [0.01])
     assert empty.ratio.size == 0 and np.isnan(empty.max_ratio)
+
+
+def test_a_sweep_the_machine_cannot_hold_is_refused_before_any_work(monkeypatch):
+    from helix import search_grid
+    from helix.errors import HelixInputError
+
+    monkeypatch.setattr(search_grid, "available_memory_bytes", lambda: 10**4)  # 10 kB free: 9 points
+    with pytest.raises(HelixInputError, match="--max-gpus: a sweep of .* points needs about .* GB"):
+        search.sweep(load_model("llama-3.1-405b"), load_hardware("gb200-nvl72"), 10**6, max_gpus=8)
+    monkeypatch.setattr(search_grid, "available_memory_bytes", lambda: None)  # the machine does not say
+    assert len(search.sweep(load_model("llama-3.1-405b"), load_hardware("gb200-nvl72"), 10**6, max_gpus=2).points)

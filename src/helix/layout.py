@@ -206,14 +206,23 @@ def check_layout_for_model(layout: Layout, model, *, allow_uneven: bool = False,
         _check_even(layout, model)
 
 
-def _check_experts(layout: Layout, model, redundant_experts: int) -> None:
+def check_redundant_experts(model, redundant_experts: int) -> None:
+    """R redundant expert slots: an integer in 0..E (at most one extra slot per expert on average;
+    DeepSeek's EP144 deployment runs 32 on 256), and only for an MoE model."""
     if isinstance(redundant_experts, bool) or not isinstance(redundant_experts, int) or redundant_experts < 0:
         raise HelixInputError("redundant_experts", f"must be an integer >= 0, got {redundant_experts!r}")
+    if redundant_experts and not model.is_moe:
+        raise HelixInputError("redundant_experts", f"needs an MoE model; {model.name!r} is dense")
+    if redundant_experts > model.num_experts:
+        raise HelixInputError("redundant_experts", f"must be at most the expert count ({model.num_experts}), "
+                                                   f"got {redundant_experts}")
+
+
+def _check_experts(layout: Layout, model, redundant_experts: int) -> None:
+    check_redundant_experts(model, redundant_experts)
     if not model.is_moe:
         if layout.ep != 1:
             raise HelixInputError("ep", f"must be 1 for the dense model {model.name!r}, got {layout.ep}")
-        if redundant_experts:
-            raise HelixInputError("redundant_experts", f"needs an MoE model; {model.name!r} is dense")
         return
     slots = model.num_experts + redundant_experts
     if slots % layout.ep:

@@ -47,8 +47,8 @@ import numpy as np
 
 from helix.cost import memory
 from helix.errors import HelixInputError
-from helix.layout import STRATEGIES, Layout, check_layout_for_model
-from helix.search_grid import DENSE_BATCH_LIMIT, POINTS_PER_OCTAVE, _candidates, batch_grid  # noqa: F401
+from helix.layout import STRATEGIES, Layout, check_layout_for_model, check_redundant_experts
+from helix.search_grid import DENSE_BATCH_LIMIT, POINTS_PER_OCTAVE, _candidates, batch_grid, check_sweep_memory  # noqa
 from helix.search_metrics import (  # noqa: F401  (the search API: helix.search.frontier, ...)
     BASELINE_STRATEGIES,
     REL_TOL,
@@ -252,6 +252,7 @@ def sweep(model, hw, context_tokens: int, *, strategies=STRATEGIES, max_gpus: in
     if isinstance(max_gpus, bool) or not isinstance(max_gpus, int) or not 1 <= max_gpus <= 4096:
         raise HelixInputError("--max-gpus", f"must be an integer in 1..4096, got {max_gpus!r}")
     strategies = check_strategies(strategies)
+    check_redundant_experts(model, redundant_experts)
     precision = precision or PrecisionSpec()
     t0 = time.perf_counter()
     layouts = {s: enumerate_layouts(model, s, max_gpus, allow_uneven, redundant_experts) for s in strategies}
@@ -262,6 +263,7 @@ def sweep(model, hw, context_tokens: int, *, strategies=STRATEGIES, max_gpus: in
         max_batch = int(max((int(lim.max()) for lim in limits if lim.size), default=1))
     grid = batch_grid(max_batch)
     total = sum(len(lay["tpa"]) for lay in layouts.values()) * len(grid)
+    check_sweep_memory(total)
     parts, done = [], 0
     for s, lay in layouts.items():
         n_layouts = len(lay["tpa"])

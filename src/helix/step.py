@@ -40,7 +40,7 @@ from helix.specs.precision import PrecisionSpec
 
 COMPUTE_TERMS = ("norms", "qkv_projection", "rope_kv_write", "attention", "combine", "o_projection", "ffn",
                  "moe_router", "moe_experts", "moe_shared_experts", "embedding_lm_head", "sampling", "mtp_draft",
-                 "step_overhead")
+                 "hopb_chunking", "step_overhead")
 OVERLAPS = step_overlap.OVERLAPS
 # HBM-read keys (the paper's App. A accounting) of the terms that read weights or KV
 READ_KEY = {"qkv_projection": "qkv_projection", "attention": "attention", "o_projection": "o_projection",
@@ -167,7 +167,8 @@ def evaluate(model, hw, precision: PrecisionSpec, strategy: str, tpa, kvp, dp, t
                       for name, m in msgs.items()}
         comm_exposed = dict(comm_total)
         if mode == "pipelined":
-            step_overlap.pipeline_exposed(shape, hw, msgs, counts["attention"], hopb_chunks, comm_exposed)
+            t["hopb_chunking"] = step_overlap.pipeline_exposed(shape, hw, msgs, counts["attention"], hopb_chunks,
+                                                               comm_exposed)
         elif mode == "per_request":
             step_overlap.per_request_exposed(shape, hw, msgs, comm_total, comm_exposed)
     if mtp_tokens:

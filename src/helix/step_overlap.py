@@ -55,20 +55,26 @@ def _subset(shape, sel, full):
     return replace(shape, **{f: np.broadcast_to(getattr(shape, f), full)[sel] for f in ARRAY_FIELDS})
 
 
-def pipeline_exposed(shape, hw, msgs, traversed, hopb_chunks, comm_exposed) -> None:
-    """Replace the pipelined phase's exposed time by what the chunked pipeline leaves exposed.
+def pipeline_exposed(shape, hw, msgs, traversed, hopb_chunks, comm_exposed):
+    """Replace the pipelined phase's exposed time by what the chunked pipeline leaves exposed, and return
+    the chunking's own cost (seconds per step): the extra compute of running the phase's ops once per
+    chunk (each chunk pays its fixed costs), booked as a compute term rather than as communication.
 
+    For a pipeline of total time T over chunks whose compute sums to A_c (A_1 unchunked), the phase adds
+    T - A_1 to the step: exposed communication = T - A_c, never above the serial (one-collective) time,
+    and the rest is the chunking's overhead (A_c - A_1, and every chunk's own collective latency beyond
+    the serial one).
     With the best chunk count searched, a count c is only tried where c < 2 B_loc: beyond, every chunk
     holds one request and the pipeline is the one of the next power of two above B_loc, already tried."""
     phase = PIPELINED_PHASE[shape.strategy]
     if phase is None or phase not in msgs:
-        return
+        return 0.0
     m = msgs[phase]
     with_o = phase == "o_projection_all_reduce"
     eta = float(hw.comm_overlap_efficiency)
 
     def pipeline(sub, chunks, message_bytes, group):
-        """(pipelined, unchunked) time of the phase for the points of ``sub`` split into ``chunks``."""
+        """(pipelined time, the chunks' compute summed) of the phase for the points of ``sub``."""
         requests = sub.requests_per_rank
         rows = ceil_div(sub.batch, chunks * sub.dp)
         chunk = replace(sub, batch=rows * sub.dp)
@@ -76,24 +82,34 @@ def pipeline_exposed(shape, hw, msgs, traversed, hopb_chunks, comm_exposed) -> N
         a = sum(time_s(op, hw) for op in ops)
         c = collectives.collective_s(m.kind, rows * message_bytes / np.maximum(requests, 1.0), group, hw, m.table,
                                      m.experts)
-        return pipelined_s(a, c, np.minimum(chunks, requests), eta), a
+        n = np.minimum(chunks, requests)
+        return pipelined_s(a, c, n, eta), n * a
 
+    unchunked = pipeline(shape, 1, m.n_bytes, m.group_size)[1]
     if hopb_chunks is not None:
-        total, _ = pipeline(shape, int(hopb_chunks), m.n_bytes, m.group_size)
-        unchunked = pipeline(shape, 1, m.n_bytes, m.group_size)[1]
+        total, compute = pipeline(shape, int(hopb_chunks), m.n_bytes, m.group_size)
     else:
-        total, unchunked = pipeline(shape, 1, m.n_bytes, m.group_size)
+        total, compute = pipeline(shape, 1, m.n_bytes, m.group_size)
         full = np.broadcast(total, m.n_bytes, m.group_size).shape
         total = np.array(np.broadcast_to(total, full), dtype=np.float64)
+        compute = np.array(np.broadcast_to(compute, full), dtype=np.float64)
         requests = np.broadcast_to(shape.requests_per_rank, full)
         for c in CHUNK_COUNTS[1:]:
             sel = requests * 2 > c
             if not sel.any():
                 break
             sub = _subset(shape, sel, full)
-            t, _ = pipeline(sub, c, np.broadcast_to(m.n_bytes, full)[sel], np.broadcast_to(m.group_size, full)[sel])
-            total[sel] = np.minimum(total[sel], t)
-    comm_exposed[phase] = traversed * np.maximum(total - unchunked, 0.0)
+            t, a = pipeline(sub, c, np.broadcast_to(m.n_bytes, full)[sel], np.broadcast_to(m.group_size, full)[sel])
+            better = t < total[sel]
+            total[sel] = np.where(better, t, total[sel])
+            compute[sel] = np.where(better, a, compute[sel])
+    extra = traversed * np.maximum(total - unchunked, 0.0)  # what the phase adds to the unchunked compute
+    serial = m.calls_per_step * message_s(m, hw)
+    exposed = np.minimum(np.minimum(traversed * np.maximum(total - compute, 0.0), serial), extra)
+    overhead = extra - exposed
+    noise = overhead <= 1e-9 * extra  # one chunk (or float noise): no overhead of its own
+    comm_exposed[phase] = np.where(noise, extra, exposed)
+    return np.where(noise, 0.0, overhead)
 
 
 def per_request_exposed(shape, hw, msgs, comm_total, comm_exposed) -> None:

@@ -13,14 +13,41 @@ import yaml
 
 from helix.errors import HelixInputError
 
+# Spec files are a few KB (op models ~6 MB): 64 MiB bounds what a wrong path (a dataset, a device) can cost.
+MAX_SPEC_BYTES = 64 * 2**20
+# Integer spec fields (layers, widths, heads, vocabulary) below 2^31: the products the step forms from
+# them and from a batch and a context stay inside int64 and exact in float64.
+MAX_SPEC_INTEGER = 2**31 - 1
 
-def read_yaml(path: Path, what: str) -> dict[str, Any]:
+
+def read_text(path: Path, what: str) -> str:
+    """A spec file's text: at most MAX_SPEC_BYTES, strict UTF-8; one-line errors naming ``what``."""
     try:
-        text = path.read_text()
+        with open(path, "rb") as f:
+            raw = f.read(MAX_SPEC_BYTES + 1)
     except OSError as exc:
         raise HelixInputError(what, f"cannot read {str(path)!r} ({exc.strerror})") from None
+    if len(raw) > MAX_SPEC_BYTES:
+        raise HelixInputError(what, f"{str(path)!r} is larger than {MAX_SPEC_BYTES // 2**20} MiB; not a spec file")
     try:
-        data = yaml.safe_load(text)
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise HelixInputError(what, f"{str(path)!r} is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset "
+                                    f"{exc.start}); save it as UTF-8") from None
+
+
+def parse_nested(loader, text: str, path: Path, what: str, kind: str):
+    """``loader(text)`` with a too-deeply-nested document turned into a one-line error."""
+    try:
+        return loader(text)
+    except RecursionError:
+        raise HelixInputError(what, f"{str(path)!r} nests too deeply to be a {kind} spec file") from None
+
+
+def read_yaml(path: Path, what: str) -> dict[str, Any]:
+    text = read_text(path, what)
+    try:
+        data = parse_nested(yaml.safe_load, text, path, what, "YAML")
     except yaml.YAMLError as exc:
         first = str(exc).splitlines()[0]
         raise HelixInputError(what, f"{str(path)!r} is not valid YAML ({first})") from None
@@ -50,16 +77,19 @@ def as_number(where: str, value: Any, *, minimum: float = 0.0, strict: bool = Fa
             raise HelixInputError(where, f"must be {kind}, got {value!r}") from None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise HelixInputError(where, f"must be {kind}, got {value!r}")
-    if integer and int(value) != value:
-        raise HelixInputError(where, f"must be an integer, got {value!r}")
     if value != value or value in (float("inf"), float("-inf")):
         raise HelixInputError(where, f"must be finite, got {value!r}")
+    if integer and int(value) != value:
+        raise HelixInputError(where, f"must be an integer, got {value!r}")
+    if integer and maximum is None:
+        maximum = MAX_SPEC_INTEGER
     bad = value <= minimum if strict else value < minimum
     if bad:
         rel = ">" if strict else ">="
         raise HelixInputError(where, f"must be {rel} {minimum:g}, got {value!r}")
     if maximum is not None and value > maximum:
-        raise HelixInputError(where, f"must be <= {maximum:g}, got {value!r}")
+        bound = f"{int(maximum):,}" if integer else f"{maximum:g}"
+        raise HelixInputError(where, f"must be <= {bound}, got {value!r}")
     return int(value) if integer else float(value)
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from helix.cost.optime import OpModel, op_model_from_mapping
 from helix.errors import HelixInputError
-from helix.specs.fields import as_number, check_keys, read_yaml, split_value
+from helix.specs.fields import as_number, check_keys, parse_nested, read_text, read_yaml, split_value
 
 PRESET_DIR = Path(__file__).parent / "presets" / "hardware"
 
@@ -65,7 +65,10 @@ class HardwareSpec:
         where = f"hardware {self.name!r}"
         for f in NUMBER_FIELDS:
             strict = f in _STRICTLY_POSITIVE
-            as_number(f"{where}.{f}", getattr(self, f), strict=strict, integer=(f == "scale_up_domain_gpus"))
+            # a rate (bytes/s, FLOP/s) below 1e3 per second is no device, and 1e-300 would make TTL infinite
+            floor = RATE_FLOOR_PER_S if f.endswith("_per_s") and strict else 0.0
+            as_number(f"{where}.{f}", getattr(self, f), strict=strict, integer=(f == "scale_up_domain_gpus"),
+                      minimum=floor)
         for f in UNIT_FIELDS:
             as_number(f"{where}.{f}", getattr(self, f), strict=f != "comm_overlap_efficiency", maximum=1.0)
         algorithms = self.all_reduce_algorithms
@@ -117,6 +120,8 @@ def check_all_reduce_algorithms(where: str, value: Any) -> tuple[str, ...]:
     if len(set(names)) != len(names):
         raise HelixInputError(where, f"lists an algorithm twice: {list(names)}")
     return names
+
+RATE_FLOOR_PER_S = 1e3
 _STRICTLY_POSITIVE = {"collective_bandwidth_scale", "peak_flops_per_s_bf16", "hbm_capacity_bytes", "hbm_bytes_per_s",
                       "scale_up_domain_gpus", "link_bytes_per_s_per_direction", "scale_out_bytes_per_s_per_direction"}
 
@@ -186,10 +191,9 @@ def _read_op_model(path: str, mtime_ns: int) -> OpModel:
     """Parse one op-model file once per modification (experiments load the same preset many times)."""
     del mtime_ns  # part of the cache key only
     if path.endswith(".json"):
+        text = read_text(Path(path), "--hardware")
         try:
-            data = json.loads(Path(path).read_text())
-        except OSError as exc:
-            raise HelixInputError("--hardware", f"cannot read {path!r} ({exc.strerror})") from None
+            data = parse_nested(json.loads, text, Path(path), "--hardware", "JSON")
         except ValueError as exc:
             raise HelixInputError("--hardware", f"{path!r} is not valid JSON ({exc})") from None
     else:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from helix.errors import HelixInputError
-from helix.specs.fields import as_number, check_keys, read_yaml, split_value
+from helix.specs.fields import as_number, check_keys, parse_nested, read_text, read_yaml, split_value
 
 PRESET_DIR = Path(__file__).parent / "presets" / "models"
 
@@ -209,10 +209,9 @@ def _from_mapping(where: str, data: dict[str, Any]) -> ModelSpec:
 def from_hf_config(path: Path) -> ModelSpec:
     """Build a spec from a Hugging Face ``config.json`` (model_type llama or deepseek_v3)."""
     where = path.name
+    text = read_text(path, "--model")
     try:
-        cfg = json.loads(path.read_text())
-    except OSError as exc:
-        raise HelixInputError("--model", f"cannot read {str(path)!r} ({exc.strerror})") from None
+        cfg = parse_nested(json.loads, text, path, "--model", "JSON")
     except json.JSONDecodeError as exc:
         raise HelixInputError(where, f"is not valid JSON ({exc.msg} at line {exc.lineno})") from None
     if not isinstance(cfg, dict):
@@ -229,6 +228,10 @@ def from_hf_config(path: Path) -> ModelSpec:
             raise HelixInputError(f"{where}.{key}", f"missing (required for model_type {kind!r})")
         return default
 
+    def num(key: str, default: Any = None) -> int:
+        """An integer field checked before any arithmetic uses it."""
+        return as_number(f"{where}.{key}", get(key, default), integer=True)
+
     name = str(cfg.get("_name_or_path") or path.stem.replace(".config", ""))
     common = dict(
         name=name,
@@ -240,16 +243,18 @@ def from_hf_config(path: Path) -> ModelSpec:
         source=f"Hugging Face config.json ({path})",
     )
     if kind in ("llama", "mistral", "qwen2"):
-        heads = get("num_attention_heads")
+        heads = num("num_attention_heads")
+        if heads < 1:
+            raise HelixInputError(f"{where}.num_attention_heads", f"must be >= 1, got {heads}")
         common.update(num_kv_heads=get("num_key_value_heads", heads),
-                      head_dim=get("head_dim", get("hidden_size") // heads))
+                      head_dim=get("head_dim", num("hidden_size") // heads))
         spec_fields = common
     else:  # deepseek_v2 / deepseek_v3
         spec_fields = dict(
             common,
             attention="mla",
             num_kv_heads=get("num_key_value_heads", get("num_attention_heads")),
-            head_dim=get("qk_nope_head_dim") + get("qk_rope_head_dim"),
+            head_dim=num("qk_nope_head_dim") + num("qk_rope_head_dim"),
             q_lora_rank=get("q_lora_rank", 0),
             kv_lora_rank=get("kv_lora_rank"),
             qk_nope_head_dim=get("qk_nope_head_dim"),
