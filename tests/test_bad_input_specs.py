@@ -72,3 +72,8 @@ def test_a_rate_too_small_to_be_a_device(capsys, tmp_path):
 def test_redundant_experts_at_most_the_expert_count(capsys, argv):
     one_line_exit_2(capsys, [*argv, "--model", "deepseek-r1", "--redundant-experts", str(10**30)],
                     "redundant_experts: must be at most the expert count (256)")
+
+
+def test_expert_imbalance_on_a_dense_model_is_an_error(capsys):
+    one_line_exit_2(capsys, ["simulate", "--model", "llama-3.1-405b", "--batch", "1", "--expert-imbalance", "2"],
+                    "--expert-imbalance: routes tokens to experts; 'llama-3.1-405b' is dense")

@@ -2,15 +2,24 @@
 
 Each command lives in its own module exposing ``register(subparsers)``; the module's handler takes
 the parsed arguments and returns an exit code. Bad input raises HelixInputError, which becomes one
-line on stderr and exit code 2, with nothing half-written.
+line on stderr and exit code 2, with nothing half-written; commands check where they write before any
+work (helix.outputs.check_destination), so an unwritable destination is also exit 2, at once.
+
+Ctrl-C (SIGINT) and SIGTERM end a command with one line on stderr (what became of its output: nothing
+written, kept as it was) and exit 130 / 143, no traceback; both run the same cleanup (helix.outputs).
+An OSError while writing (a full disk, a folder removed under us) is one line naming the path and the
+reason, exit 1: the destination passed the checks, the failure is the machine's, and what is on disk is
+still the previous result or nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 
+from helix import outputs
 from helix.errors import HelixInputError
 
 COMMAND_MODULES = (
@@ -47,19 +56,46 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
+def _say(line: str) -> None:
     try:
-        return int(args.func(args) or 0)
-    except HelixInputError as exc:
-        print(f"helix {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except BrokenPipeError:
-        return 0
+        print(line, file=sys.stderr)
+    except OSError:  # stderr gone: the exit code still tells
+        pass
+
+
+def _interrupted(command: str | None, signum: int) -> int:
+    outputs.stop_raising()
+    _say(f"helix {command}: {outputs.interrupted_message()}" if command else outputs.interrupted_message())
+    return 128 + signum
+
+
+def main(argv: list[str] | None = None) -> int:
+    command = None
+    with outputs.handle_signals(process_exits=argv is None):  # None: this process is `helix` itself
+        try:
+            parser = build_parser()
+            args = parser.parse_args(argv)
+            command = args.command
+            if not getattr(args, "func", None):
+                parser.print_help()
+                return 2
+            code = int(args.func(args) or 0)
+            signum = outputs.received()  # an interrupt that a library caught and ignored still counts
+            return code if signum is None else _interrupted(command, signum)
+        except HelixInputError as exc:
+            outputs.stop_raising()
+            _say(f"helix {command}: error: {exc}")
+            return 2
+        except KeyboardInterrupt:
+            return _interrupted(command, signal.SIGINT)
+        except outputs.Terminated:
+            return _interrupted(command, signal.SIGTERM)
+        except BrokenPipeError:
+            return 0
+        except OSError as exc:
+            outputs.stop_raising()
+            _say(f"helix {command}: error: {outputs.failure_message(exc)}")
+            return 1
 
 
 if __name__ == "__main__":

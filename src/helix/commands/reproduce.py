@@ -6,7 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-from helix.errors import HelixInputError
+from helix import outputs
 from helix.experiments import EXPERIMENTS, calibration, interactions, sensitivity
 from helix.experiments.common import CONTEXT_1M, HARDWARE, Context
 from helix.report import summary, write_report
@@ -17,13 +17,8 @@ HEADER = "Helix Parallelism: the paper's experiments reproduced"
 
 
 def check_out_dir(path: str) -> Path:
-    out = Path(path)
-    if out.exists() and not out.is_dir():
-        raise HelixInputError("--out", f"{path!r} exists and is not a directory")
-    parent = out.resolve().parent
-    if not out.exists() and not parent.is_dir():
-        raise HelixInputError("--out", f"parent directory {str(parent)!r} does not exist")
-    return out
+    """Before any work: --out is a new folder, or an earlier result of this command (replaced whole)."""
+    return outputs.check_destination("--out", path, replaces="summary.json", command="helix reproduce")
 
 
 def definitions() -> str:
@@ -89,7 +84,8 @@ def reproduce(out: Path, quick: bool = False, log=print) -> dict:
 def run_reproduce(args) -> int:
     out = check_out_dir(args.out)
     log = (lambda *a: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
-    data = reproduce(out, quick=args.quick, log=log)
+    with outputs.output_dir(out, "helix reproduce") as tmp:  # the previous result stays until this one is whole
+        data = reproduce(tmp, quick=args.quick, log=log)
     print(f"{'claim':<52}{'paper':>8}{'ours':>10}")
     for c in data["claims"]:
         ours = "–" if c["ours"] is None else f"{c['ours']:.3g}"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from helix import search
+from helix import outputs, search
 from helix.commands.layout_args import add_option_args, hardware_from_args, options_from_args
 from helix.commands.simulate import add_spec_args, format_result, precision_from_args
 from helix.errors import HelixInputError
@@ -38,14 +38,10 @@ def _inputs(args):
 
 
 def _check_out(path: str | None) -> Path | None:
+    """Before any work: --out is a new folder, or an earlier sweep's (replaced whole, see helix.outputs)."""
     if path is None:
         return None
-    out = Path(path)
-    if out.exists() and not out.is_dir():
-        raise HelixInputError("--out", f"{path!r} exists and is not a directory")
-    if not out.exists() and not out.resolve().parent.is_dir():
-        raise HelixInputError("--out", f"parent directory of {path!r} does not exist")
-    return out
+    return outputs.check_destination("--out", path, replaces="points.csv", command="helix sweep")
 
 
 def _point_line(p: search.Points, i: int) -> str:
@@ -80,13 +76,13 @@ def run_sweep(args) -> int:
         for i in dict.fromkeys((int(np.argmax(f.tokens_per_s_per_user)), int(np.argmax(f.tokens_per_s_per_gpu)))):
             print(f"  {name:<9} {_point_line(f, i)}")
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        write_points_csv(out / "points.csv", sw.points)
-        write_frontiers_csv(out / "frontier.csv", fronts)
-        fig, ax = new_figure(1, width=7.0, height=5.0)
-        plot_frontiers(ax, fronts, strategies=[s for s in strategies if len(fronts.get(s, []))])
-        ax.set_title(f"{model.name}, {context:,} tokens, {hw.name}, ≤ {args.max_gpus} GPUs")
-        save_figure(fig, out / "frontier.png")
+        with outputs.output_dir(out, "helix sweep") as tmp:  # the previous sweep stays until this one is whole
+            write_points_csv(tmp / "points.csv", sw.points)
+            write_frontiers_csv(tmp / "frontier.csv", fronts)
+            fig, ax = new_figure(1, width=7.0, height=5.0)
+            plot_frontiers(ax, fronts, strategies=[s for s in strategies if len(fronts.get(s, []))])
+            ax.set_title(f"{model.name}, {context:,} tokens, {hw.name}, ≤ {args.max_gpus} GPUs")
+            save_figure(fig, tmp / "frontier.png")
         print(f"\nwrote {out / 'points.csv'}, {out / 'frontier.csv'}, {out / 'frontier.png'}")
     return 0
 

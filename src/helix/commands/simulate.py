@@ -96,8 +96,10 @@ def run_simulate(args) -> int:
     if args.no_hopb and layout.strategy != "helix":
         raise HelixInputError("--no-hopb", f"HOP-B is Helix's overlap; it conflicts with --strategy {layout.strategy}")
     overlap = "serial" if args.no_hopb else "auto"
-    if args.expert_imbalance < 1:
+    if not args.expert_imbalance >= 1:  # also NaN
         raise HelixInputError("--expert-imbalance", f"must be >= 1, got {args.expert_imbalance}")
+    if args.expert_imbalance != 1 and not model.is_moe:
+        raise HelixInputError("--expert-imbalance", f"routes tokens to experts; {model.name!r} is dense (no experts)")
     result = simulate(model, hw, layout, args.batch, context, precision, overlap=overlap,
                       expert_imbalance=args.expert_imbalance, **options)
     if args.json:

@@ -53,6 +53,7 @@ from pathlib import Path
 
 import numpy as np
 
+from helix.outputs import write_atomic as write_atomic  # the one shared copy (re-exported)
 from helix.validation import fit
 
 KIB, MIB = 1024, 1024 * 1024
@@ -836,19 +837,3 @@ def measurements_csv(measurements: list[Measurement]) -> str:
     for m in measurements:
         lines.append(",".join(f"{v:.6g}" if isinstance(v, float) else str(v) for v in m.row().values()))
     return "\n".join(lines) + "\n"
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write through a temporary file in the same folder, so a failure leaves nothing half-written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a profile is an ordinary file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -1,8 +1,10 @@
 """``helix calibrate`` and ``helix validate``: measure this machine, then hold the simulator against it.
 
 Thin: parse, call helix.validation.calibrate / validate, print a table and a last line of JSON.
-Bad input raises HelixInputError before anything is measured or written; files are written
-through a temporary name, so an interrupted run leaves nothing half-written.
+Bad input, and a destination that cannot be written (checked with a real probe file,
+helix.outputs.check_destination), raise HelixInputError before anything is measured. Every file
+is written through a temporary name, and the set is written with SIGINT / SIGTERM held
+(helix.outputs.committing), so an interrupted run leaves the previous files or the new ones.
 """
 
 from __future__ import annotations
@@ -13,24 +15,15 @@ import os
 import sys
 from pathlib import Path
 
+from helix import outputs
 from helix.errors import HelixInputError
 
 
 def _yaml_path(field: str, text: str) -> Path:
-    path = Path(text)
-    if path.suffix not in (".yaml", ".yml"):
+    """The profile path: .yaml, not a folder, its folder writable (missing folders are created)."""
+    if text.strip() and Path(text).suffix not in (".yaml", ".yml"):
         raise HelixInputError(field, f"must end in .yaml or .yml, got {text!r}")
-    if path.exists() and path.is_dir():
-        raise HelixInputError(field, f"{text!r} is a directory")
-    return path
-
-
-def _writable_dir(field: str, path: Path) -> None:
-    parent = path if path.is_dir() else path.parent
-    while not parent.exists():
-        parent = parent.parent
-    if not os.access(parent, os.W_OK):
-        raise HelixInputError(field, f"cannot write under {str(parent)!r}")
+    return outputs.check_destination(field, text, kind="file", parents=True)
 
 
 # ---------------------------------------------------------------- calibrate
@@ -46,8 +39,7 @@ def _run_calibrate(args: argparse.Namespace) -> int:
             raise HelixInputError(flag, "only applies with --from-perf-db")
     if args.json:
         raise HelixInputError("--json", "only applies with --from-perf-db")
-    out = _yaml_path("--out", args.out or "profile.yaml")
-    _writable_dir("--out", out)
+    out = _yaml_path("--out", "profile.yaml" if args.out is None else args.out)
     if args.max_ranks is not None and args.max_ranks < 1:
         raise HelixInputError("--max-ranks", f"must be >= 1, got {args.max_ranks}")
     from helix.validation import calibrate as cal
@@ -56,17 +48,19 @@ def _run_calibrate(args: argparse.Namespace) -> int:
     limit = cores if args.max_ranks is None else min(args.max_ranks, cores)
     cal_result = cal.calibrate(quick=args.quick, group_sizes=cal.default_group_sizes(limit), name=args.name or "")
     measurements_path = out.with_name(out.stem + ".measurements.csv")
-    cal.write_atomic(measurements_path, cal.measurements_csv(cal_result.measurements))
-    cal.write_atomic(out, cal.profile_yaml(cal_result.profile))
     from helix.specs.hardware import load_hardware
 
-    hw = load_hardware(out)  # the profile must load: fail loudly here rather than in `helix validate`
     single = cal.single_rank_path(out)
+    with outputs.committing():  # the three files of one run, or the previous ones
+        cal.write_atomic(measurements_path, cal.measurements_csv(cal_result.measurements))
+        cal.write_atomic(out, cal.profile_yaml(cal_result.profile))
+        if cal_result.single_rank_profile is not None:
+            cal.write_atomic(single, cal.profile_yaml(cal_result.single_rank_profile))
+        else:
+            single.unlink(missing_ok=True)  # a stale one would describe another run
+    hw = load_hardware(out)  # the profile must load: fail loudly here rather than in `helix validate`
     if cal_result.single_rank_profile is not None:
-        cal.write_atomic(single, cal.profile_yaml(cal_result.single_rank_profile))
         load_hardware(single)
-    else:
-        single.unlink(missing_ok=True)  # a stale one would describe another run
     print(f"{'field':<34} {'value':>12}  source")
     for key, entry in cal_result.profile.items():
         if isinstance(entry, dict):
@@ -94,10 +88,7 @@ def _run_validate(args: argparse.Namespace) -> int:
     from helix.specs.hardware import load_hardware
 
     hw = load_hardware(args.hardware)  # raises HelixInputError on a bad file
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise HelixInputError("--out", f"{args.out!r} exists and is not a directory")
-    _writable_dir("--out", out)
+    out = outputs.check_destination("--out", args.out, parents=True)  # its files are replaced one by one
     if args.repeats is not None and args.repeats < 1:
         raise HelixInputError("--repeats", f"must be >= 1, got {args.repeats}")
     from helix.validation import tables
@@ -110,7 +101,8 @@ def _run_validate(args: argparse.Namespace) -> int:
     hw_single = load_hardware(single) if Path(args.hardware).suffix in (".yaml", ".yml") and single.exists() else None
     result = val.run_validation(grid, hw, repeats=args.repeats, progress=lambda m: print(m, file=sys.stderr),
                                 hw_single_rank=hw_single)
-    paths = tables.write_outputs(result, out)
+    with outputs.committing():  # the figure and the three files, or the previous ones (each file atomic)
+        paths = tables.write_outputs(result, out)
     print(tables.format_table(result))
     print(json.dumps({"out": str(out), "files": [str(p) for p in paths], **result.summary_json()}))
     return 0

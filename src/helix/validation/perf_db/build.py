@@ -8,8 +8,6 @@ Each form's predictions are evaluated through OpForm.time_s / CollectiveForm.tim
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -17,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from helix.cost.optime import CollectiveForm, OpForm, OpModel, op_model_to_mapping
+from helix.outputs import write_atomic as write_atomic  # the one shared copy (re-exported)
 from helix.validation.perf_db import fit, forms, tables
 
 OP_MODEL_DIR = Path(__file__).resolve().parents[2] / "specs" / "presets" / "hardware" / "op_models"
@@ -157,22 +156,6 @@ def op_model_json(hardware: str, model: OpModel) -> str:
         else:
             lines.append(f"{json.dumps(key)}: {json.dumps(value)}{end}")
     return "\n".join(lines + ["}"]) + "\n"
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write through a temporary file in the same folder and os.replace it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def op_model_path(out_dir: Path, hardware: str, engine: str) -> Path:
