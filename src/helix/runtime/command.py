@@ -12,6 +12,13 @@ Layouts (the flags of ``helix simulate``): ``--strategy helix`` (default) is KVP
 with the FFN as TPF x EP on the same N = KVP x TPA ranks (``--tpf``/``--ep``, TPF x EP = N); ``--strategy
 dp_ep`` is the DP+EP baseline on ``--gpus`` N ranks (DP = EP = N; MoE models only).
 
+Limits: ``--timeout-s`` (default 60 s, 1 s to 1 day) bounds process-group setup and each collective,
+which is how a dead or stopped peer is found: a failed rank ends the job within about --timeout-s
++ 10 s, and no worker process is left behind. ``--job-timeout-s`` bounds the whole job (default: no
+limit; a healthy run is never cut short). Exit codes: 0 the tokens and traffic match, 1 they do not,
+2 bad input (one line, nothing spawned), 3 the run failed (one line: the rank, its phase, the
+remedy; ``HELIX_TRACEBACK=1`` adds every rank's traceback), 130 interrupted.
+
 This module is imported when the ``helix`` command starts: torch is imported inside the handler only,
 so ``helix simulate`` does not pay for it.
 """
@@ -21,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import statistics
+import sys
 
 from helix.errors import HelixInputError
 
@@ -52,7 +60,12 @@ def register(subparsers) -> None:
     p.add_argument("--ownership", default="round_robin",
                    help="KV ownership rule: round_robin (default), contiguous or last_rank")
     p.add_argument("--seed", type=int, default=0, help="seed of the random prompt")
-    p.add_argument("--timeout-s", type=float, default=60.0, help="process-group setup and collective timeout")
+    p.add_argument("--timeout-s", type=float, default=60.0,
+                   help="seconds a rank waits for its peers in process-group setup and in each collective "
+                        "(default 60; 1 to 86400): a dead or stopped rank ends the job within about this + 10 s")
+    p.add_argument("--job-timeout-s", type=float, default=None,
+                   help="wall-clock limit of the whole job in seconds (default: no limit; spawned "
+                        "workers only: under torchrun use torchrun's own limits)")
     p.set_defaults(func=handle)
 
 
@@ -93,7 +106,10 @@ def layout_args(args) -> tuple[int, int, int, str]:
 def handle(args) -> int:
     from helix.runtime.decoder import DecodeOptions  # torch: imported here, not when ``helix`` starts
     from helix.runtime.launch import Job, RunSpec, WorkerError, prepare, run_job, run_spawned
+    from helix.runtime.limits import check_job_timeout, check_timeout
 
+    check_timeout("--timeout-s", args.timeout_s)
+    job_timeout = check_job_timeout("--job-timeout-s", args.job_timeout_s)
     for name in ("batch", "prompt_len", "new_tokens", "block_tokens"):
         _positive("--" + name.replace("_", "-"), getattr(args, name))
     if args.new_tokens < 2:
@@ -110,20 +126,40 @@ def handle(args) -> int:
     if under_torchrun:
         rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
         payload, hf = prepare(job)
-        per_rank = [run_job(rank, world, "env://", payload)]  # this rank's only
+        try:
+            per_rank = [run_job(rank, world, "env://", payload)]  # this rank's only
+        except HelixInputError:
+            raise
+        except Exception as exc:  # this rank's failure, one line (torchrun reports the others)
+            import traceback
+
+            from helix.runtime import failures
+
+            error = WorkerError({rank: (type(exc).__name__, "", str(exc), traceback.format_exc())},
+                                {rank: failures.PROGRESS.phase()}, args.timeout_s)
+            return _failed(error, f"helix run (rank {rank})")
         if rank != 0:
             return 0
         launcher = f"torchrun, {world} ranks"
     else:
         payload, hf = prepare(job)
         try:
-            per_rank = run_spawned(payload, timeout_s=max(120.0, 4 * args.timeout_s))
+            per_rank = run_spawned(payload, timeout_s=job_timeout)
         except WorkerError as exc:
             if exc.input_error() is not None:
                 raise exc.input_error() from None
-            raise
+            return _failed(exc)  # an interrupt propagates to helix.cli; launch.spawn has ended the workers
         launcher = f"{job.layout.num_gpus} spawned CPU workers"
     return _report(args, job, payload, hf, per_rank, launcher)
+
+
+def _failed(error, prog: str = "helix run") -> int:
+    """A failed run: one line on stderr (every traceback first with HELIX_TRACEBACK=1); exit code 3."""
+    if os.environ.get("HELIX_TRACEBACK"):
+        for rank, (_, _, _, tb) in sorted(error.failures.items()):
+            print(f"--- rank {rank}\n{tb}", file=sys.stderr)
+    print(f"{prog}: error: {error.summary()}", file=sys.stderr)
+    return 3
 
 
 def _prompt(args):

@@ -84,15 +84,22 @@ class HelixDecoder:
         """
         return {}
 
-    def generate(self, prompt_ids: torch.Tensor, new_tokens: int, options: DecodeOptions) -> Generation:
-        """Greedy decoding: prefill gives the first token, then new_tokens - 1 decode steps."""
+    def generate(self, prompt_ids: torch.Tensor, new_tokens: int, options: DecodeOptions,
+                 progress=None) -> Generation:
+        """Greedy decoding: prefill gives the first token, then new_tokens - 1 decode steps.
+
+        ``progress(phase, step)``, if given, is called before the prefill ("prefill", 0) and before
+        each decode step ("decode", i) (``helix.runtime.failures.mark``: where a failed rank was)."""
+        progress = progress or (lambda phase, step: None)
         if isinstance(new_tokens, bool) or not isinstance(new_tokens, int) or new_tokens < 1:
             raise HelixInputError("new_tokens", f"must be an integer >= 1, got {new_tokens!r}")
+        progress("prefill", 0)
         t0 = time.perf_counter()
         out = self.prefill(prompt_ids, options)
         prefill_s = time.perf_counter() - t0
         tokens, logits, step_s = [out.next_tokens], [out.logits], []
-        for _ in range(new_tokens - 1):
+        for i in range(new_tokens - 1):
+            progress("decode", i)
             t0 = time.perf_counter()
             out = self.decode_step(tokens[-1])
             step_s.append(time.perf_counter() - t0)

@@ -13,9 +13,16 @@ rank. What a decoder reports beyond tokens (DeepSeek: the expert load per step) 
 
 Bad input is found before any process group exists: ``prepare`` validates in the launching process,
 and every worker validates again (a torchrun launch has no launcher), so every rank raises the same
-``HelixInputError`` and none waits on a peer. Process-group setup and collectives time out after
-``timeout_s``; ``spawn`` also stops the remaining workers shortly after one fails or after its own
-deadline, so nothing hangs.
+``HelixInputError`` and none waits on a peer; ``prepare`` also refuses prompts beyond the model's
+positions and jobs this machine's memory cannot hold (``helix.runtime.limits``).
+
+Nothing hangs and nothing is left behind: process-group setup and every collective time out after
+``timeout_s``, so the peers of a dead or stopped rank fail within that; ``spawn`` then gives the rest
+``grace_s`` to report and ends every remaining worker (SIGTERM, then SIGKILL: a stopped process
+ignores SIGTERM), also on an error or KeyboardInterrupt in the launcher. A job has no deadline of its
+own unless ``spawn(timeout_s=...)`` sets one; once one rank has returned, the others must return
+within ``stall_s``. ``WorkerError.summary()`` (``helix.runtime.failures``) names the rank to blame,
+its phase and the remedy in one line.
 """
 
 from __future__ import annotations
@@ -33,9 +40,11 @@ import torch.distributed as dist
 
 from helix.errors import HelixInputError
 from helix.layout import Layout
-from helix.runtime import registry
+from helix.runtime import failures as progress
+from helix.runtime import limits, registry
 from helix.runtime.comm import CollectiveRecord, Comm
 from helix.runtime.decoder import DecodeOptions
+from helix.runtime.failures import WorkerError  # noqa: F401  (re-exported: callers import it from here)
 
 
 @dataclass(frozen=True)
@@ -106,23 +115,6 @@ class RunResult:
     extras: dict = field(default_factory=dict)  # HelixDecoder.extras(), e.g. {"expert_loads": {step: [L_moe, E]}}
 
 
-class WorkerError(RuntimeError):
-    """Some ranks failed; ``failures[rank] = (error type, field or '', message, traceback)``."""
-
-    def __init__(self, failures: dict[int, tuple[str, str, str, str]]):
-        self.failures = failures
-        lines = [f"rank {r}: {kind}: {msg}" for r, (kind, _, msg, _) in sorted(failures.items())]
-        super().__init__("; ".join(lines))
-
-    def input_error(self) -> HelixInputError | None:
-        """The HelixInputError every failed rank raised, if that is what happened."""
-        kinds = {(k, f, m) for k, f, m, _ in self.failures.values()}
-        if len(kinds) == 1 and next(iter(kinds))[0] == "HelixInputError":
-            _, field_name, message = next(iter(kinds))
-            return HelixInputError(field_name, message.split(": ", 1)[-1])
-        return None
-
-
 # ---------------------------------------------------------------- validation and model building
 
 
@@ -139,6 +131,7 @@ def validate(job: Job, world_size: int | None = None):
                               f"got {world_size}")
     if job.prompt_ids.ndim != 2 or job.prompt_ids.shape[1] < 1:
         raise HelixInputError("prompt", f"must be [batch, tokens] with tokens >= 1, got {tuple(job.prompt_ids.shape)}")
+    limits.check_timeout("timeout_s", job.timeout_s)
     return entry, layout
 
 
@@ -150,6 +143,11 @@ def prepare(job: Job) -> tuple[Payload, object]:
     arch = fam.arch_from_hf_config(hf.config)
     fam.check_layout(layout, arch, job.model)
     state = {k: v.detach().clone() for k, v in hf.state_dict().items()}
+    (B, T), new = job.prompt_ids.shape, max(r.new_tokens for r in job.runs)
+    limits.check_positions(T, new, getattr(hf.config, "max_position_embeddings", None), job.model)
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", layout.num_gpus))  # under torchrun: the ranks on this node
+    limits.check_memory(fam.model_spec(arch, job.model), layout.kvp, layout.tpa, local, B, T, new,
+                        sum(v.numel() * v.element_size() for v in state.values()), dp=layout.dp)
     return Payload(job, entry.family, arch, state), hf
 
 
@@ -159,6 +157,8 @@ def prepare(job: Job) -> tuple[Payload, object]:
 def run_job(rank: int, world_size: int, init_method: str, payload: Payload) -> list[RunResult]:
     """Everything one rank does for a job: validate, join the groups, shard, run every RunSpec."""
     job = payload.job
+    progress.PROGRESS.rank = rank
+    progress.mark("load")
     _, layout = validate(job, world_size)
     fam = registry.family(payload.family)
     fam.check_layout(layout, payload.arch, job.model)
@@ -166,10 +166,12 @@ def run_job(rank: int, world_size: int, init_method: str, payload: Payload) -> l
     try:
         decoder = fam.DECODER(payload.arch, payload.state_dict, comm, name=job.model)
         results = []
-        for run in job.runs:
+        for i, run in enumerate(job.runs):
             comm.traffic.records.clear()
             comm.phase_s.clear()
-            gen = decoder.generate(job.prompt_ids, run.new_tokens, run.options)
+            gen = decoder.generate(job.prompt_ids, run.new_tokens, run.options,
+                                   progress=lambda phase, step, i=i: progress.mark(phase, step, i))
+            progress.mark("report", 0, i)
             results.append(RunResult(
                 tokens=gen.tokens.cpu(), kv_tokens=_gather_ints(decoder.kv_tokens(), world_size),
                 prefill_s=gen.prefill_s, step_s=gen.step_s, traffic=list(comm.traffic.records),
@@ -194,9 +196,11 @@ def _gather_ints(value: int, world_size: int) -> list[int]:
 # ---------------------------------------------------------------- spawning CPU workers
 
 
-def _entry(fn, rank: int, world_size: int, init_method: str, payload, results) -> None:
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // world_size))
+def _entry(fn, rank: int, world_size: int, init_method: str, payload, results, phases=None) -> None:
+    progress.PROGRESS.attach(phases, rank)
     try:
+        progress.mark("spawn")
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world_size))
         # Plain pickle: results must not refer to this process's shared memory once it exits.
         results.put(("ok", rank, pickle.dumps(fn(rank, world_size, init_method, payload))))
     except BaseException as exc:  # reported to the launcher, rank by rank
@@ -204,58 +208,92 @@ def _entry(fn, rank: int, world_size: int, init_method: str, payload, results) -
         results.put(("error", rank, (type(exc).__name__, field_name, str(exc), traceback.format_exc())))
 
 
-def spawn(fn, world_size: int, payload, timeout_s: float = 300.0, grace_s: float = 5.0) -> list:
+def _end(procs, grace_s: float = 2.0) -> None:
+    """End every started worker: SIGTERM, ``grace_s`` to exit, then SIGKILL (a stopped process only
+    dies of SIGKILL); joins with timeouts, so the launcher never waits on a child for ever."""
+    started = [p for p in procs if p.pid is not None]
+    for p in started:
+        if p.is_alive():
+            p.kill() if progress.process_state(p.pid) == "stopped" else p.terminate()
+    deadline = time.monotonic() + grace_s
+    for p in started:
+        p.join(timeout=max(0.0, deadline - time.monotonic()))
+    for p in started:
+        if p.is_alive():
+            p.kill()
+    for p in started:
+        p.join(timeout=5)
+
+
+def spawn(fn, world_size: int, payload, timeout_s: float | None = None, grace_s: float = 5.0,
+          stall_s: float = 60.0, collective_timeout_s: float | None = None) -> list:
     """Run ``fn(rank, world_size, init_method, payload)`` in ``world_size`` fresh processes.
 
     Returns the per-rank results in rank order, or raises WorkerError: after the first failure the
-    others get ``grace_s`` to report, then every remaining worker is terminated.
+    others get ``grace_s`` to report; after the first result the others get ``stall_s``; ``timeout_s``
+    (None: none) bounds the whole job. Then every remaining worker is ended (``_end``).
+    ``collective_timeout_s`` only words the failure summary.
     """
     ctx = torch.multiprocessing.get_context("spawn")
     results = ctx.Queue()
+    phases = ctx.Array("i", 3 * world_size, lock=False)  # (phase, step, run) per rank: failures.mark
     with tempfile.TemporaryDirectory(prefix="helix-") as tmp:
         init_method = f"file://{tmp}/store"
-        procs = [ctx.Process(target=_entry, args=(fn, r, world_size, init_method, payload, results), daemon=True)
-                 for r in range(world_size)]
-        for p in procs:
-            p.start()
+        procs = [ctx.Process(target=_entry, args=(fn, r, world_size, init_method, payload, results, phases),
+                             daemon=True) for r in range(world_size)]
         done: dict[int, object] = {}
         failures: dict[int, tuple[str, str, str, str]] = {}
-        deadline = time.monotonic() + timeout_s
-        first_failure = None
+        start = time.monotonic()
+        first_failure = first_done = None
+        why = ""
         try:
+            for p in procs:
+                p.start()
             while len(done) + len(failures) < world_size:
                 now = time.monotonic()
-                if now > deadline or (first_failure is not None and now - first_failure > grace_s):
+                if timeout_s is not None and now - start > timeout_s:
+                    why = f"no result within {timeout_s:g} s (the job deadline)"
+                elif first_failure is not None and now - first_failure > grace_s:
+                    why = "still running after another rank failed"
+                elif first_done is not None and now - first_done > stall_s:
+                    why = f"no result {stall_s:g} s after rank {min(done)} finished"
+                if why:
                     break
                 try:
                     status, rank, value = results.get(timeout=0.2)
                 except queue_module.Empty:
                     for r, p in enumerate(procs):  # died without reporting (killed, crashed)
                         if p.exitcode not in (None, 0) and r not in done and r not in failures:
-                            failures[r] = ("WorkerDied", "", f"exit code {p.exitcode}", "")
+                            failures[r] = ("WorkerDied", "", progress.exit_reason(p.exitcode), "")
                     if failures and first_failure is None:
                         first_failure = time.monotonic()
                     continue
                 if status == "ok":
                     done[rank] = pickle.loads(value)
+                    first_done = first_done or time.monotonic()
                 else:
                     failures[rank] = value
                     first_failure = first_failure or time.monotonic()
+            for r, p in enumerate(procs):  # what the silent ones were doing, before they are ended
+                if r not in done and r not in failures:
+                    state = progress.process_state(p.pid)
+                    kind = "JobTimeout" if why.endswith("(the job deadline)") else "Timeout"
+                    state = f"; process {state}" if state and kind == "Timeout" else ""
+                    failures[r] = (kind, "", why + state, "")
         finally:
-            for p in procs:
-                if p.is_alive():
-                    p.terminate()
-            for p in procs:
-                p.join(timeout=10)
-        for r in range(world_size):
-            if r not in done and r not in failures:
-                why = "stopped after another rank failed" if failures else f"no result within {timeout_s:.0f} s"
-                failures[r] = ("Timeout", "", why, "")
+            _end(procs)
+            results.cancel_join_thread()
         if failures:
-            raise WorkerError(failures)
+            raise WorkerError(failures, progress.phases_of(phases, world_size), collective_timeout_s, tuple(done))
         return [done[r] for r in range(world_size)]
 
 
-def run_spawned(payload: Payload, timeout_s: float = 300.0) -> list[list[RunResult]]:
-    """Spawn one CPU worker per rank of the job's layout; returns [rank][run] results."""
-    return spawn(run_job, payload.job.layout.num_gpus, payload, timeout_s=timeout_s)
+def run_spawned(payload: Payload, timeout_s: float | None = None) -> list[list[RunResult]]:
+    """Spawn one CPU worker per rank of the job's layout; returns [rank][run] results.
+
+    ``timeout_s``: the whole job's deadline (None: none). A dead or stopped rank still ends the job
+    within about ``job.timeout_s`` (its peers' collectives time out) plus a few seconds.
+    """
+    t = payload.job.timeout_s
+    return spawn(run_job, payload.job.layout.num_gpus, payload, timeout_s=timeout_s, stall_s=t + 5.0,
+                 collective_timeout_s=t)

@@ -98,6 +98,12 @@ def check_layout(layout: Layout, arch: LlamaArch, name: str = "llama") -> None:
                               f"model), got {layout.strategy!r}")
     # the runtime shards remainders (the first ranks take one row more), so uneven widths are allowed
     check_layout_for_model(layout, model_spec(arch, name), allow_uneven=True)
+    Q, n = arch.num_query_heads, layout.tpa * layout.kvp
+    if Q % n:  # after the all-to-all every rank owns Q/N whole query heads (attention._pack)
+        allowed = [k for k in range(1, Q + 1) if Q % (k * layout.tpa) == 0]
+        raise HelixInputError("kvp", f"kvp*tpa (={n}) must divide the query heads ({Q}) of {name!r}: each rank "
+                                     f"owns Q/N whole heads after the all-to-all; allowed with tpa "
+                                     f"{layout.tpa}: {', '.join(map(str, allowed))}, got {layout.kvp}")
 
 
 # ---------------------------------------------------------------- RoPE and RMSNorm
