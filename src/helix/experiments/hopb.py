@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from helix import search
+from helix.cost.inventory import layer_counts
 from helix.experiments.common import DSR1, LLAMA_PAPER_F, Context, fig_path, model_claims
 from helix.report import STRATEGY_STYLE, Claim, Section, markdown_table, new_figure, save_figure, write_csv
 from helix.step import evaluate, simulate
@@ -39,7 +40,7 @@ def per_request_collective_s(ctx: Context, name: str, row: search.Points) -> flo
     request per layer)."""
     lay, batch, model = row.layout(0), int(row.batch[0]), ctx.model(name)
     r = simulate(model, ctx.hw, lay, batch, 10**6, ctx.precision, overlap="per_request")
-    traversed = lay.pp * -(-model.num_layers // lay.pp)  # layer slots a token crosses (helix.cost.messages)
+    traversed = float(layer_counts(model, lay.pp)["attention"])  # the all-to-all's calls per step
     return float(r.comm_total_s["kvp_all_to_all"]) / (traversed * -(-batch // lay.dp))
 
 
