@@ -161,5 +161,7 @@ def _tie_break(comm, rows: torch.Tensor, cached: int, kv_positions: torch.Tensor
     for r in range(kvp):
         at = known[owner == r]
         full[:, at] = every[r, :, :at.numel()]
-    chosen = full.topk(min(k, full.shape[-1]), dim=-1).indices  # [R, k]: global positions, as HF picks them
+    # [R, k] global positions, as HF picks them: on CPU, where helix run's reference runs (CUDA's topk
+    # breaks ties by another rule)
+    chosen = full.cpu().topk(min(k, full.shape[-1]), dim=-1).indices.to(rows.device)
     return (kv_positions[None, :, None] == chosen[:, None, :]).any(-1)  # [R, S_loc]
