@@ -21,6 +21,7 @@ References: Hugging Face transformers 5.24 ``modeling_deepseek_v32.py``; paper Â
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -31,7 +32,7 @@ from helix.runtime import deepseek
 from helix.runtime.attention import helix_attention
 from helix.runtime.deepseek import DeepseekArch, HelixDeepseek
 from helix.runtime.dsa import IndexerConfig, check_indexer, index_projection, index_scores, select_topk, shard_indexer
-from helix.runtime.dsa_messages import TIE_PHASE, dsa_step_messages
+from helix.runtime.dsa_messages import TIE_PHASE
 from helix.runtime.mla import MLAConfig, mla_attend, o_projection, project
 from helix.runtime.moe import RouterConfig
 from helix.specs.model import ModelSpec
@@ -80,8 +81,10 @@ def arch_from_hf_config(cfg) -> DeepseekV32Arch:
 
 
 def model_spec(arch: DeepseekV32Arch, name: str) -> ModelSpec:
-    """The simulator's view (its ModelSpec has no indexer yet: the top-k exchange is ``extra_step_messages``)."""
-    return deepseek.model_spec(arch, name)
+    """The simulator's view, indexer included (helix.cost.messages.step_messages then holds the top-k exchange)."""
+    ix = arch.indexer
+    return dataclasses.replace(deepseek.model_spec(arch, name), index_heads=ix.num_heads, index_head_dim=ix.head_dim,
+                               index_topk=ix.topk)
 
 
 def check_layout(layout: Layout, arch: DeepseekV32Arch, name: str = "deepseek-v32") -> None:
@@ -89,9 +92,9 @@ def check_layout(layout: Layout, arch: DeepseekV32Arch, name: str = "deepseek-v3
 
 
 def extra_step_messages(arch: DeepseekV32Arch, layout: Layout, batch: int) -> list:
-    """Collectives of one decode step beyond helix.cost.messages.step_messages: the top-k exchange."""
-    kvp = layout.kvp if layout.strategy == "helix" else 1
-    return dsa_step_messages(arch.num_layers, batch, kvp, arch.indexer.topk, dp=layout.dp)
+    """Collectives of one decode step beyond helix.cost.messages.step_messages: none (the top-k exchange is
+    there, since ``model_spec`` carries the indexer)."""
+    return []
 
 
 # ---------------------------------------------------------------- the decoder
