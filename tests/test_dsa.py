@@ -161,3 +161,23 @@ def test_breakdown_shows_the_dsa_terms_and_leaves_dense_models_alone():
     grown = long["hbm_read_bytes_per_gpu"]["indexer"] - d["hbm_read_bytes_per_gpu"]["indexer"]
     assert grown == pytest.approx(61 * 16 * (62_500 - 15_625) * 132)  # the index keys' read grows with S
     assert long["breakdown"]["dsa_topk_all_gather"] == d["breakdown"]["dsa_topk_all_gather"]
+
+
+def test_experiment_section(tmp_path):
+    """The report's DSA section (reduced grid): every context and batch has a row; the sparse MLA's read is
+    bounded by k whatever S is, while the indexer's read grows."""
+    from helix.experiments import EXPERIMENTS, dsa
+    from helix.experiments.common import Context
+
+    assert dsa in EXPERIMENTS
+    section = dsa.run(Context(out=tmp_path, quick=True))
+    assert section.key == "dsa" and (tmp_path / "dsa_context.png").stat().st_size > 5_000
+    rows = (tmp_path / "dsa_context.csv").read_text().splitlines()
+    assert len(rows) == 1 + len(dsa.CONTEXTS) * len(dsa.BATCHES)
+    helix, _, points = dsa.compare(Context(out=tmp_path, quick=True), dsa.DSA_MODEL)
+    assert points == section.points_evaluated[dsa.DSA_MODEL]
+    ours = [helix[int(c), 1]["helix"] for c in dsa.CONTEXTS if helix[int(c), 1]["helix"]]
+    reads = [h[2] for h in ours]
+    # the sparse MLA reads at most k = 2048 latent rows per request and layer, whatever S is
+    assert len(ours) >= 3 and all(r["attention"] <= 61 * 2048 * 576 * 0.5 for r in reads)
+    assert [r["indexer"] for r in reads] == sorted(r["indexer"] for r in reads)
