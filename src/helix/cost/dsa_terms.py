@@ -1,7 +1,7 @@
 """DeepSeek-V3.2's sparse attention (DSA) in the op inventory: the lightning indexer, the top-k, the sparse MLA.
 
 Per layer and rank, T = B_loc q query tokens, S_loc = ceil(S/KVP) local cached tokens, H_I indexer heads
-of D_I dims, k = index_topk [DeepSeek-V3.2-Exp report §2.1; helix.runtime.dsa, exact against HF]:
+of D_I dims, k = index_topk [S30] (helix.runtime.dsa: exact against HF):
 
   indexer           index_q_gemm (q_a -> H_I D_I), index_weights_gemm (H -> H_I), index_k_gemm (H -> D_I),
                     index_k_norm (LayerNorm), index_rope (the first d_rope dims of q and k, half-split),
@@ -14,7 +14,7 @@ of D_I dims, k = index_topk [DeepSeek-V3.2-Exp report §2.1; helix.runtime.dsa, 
 The exchange between the two top-k ops is ``dsa_topk_all_gather`` (helix.cost.messages).
 
 The indexer's weights are replicated on every attention rank (KVP and TPA), as vLLM's indexer holds
-them (ReplicatedLinear); they are in the attention_weights format. Timing, with no table of their own
+them (ReplicatedLinear) [S30]; they are in the attention_weights format. Timing, with no table of their own
 fitted (aiconfigurator-core 0.12 has DSA tables, not fitted here): the projections by the GEMM table,
 the sparse MLA by the MLA decode table at the selected token count (FlashMLA's sparse decode kernel is
 the dense one gathering its tokens by index), and the rest — the index-score kernel included, a

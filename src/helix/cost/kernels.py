@@ -112,7 +112,7 @@ def moe_features(tokens, local_experts, expert_width, hidden, topk, experts) -> 
 # 128 + 4 = 132 bytes for D_I = 128, whatever the latent KV cache's format. The layout of vLLM's
 # DeepseekV32IndexerCache (head_size = index_head_dim + index_head_dim // quant_block_size * 4, uint8,
 # quant_block_size = 128) and SGLang's NSATokenToKVPool (index_k_with_scale_buffer), as DeepSeek's
-# inference code keeps it (k_cache float8_e4m3fn + k_scale_cache fp32 per 128) [docs/sources.md: DSA].
+# inference code keeps it (k_cache float8_e4m3fn + k_scale_cache fp32 per 128) [S30].
 INDEX_KEY_BYTES_PER_ELEMENT = 1.0  # FP8 e4m3
 INDEX_SCALE_BLOCK = 128  # values per fp32 scale
 INDEX_SCALE_BYTES = 4.0

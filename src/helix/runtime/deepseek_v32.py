@@ -8,7 +8,7 @@ attention of every layer (helix.runtime.dsa):
 | qkv_projection | MLA projections as for V3, plus the indexer's query, weights and key (replicated) | — |
 | (KV append) | the token's [c \\| k_r \\| k_I] (d_c + d_r + D_I) on its owner KVP rank | — |
 | index_scores | the indexer over this rank's S_loc tokens, its k + 1 best per (request, query) | — |
-| dsa_topk_all_gather | the candidates: KVP B (k + 1) 4 bytes per layer (dsa_messages) | all-gather over KVP |
+| dsa_topk_all_gather | the candidates: KVP B (k + 1) 4 bytes per layer (helix.cost.messages) | all-gather over KVP |
 | local_attention | absorbed MLA over the local tokens in the global top-k (none: LSE -inf, output 0) | — |
 | kvp_all_to_all, o_projection, FFN / MoE | as DeepSeek-V3 | as DeepSeek-V3 |
 
