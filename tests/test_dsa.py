@@ -163,6 +163,23 @@ def test_breakdown_shows_the_dsa_terms_and_leaves_dense_models_alone():
     assert long["breakdown"]["dsa_topk_all_gather"] == d["breakdown"]["dsa_topk_all_gather"]
 
 
+def test_simulate_command_shows_the_dsa_terms(capsys):
+    import json
+
+    from helix.cli import main
+
+    args = ["simulate", "--model", "deepseek-v3.2", "--context", "1M", "--strategy", "helix", "--kvp", "64", "--tpa",
+            "1", "--tpf", "8", "--ep", "8", "--batch", "16"]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    for term in ("indexer", "index_topk", "sparse_attention", "dsa_topk_all_gather (exposed comm)"):
+        assert f"\n{term} " in text, term
+    assert main(args + ["--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert {"indexer", "index_topk", "sparse_attention", "dsa_topk_all_gather"} <= set(d["breakdown"])
+    assert d["communication"]["dsa_topk_all_gather"]["total_s"] > 0
+
+
 def test_experiment_section(tmp_path):
     """The report's DSA section (reduced grid): every context and batch has a row; the sparse MLA's read is
     bounded by k whatever S is, while the indexer's read grows."""

@@ -2,7 +2,9 @@
 
 Public fields are descriptive (paper symbol in the comment). Derived sizes are properties, so a
 spec is only its config. Presets live in ``presets/models/*.yaml``; any Hugging Face
-``config.json`` of a Llama or DeepSeek-V3 model loads too (``load_model(path)``).
+``config.json`` of a Llama, DeepSeek-V3 or DeepSeek-V3.2 model loads too (``load_model(path)``,
+helix.specs.hf_config). DeepSeek-V3.2's DSA is three optional fields (index_heads, index_head_dim,
+index_topk; all 0 = dense attention) [S30].
 
 References: paper App. A (GQA KV and weight terms); DeepSeek-V3 config and the absorbed MLA form
 ([S17], [S15]).
