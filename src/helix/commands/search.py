@@ -108,6 +108,7 @@ def run_best(args) -> int:
     budget_ms = None if sla.ttl_budget_s is None else sla.ttl_budget_s * 1e3
     if args.top is not None and args.top < 1:
         raise HelixInputError("--top", f"must be an integer >= 1, got {args.top}")
+    emit = best_answer.check_emit(args)  # before any work: --emit / --out agree and --out is writable
     overlap = "serial" if args.no_hopb else "auto"
     sw = search.sweep(model, hw, context, strategies=strategies, max_gpus=args.max_gpus, precision=precision,
                       overlap=overlap, gpu_counts=args.gpu_counts_set, **options)
@@ -124,6 +125,8 @@ def run_best(args) -> int:
     picks = {"most_tokens_per_s_per_gpu": _chosen(model, hw, precision, context, ok, thr, overlap, options),
              "most_users": _chosen(model, hw, precision, context, ok, users, overlap, options)}
     answer = best_answer.answer(ok, args.top)
+    emitted = best_answer.emit(emit, model, hw, precision, context, sw.feasible, picks["most_tokens_per_s_per_gpu"],
+                               overlap, options) if emit else None
     if args.json:
         data = {"model": model.name, "hardware": hw.name, "engine": hw.engine or "none", "options": options,
                 "context_tokens": context, "ttl_budget_ms": budget_ms, "sla": sla.to_dict(),
@@ -131,7 +134,7 @@ def run_best(args) -> int:
                 "strategies": list(strategies), "points_evaluated": len(sw.points),
                 "points_within_budget": len(ok),
                 **{k: {kk: vv for kk, vv in v.items() if not kk.startswith("_")} for k, v in picks.items()},
-                **answer}
+                **answer, **({"emitted": emitted} if emitted else {})}
         print(json.dumps(data, indent=2))
         return 0
     print(f"{model.name} on {hw.name}, context {context:,} tokens, {sla.describe()}: "
@@ -144,6 +147,8 @@ def run_best(args) -> int:
         label = "HOP-B off" if overlap == "serial" else "default overlap"
         print(format_result(d["_result"], model, hw, d["_layout"], d["batch_size"], context, label))
         print()
+    if emitted:
+        print(best_answer.format_emitted(emitted))
     return 0
 
 
@@ -176,7 +181,8 @@ def register(sub) -> None:
                                    "budget, and print the one with the most tokens/s/GPU and the one with the most "
                                    "concurrent users, each with its term-by-term breakdown.",
                        epilog="examples:\n  helix best --model llama-3.1-405b --context 1M --ttl-budget-ms 20\n"
-                              "  helix best --model deepseek-r1 --context 1M --total-gpus 64 --tpot-ms 20",
+                              "  helix best --model deepseek-r1 --context 1M --total-gpus 64 --tpot-ms 20 "
+                              "--emit trtllm --out deploy/",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     _common(p)
     p.add_argument("--ttl-budget-ms", type=float, default=None, help="the SLA: token-to-token latency budget in ms")
@@ -185,5 +191,6 @@ def register(sub) -> None:
     p.add_argument("--min-tokens-per-s-per-user", type=float, default=None,
                    help="the SLA as a floor on tokens/s/user (with MTP, more than 1000 / TTL)")
     p.add_argument("--top", type=int, default=None, help="also list the K best distinct layouts within the SLA")
+    best_answer.add_emit_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the tables")
     p.set_defaults(func=run_best)
