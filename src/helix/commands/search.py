@@ -12,11 +12,12 @@ import numpy as np
 from helix import outputs, search, search_budget
 from helix.commands import best_answer
 from helix.commands.layout_args import add_option_args, hardware_from_args, options_from_args
+from helix.commands.model_arg import load_model_arg
 from helix.commands.simulate import add_spec_args, format_result, precision_from_args
 from helix.errors import HelixInputError
 from helix.layout import STRATEGIES
 from helix.report import new_figure, plot_frontiers, save_figure, write_frontiers_csv, write_points_csv
-from helix.specs import load_model, parse_tokens
+from helix.specs import parse_tokens
 from helix.step import simulate
 
 LONG_SWEEP_POINTS = 200_000  # show a progress line above this many points
@@ -24,7 +25,7 @@ LONG_SWEEP_POINTS = 200_000  # show a progress line above this many points
 
 def _inputs(args):
     """Every input validated before any work or any file is written."""
-    model = load_model(args.model)
+    model = load_model_arg(args.model)
     hw = hardware_from_args(args)
     context = parse_tokens(args.context)
     precision = precision_from_args(args)
