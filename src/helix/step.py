@@ -41,11 +41,21 @@ from helix.specs.precision import PrecisionSpec
 COMPUTE_TERMS = ("norms", "qkv_projection", "rope_kv_write", "attention", "combine", "o_projection", "ffn",
                  "moe_router", "moe_experts", "moe_shared_experts", "embedding_lm_head", "sampling", "mtp_draft",
                  "hopb_chunking", "step_overhead")
+# DSA models (DeepSeek-V3.2) break attention into the indexer, its top-k and the sparse MLA (helix.cost.dsa_terms)
+DSA_TERMS = ("indexer", "index_topk", "sparse_attention")
 OVERLAPS = step_overlap.OVERLAPS
 # HBM-read keys (the paper's App. A accounting) of the terms that read weights or KV
 READ_KEY = {"qkv_projection": "qkv_projection", "attention": "attention", "o_projection": "o_projection",
             "ffn": "ffn", "moe_router": "moe", "moe_experts": "moe", "moe_shared_experts": "moe",
-            "embedding_lm_head": "lm_head"}
+            "embedding_lm_head": "lm_head", "indexer": "indexer", "sparse_attention": "attention"}
+
+
+def compute_terms(model) -> tuple[str, ...]:
+    """The breakdown's compute terms: COMPUTE_TERMS, with attention split into DSA_TERMS for a DSA model."""
+    if not model.is_dsa:
+        return COMPUTE_TERMS
+    i = COMPUTE_TERMS.index("attention")
+    return COMPUTE_TERMS[:i] + DSA_TERMS + COMPUTE_TERMS[i + 1:]
 
 
 @dataclass(frozen=True)
@@ -156,7 +166,7 @@ def evaluate(model, hw, precision: PrecisionSpec, strategy: str, tpa, kvp, dp, t
         t, reads, comm_total, comm_exposed = step_overlap.two_batch_overlap(shape, hw, msgs, counts, group_terms)
     else:
         times, group_reads = group_terms(shape, hw)
-        t = {k: 0.0 for k in COMPUTE_TERMS}
+        t = {k: 0.0 for k in compute_terms(model)}
         reads = {}
         for group, terms in times.items():
             for term, sec in terms.items():
@@ -175,7 +185,7 @@ def evaluate(model, hw, precision: PrecisionSpec, strategy: str, tpa, kvp, dp, t
         t["mtp_draft"] = t.get("mtp_draft", 0.0) + mtp_tokens * _draft_pass_s(shape, hw, expert_imbalance)
     if hw.step_overhead_s:
         t["step_overhead"] = float(hw.step_overhead_s)
-    breakdown = {k: np.broadcast_to(t.get(k, 0.0), full) for k in COMPUTE_TERMS}
+    breakdown = {k: np.broadcast_to(t.get(k, 0.0), full) for k in compute_terms(model)}
     breakdown.update({k: np.broadcast_to(v, full) for k, v in comm_exposed.items()})
     ttl = sum(breakdown.values())
 

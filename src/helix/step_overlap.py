@@ -41,7 +41,8 @@ PIPELINED_PHASE = {"helix": "kvp_all_to_all", "medha": "kvp_all_reduce", "tp": "
 DEFAULT_OVERLAP = {"helix": "pipelined", "tp": "pipelined", "tp_pp": "pipelined", "medha": "serial",
                    "dp_ep": "serial"}
 # which layer group each collective belongs to (how often it runs: helix.cost.inventory.layer_counts)
-PHASE_GROUP = {"kvp_all_to_all": "attention", "kvp_all_reduce": "attention", "o_projection_all_reduce": "attention",
+PHASE_GROUP = {"dsa_topk_all_gather": "attention",
+               "kvp_all_to_all": "attention", "kvp_all_reduce": "attention", "o_projection_all_reduce": "attention",
                "ffn_dp_all_gather": "attention", "ffn_all_reduce": "dense_ffn", "moe_tp_all_reduce": "moe_ffn",
                "moe_ep_all_gather": "moe_ffn", "moe_dispatch_counts": "moe_ffn", "moe_dispatch_all_to_all": "moe_ffn",
                "moe_combine_all_to_all": "moe_ffn", "embedding_all_reduce": "step", "pp_handoff": "step",

@@ -90,6 +90,24 @@ class Shape:
         """S_loc = ceil(S / KVP)."""
         return ceil_div(self.context_tokens, self.kvp).astype(np.float64)
 
+    @property
+    def selected_tokens_per_rank(self):
+        """Cached tokens one rank's attention reads per (request, query token): S_loc, or under DSA
+        min(S_loc, ceil(k / KVP)).
+
+        DSA keeps the k = index_topk best-scored tokens of the whole context (all of them when S <= k);
+        under KVP each rank attends to those it holds. Helix stripes the cache over the KVP ranks in
+        16-token blocks, round robin (the paper's staged KV concatenation; helix.runtime.kv_cache's
+        round_robin rule), so any run of selected tokens longer than KVP x 16 lands evenly, and scattered
+        selections spread binomially around k/KVP: the expected share is k/KVP, and summed over a rank's
+        B_loc requests the hottest rank stays within a few sd = sqrt(B_loc k / KVP) of B_loc k / KVP (at
+        B_loc = 16, k = 2048, KVP = 64: sd 4.4 %). A placement that keeps the recent window on one rank
+        (contiguous shards) can put up to min(S_loc, k) on it: that bound is not modelled."""
+        if not self.model.is_dsa:
+            return self.kv_tokens_per_rank
+        share = ceil_div(self.model.index_topk, self.kvp).astype(np.float64)
+        return np.minimum(self.kv_tokens_per_rank, share)
+
     def bytes_of(self, tensor_class: str) -> float:
         return self.precision.bytes_of(tensor_class)
 
@@ -102,8 +120,11 @@ def layer_ops(shape: Shape) -> dict[str, list[Op]]:
     from helix.cost import terms  # the term functions build Ops; they import this module's types
 
     model = shape.model
+    from helix.cost import dsa_terms
+
     attention = (terms.norm_ops(shape, "input_norm") + terms.qkv_projection_ops(shape)
-                 + terms.rope_kv_write_ops(shape) + terms.attention_ops(shape) + terms.combine_ops(shape)
+                 + terms.rope_kv_write_ops(shape) + dsa_terms.indexer_ops(shape) + dsa_terms.index_topk_ops(shape)
+                 + terms.attention_ops(shape) + terms.combine_ops(shape)
                  + terms.o_projection_ops(shape) + terms.norm_ops(shape, "post_attention_norm"))
     groups = {"attention": attention, "dense_ffn": terms.dense_ffn_ops(shape), "moe_ffn": [],
               "step": terms.embedding_lm_head_ops(shape) + terms.sampling_ops(shape)}

@@ -107,6 +107,38 @@ def moe_features(tokens, local_experts, expert_width, hidden, topk, experts) -> 
             "topk": topk, "experts": experts}
 
 
+# ---------------------------------------------------------------- DSA lightning indexer (DeepSeek-V3.2)
+# The index-key cache holds per token D_I FP8 (e4m3) values plus one fp32 scale per block of 128 values:
+# 128 + 4 = 132 bytes for D_I = 128, whatever the latent KV cache's format. The layout of vLLM's
+# DeepseekV32IndexerCache (head_size = index_head_dim + index_head_dim // quant_block_size * 4, uint8,
+# quant_block_size = 128) and SGLang's NSATokenToKVPool (index_k_with_scale_buffer), as DeepSeek's
+# inference code keeps it (k_cache float8_e4m3fn + k_scale_cache fp32 per 128) [S30].
+INDEX_KEY_BYTES_PER_ELEMENT = 1.0  # FP8 e4m3
+INDEX_SCALE_BLOCK = 128  # values per fp32 scale
+INDEX_SCALE_BYTES = 4.0
+INDEX_SCORE_BYTES = 4.0  # the index scores (logits) leave the kernel in fp32, as the top-k reads them
+
+
+def index_key_bytes_per_token(index_head_dim):
+    """Bytes one cached token's index key costs per layer: D_I x 1 + ceil(D_I / 128) x 4 (132 for D_I = 128)."""
+    d = _f(index_head_dim)
+    return d * INDEX_KEY_BYTES_PER_ELEMENT + np.ceil(d / INDEX_SCALE_BLOCK) * INDEX_SCALE_BYTES
+
+
+def index_score_bytes(batch, kv_tokens, index_heads, index_head_dim, query_tokens=1):
+    """The index-score kernel (DeepGEMM's paged MQA logits): every local index key once per request, the
+    FP8 queries and fp32 head weights in, one fp32 score per (query token, cached token) out."""
+    b, s, q = _f(batch), _f(kv_tokens), query_tokens
+    keys = b * s * index_key_bytes_per_token(index_head_dim)
+    inputs = b * q * _f(index_heads) * (_f(index_head_dim) * INDEX_KEY_BYTES_PER_ELEMENT + INDEX_SCALE_BYTES)
+    return keys + inputs + b * q * s * INDEX_SCORE_BYTES
+
+
+def index_score_flops(batch, kv_tokens, index_heads, index_head_dim, query_tokens=1):
+    """Per (query token, head, cached token): q . k (2 D_I), ReLU, and the head-weighted sum (2)."""
+    return _f(batch) * query_tokens * _f(index_heads) * _f(kv_tokens) * (2.0 * _f(index_head_dim) + 2.0)
+
+
 # ---------------------------------------------------------------- elementwise (norms, RoPE, quantise, ...)
 
 def elementwise_bytes(rows, width, read_bytes_per_element, write_bytes_per_element):

@@ -10,7 +10,9 @@ Per layer, per GPU, in elements (strategy-dependent sharding):
   split by TPF; shared experts sharded like the dense FFN; the router whole (router_weights format).
 - embedding and LM head: vocabulary-parallel, in the embedding_weights format.
 KV per GPU: ceil(B/DP) x PP requests (PP micro-batches in flight) x ceil(L/PP) layers x
-ceil(S/KVP) tokens x ceil(KV heads/TPA) x elements per head x bytes [paper App. A].
+ceil(S/KVP) tokens x ceil(KV heads/TPA) x elements per head x bytes [paper App. A]; DSA adds every
+token's index key (FP8 + scale, helix.cost.kernels.index_key_bytes_per_token), held beside the latent
+on the token's KVP rank and, like the latent, whole on every TPA rank.
 """
 
 from __future__ import annotations
@@ -64,7 +66,13 @@ def weight_bytes_per_gpu(model, precision, strategy, tpa, kvp, dp, tpf, ep, pp, 
 
 
 def kv_bytes_per_token_per_layer_per_gpu(model, precision, tpa):
-    """KV bytes one cached token costs per layer on one GPU (duplication when TPA > KV heads)."""
+    """KV bytes one cached token costs per layer on one GPU (duplication when TPA > KV heads), DSA's
+    index key included."""
+    return attention_kv_bytes_per_token_per_layer_per_gpu(model, precision, tpa) + model.index_key_bytes_per_token
+
+
+def attention_kv_bytes_per_token_per_layer_per_gpu(model, precision, tpa):
+    """What the attention kernel reads per cached token and layer (the index key is the indexer's)."""
     return ceil_div(model.cache_heads, tpa) * model.kv_elements_per_token_per_cache_head * precision.bytes_of(
         "kv_cache")
 

@@ -22,6 +22,11 @@ Per layer, per rank (B_loc = ceil(B / DP) requests per attention group, b = comm
   for every rank's dispatch send; the combine sends back what a rank received, which depends on the
   routing, so for the combine n is the mean over the EP group (exact summed over the group). Before
   the dispatch, moe_dispatch_counts exchanges the rows per expert: n = E * 8 (int64 counts).
+- dsa_topk_all_gather (DeepSeek-V3.2's DSA) over KVP: each rank's k + 1 best fp32 index scores per
+  (request, query token), padded with -inf where it holds fewer; every rank then keeps its own tokens
+  above the global k-th score (positions need not travel; the (k + 1)-th score detects a tie hidden
+  beyond the k). One all-gather per layer, independent of S; n = the output:
+  n = KVP * B_loc * q * (k + 1) * 4  [helix.runtime.dsa, exact against Hugging Face]
 With MTP verification every request carries q = 1 + K query tokens, so every per-token payload is
 q times larger (the KVP partials too: one output and LSE per query token and head).
 Per step: embedding_all_reduce over the vocabulary-parallel group (n = B_loc * H * b; a rank holds
@@ -40,6 +45,19 @@ from helix.cost.ops import ceil_div
 
 LSE_BYTES = 4  # the log-sum-exp statistic travels in fp32 (TensorRT-LLM Helix blog; docs/sources.md)
 ARGMAX_BYTES = 8  # (fp32 max logit, int32 index) per token per vocab shard
+DSA_TOPK_PHASE = "dsa_topk_all_gather"
+INDEX_SCORE_BYTES = 4  # DSA's index scores travel in fp32
+
+
+def topk_candidates(index_topk):
+    """Scores each KVP rank sends per (request, query token): k, plus one to detect a hidden tie."""
+    return index_topk + 1
+
+
+def topk_exchange_bytes(batch, kvp, index_topk, query_tokens=1, score_bytes=INDEX_SCORE_BYTES):
+    """Bytes of one DSA top-k all-gather (one layer), per rank, the output counted:
+    KVP x B_loc x q x (k + 1) x 4 (``batch`` = B_loc, the requests of one attention group)."""
+    return kvp * batch * query_tokens * topk_candidates(index_topk) * score_bytes
 
 
 @dataclass(frozen=True)
@@ -92,6 +110,9 @@ def step_messages(model, precision, strategy: str, tpa, kvp, dp, tpf, ep, pp, ba
     moe_layers = traversed - dense_layers
     msgs: list[Message] = []
 
+    if model.is_dsa:  # KVP = 1 (every strategy but Helix and Medha): a group of one, no traffic
+        msgs.append(Message(DSA_TOPK_PHASE, "all_gather", kvp, topk_exchange_bytes(B_loc, kvp, model.index_topk),
+                            traversed))
     partial = B_loc * (Q / tpa) * (v * b + LSE_BYTES)
     if strategy == "helix":
         msgs.append(Message("kvp_all_to_all", "all_to_all", kvp, partial, traversed))

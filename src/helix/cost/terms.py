@@ -103,7 +103,11 @@ def attention_ops(s: Shape) -> list[Op]:
     m, B_loc, S_loc, q = s.model, s.requests_per_rank, s.kv_tokens_per_rank, s.query_tokens
     heads = m.num_query_heads / s.tpa
     b_kv = s.bytes_of("kv_cache")
-    kv_read = B_loc * S_loc * memory.kv_bytes_per_token_per_layer_per_gpu(m, s.precision, s.tpa)
+    kv_read = B_loc * S_loc * memory.attention_kv_bytes_per_token_per_layer_per_gpu(m, s.precision, s.tpa)
+    if m.is_dsa:  # each query token reads its own selection: q rows of one token each
+        from helix.cost.dsa_terms import sparse_attention_ops
+
+        return sparse_attention_ops(s)
     if m.is_mla:
         return [Op("attention", "attention", "attention", "mla", s.fmt("kv_cache"), s.fmt("attention_compute"),
                    kernels.mla_decode_bytes(B_loc, S_loc, m.kv_lora_rank, m.qk_rope_head_dim, b_kv), kv_read,

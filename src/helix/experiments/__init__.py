@@ -10,6 +10,7 @@ from helix.experiments import (
     calibration,
     config_ranges,
     context_scaling,
+    dsa,
     dsr1,
     failure_modes,
     fig1_roofline,
@@ -20,6 +21,6 @@ from helix.experiments import (
 )
 
 EXPERIMENTS = (fig1_roofline, dsr1, llama, medha_ablation, hopb, config_ranges, context_scaling, batch_scaling,
-               failure_modes)
+               failure_modes, dsa)
 
 __all__ = ["EXPERIMENTS", "calibration", "sensitivity"]

@@ -8,7 +8,7 @@ attention of every layer (helix.runtime.dsa):
 | qkv_projection | MLA projections as for V3, plus the indexer's query, weights and key (replicated) | — |
 | (KV append) | the token's [c \\| k_r \\| k_I] (d_c + d_r + D_I) on its owner KVP rank | — |
 | index_scores | the indexer over this rank's S_loc tokens, its k + 1 best per (request, query) | — |
-| dsa_topk_all_gather | the candidates: KVP B (k + 1) 4 bytes per layer (dsa_messages) | all-gather over KVP |
+| dsa_topk_all_gather | the candidates: KVP B (k + 1) 4 bytes per layer (helix.cost.messages) | all-gather over KVP |
 | local_attention | absorbed MLA over the local tokens in the global top-k (none: LSE -inf, output 0) | — |
 | kvp_all_to_all, o_projection, FFN / MoE | as DeepSeek-V3 | as DeepSeek-V3 |
 
@@ -21,6 +21,7 @@ References: Hugging Face transformers 5.24 ``modeling_deepseek_v32.py``; paper �
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -31,7 +32,7 @@ from helix.runtime import deepseek
 from helix.runtime.attention import helix_attention
 from helix.runtime.deepseek import DeepseekArch, HelixDeepseek
 from helix.runtime.dsa import IndexerConfig, check_indexer, index_projection, index_scores, select_topk, shard_indexer
-from helix.runtime.dsa_messages import TIE_PHASE, dsa_step_messages
+from helix.runtime.dsa_messages import TIE_PHASE
 from helix.runtime.mla import MLAConfig, mla_attend, o_projection, project
 from helix.runtime.moe import RouterConfig
 from helix.specs.model import ModelSpec
@@ -80,8 +81,10 @@ def arch_from_hf_config(cfg) -> DeepseekV32Arch:
 
 
 def model_spec(arch: DeepseekV32Arch, name: str) -> ModelSpec:
-    """The simulator's view (its ModelSpec has no indexer yet: the top-k exchange is ``extra_step_messages``)."""
-    return deepseek.model_spec(arch, name)
+    """The simulator's view, indexer included (helix.cost.messages.step_messages then holds the top-k exchange)."""
+    ix = arch.indexer
+    return dataclasses.replace(deepseek.model_spec(arch, name), index_heads=ix.num_heads, index_head_dim=ix.head_dim,
+                               index_topk=ix.topk)
 
 
 def check_layout(layout: Layout, arch: DeepseekV32Arch, name: str = "deepseek-v32") -> None:
@@ -89,9 +92,9 @@ def check_layout(layout: Layout, arch: DeepseekV32Arch, name: str = "deepseek-v3
 
 
 def extra_step_messages(arch: DeepseekV32Arch, layout: Layout, batch: int) -> list:
-    """Collectives of one decode step beyond helix.cost.messages.step_messages: the top-k exchange."""
-    kvp = layout.kvp if layout.strategy == "helix" else 1
-    return dsa_step_messages(arch.num_layers, batch, kvp, arch.indexer.topk, dp=layout.dp)
+    """Collectives of one decode step beyond helix.cost.messages.step_messages: none (the top-k exchange is
+    there, since ``model_spec`` carries the indexer)."""
+    return []
 
 
 # ---------------------------------------------------------------- the decoder

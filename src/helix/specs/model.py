@@ -2,7 +2,9 @@
 
 Public fields are descriptive (paper symbol in the comment). Derived sizes are properties, so a
 spec is only its config. Presets live in ``presets/models/*.yaml``; any Hugging Face
-``config.json`` of a Llama or DeepSeek-V3 model loads too (``load_model(path)``).
+``config.json`` of a Llama, DeepSeek-V3 or DeepSeek-V3.2 model loads too (``load_model(path)``,
+helix.specs.hf_config). DeepSeek-V3.2's DSA is three optional fields (index_heads, index_head_dim,
+index_topk; all 0 = dense attention) [S30].
 
 References: paper App. A (GQA KV and weight terms); DeepSeek-V3 config and the absorbed MLA form
 ([S17], [S15]).
@@ -10,13 +12,13 @@ References: paper App. A (GQA KV and weight terms); DeepSeek-V3 config and the a
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from helix.cost import kernels
 from helix.errors import HelixInputError
-from helix.specs.fields import as_number, check_keys, parse_nested, read_text, read_yaml, split_value
+from helix.specs.fields import as_number, check_keys, read_yaml, split_value
 
 PRESET_DIR = Path(__file__).parent / "presets" / "models"
 
@@ -24,8 +26,9 @@ _INT_FIELDS = (
     "num_layers", "hidden_dim", "num_query_heads", "num_kv_heads", "head_dim", "ffn_dim", "vocab_size",
     "q_lora_rank", "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim",
     "num_experts", "experts_per_token", "expert_ffn_dim", "num_shared_experts", "num_dense_layers",
-    "num_expert_groups", "topk_expert_groups",
+    "num_expert_groups", "topk_expert_groups", "index_heads", "index_head_dim", "index_topk",
 )
+_INDEX_FIELDS = ("index_heads", "index_head_dim", "index_topk")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +56,11 @@ class ModelSpec:
     num_dense_layers: int = 0  # leading dense layers (first_k_dense_replace)
     num_expert_groups: int = 1
     topk_expert_groups: int = 1
+    # DSA (DeepSeek-V3.2's lightning indexer): all 0 = dense attention; otherwise MLA attends to the
+    # index_topk (k) cached tokens with the highest index scores of index_heads (H_I) x index_head_dim (D_I)
+    index_heads: int = 0  # H_I (index_n_heads)
+    index_head_dim: int = 0  # D_I
+    index_topk: int = 0  # k
     source: str = ""
 
     def __post_init__(self) -> None:
@@ -79,6 +87,15 @@ class ModelSpec:
                 raise HelixInputError(f"{where}.num_dense_layers", f"must be <= num_layers ({self.num_layers})")
         elif self.ffn_dim <= 0:
             raise HelixInputError(f"{where}.ffn_dim", "must be > 0 for a dense model")
+        if any(getattr(self, f) for f in _INDEX_FIELDS):
+            for f in _INDEX_FIELDS:
+                as_number(f"{where}.{f}", getattr(self, f), integer=True, strict=True)
+            if self.attention != "mla" or not self.q_lora_rank:
+                raise HelixInputError(f"{where}.index_topk", "DSA needs MLA attention with q_lora_rank > 0 "
+                                      "(the indexer's query reads the MLA query's compressed q_a)")
+            if self.index_head_dim < self.qk_rope_head_dim:
+                raise HelixInputError(f"{where}.index_head_dim", f"must be >= qk_rope_head_dim "
+                                      f"({self.qk_rope_head_dim}), got {self.index_head_dim}")
 
     # ---- kinds
     @property
@@ -88,6 +105,11 @@ class ModelSpec:
     @property
     def is_moe(self) -> bool:
         return self.num_experts > 0
+
+    @property
+    def is_dsa(self) -> bool:
+        """DeepSeek-V3.2's sparse attention: a lightning indexer picks index_topk tokens for the MLA."""
+        return self.index_topk > 0
 
     @property
     def num_moe_layers(self) -> int:
@@ -132,8 +154,15 @@ class ModelSpec:
         if self.is_mla:
             q_down = self.hidden_dim * self.q_lora_rank
             kv_down = self.hidden_dim * (self.kv_lora_rank + self.qk_rope_head_dim)
-            return q_down + kv_down
+            return q_down + kv_down + self.indexer_params
         return 0
+
+    @property
+    def indexer_params(self) -> int:
+        """DSA's indexer, replicated on every attention rank (vLLM's ReplicatedLinear): wq_b (q_lora_rank
+        -> H_I D_I), wk (H -> D_I) and weights_proj (H -> H_I); the key LayerNorm's 2 D_I left out."""
+        heads, dim = self.index_heads, self.index_head_dim
+        return self.q_lora_rank * heads * dim + self.hidden_dim * (dim + heads)
 
     @property
     def attention_query_head_params(self) -> int:
@@ -180,8 +209,14 @@ class ModelSpec:
                 + self.num_moe_layers * moe + 2 * self.vocab_size * self.hidden_dim)
 
     def kv_cache_bytes_per_token(self, kv_bytes_per_element: float) -> float:
-        """KV bytes one cached token costs over all layers, without duplication."""
-        return self.num_layers * self.cache_heads * self.kv_elements_per_token_per_cache_head * kv_bytes_per_element
+        """KV bytes one cached token costs over all layers, without duplication (DSA: index keys too)."""
+        per_layer = self.cache_heads * self.kv_elements_per_token_per_cache_head * kv_bytes_per_element
+        return self.num_layers * (per_layer + self.index_key_bytes_per_token)
+
+    @property
+    def index_key_bytes_per_token(self) -> float:
+        """DSA: one cached token's index key per layer, FP8 plus its scale (helix.cost.kernels); 0 without DSA."""
+        return float(kernels.index_key_bytes_per_token(self.index_head_dim)) if self.is_dsa else 0.0
 
 
 # ---------------------------------------------------------------- loading
@@ -206,74 +241,6 @@ def _from_mapping(where: str, data: dict[str, Any]) -> ModelSpec:
     return ModelSpec(**values, source=str(source))
 
 
-def from_hf_config(path: Path) -> ModelSpec:
-    """Build a spec from a Hugging Face ``config.json`` (model_type llama or deepseek_v3)."""
-    where = path.name
-    text = read_text(path, "--model")
-    try:
-        cfg = parse_nested(json.loads, text, path, "--model", "JSON")
-    except json.JSONDecodeError as exc:
-        raise HelixInputError(where, f"is not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    if not isinstance(cfg, dict):
-        raise HelixInputError(where, "must hold a JSON object")
-    kind = cfg.get("model_type")
-    supported = ("llama", "mistral", "qwen2", "deepseek_v2", "deepseek_v3")
-    if kind not in supported:
-        raise HelixInputError(f"{where}.model_type", f"unsupported {kind!r}; allowed: {', '.join(supported)}")
-
-    def get(key: str, default: Any = None) -> Any:
-        if key in cfg and cfg[key] is not None:
-            return cfg[key]
-        if default is None:
-            raise HelixInputError(f"{where}.{key}", f"missing (required for model_type {kind!r})")
-        return default
-
-    def num(key: str, default: Any = None) -> int:
-        """An integer field checked before any arithmetic uses it."""
-        return as_number(f"{where}.{key}", get(key, default), integer=True)
-
-    name = str(cfg.get("_name_or_path") or path.stem.replace(".config", ""))
-    common = dict(
-        name=name,
-        num_layers=get("num_hidden_layers"),
-        hidden_dim=get("hidden_size"),
-        num_query_heads=get("num_attention_heads"),
-        vocab_size=get("vocab_size"),
-        ffn_dim=get("intermediate_size"),
-        source=f"Hugging Face config.json ({path})",
-    )
-    if kind in ("llama", "mistral", "qwen2"):
-        heads = num("num_attention_heads")
-        if heads < 1:
-            raise HelixInputError(f"{where}.num_attention_heads", f"must be >= 1, got {heads}")
-        common.update(num_kv_heads=get("num_key_value_heads", heads),
-                      head_dim=get("head_dim", num("hidden_size") // heads))
-        spec_fields = common
-    else:  # deepseek_v2 / deepseek_v3
-        spec_fields = dict(
-            common,
-            attention="mla",
-            num_kv_heads=get("num_key_value_heads", get("num_attention_heads")),
-            head_dim=num("qk_nope_head_dim") + num("qk_rope_head_dim"),
-            q_lora_rank=get("q_lora_rank", 0),
-            kv_lora_rank=get("kv_lora_rank"),
-            qk_nope_head_dim=get("qk_nope_head_dim"),
-            qk_rope_head_dim=get("qk_rope_head_dim"),
-            v_head_dim=get("v_head_dim"),
-            num_experts=get("n_routed_experts", 0),
-            experts_per_token=get("num_experts_per_tok", 0),
-            expert_ffn_dim=get("moe_intermediate_size", 0),
-            num_shared_experts=get("n_shared_experts", 0),
-            num_dense_layers=get("first_k_dense_replace", 0),
-            num_expert_groups=get("n_group", 1),
-            topk_expert_groups=get("topk_group", 1),
-        )
-    for k, v in spec_fields.items():
-        if k in _INT_FIELDS:
-            spec_fields[k] = as_number(f"{where}.{k}", v, integer=True)
-    return ModelSpec(**spec_fields)
-
-
 def load_model(name_or_path: str | Path) -> ModelSpec:
     """A preset name (``helix models``), a YAML spec file, or a Hugging Face ``config.json``."""
     text = str(name_or_path)
@@ -282,6 +249,8 @@ def load_model(name_or_path: str | Path) -> ModelSpec:
         return _from_mapping(f"model {text!r}", read_yaml(path, "--model"))
     path = Path(text)
     if path.suffix == ".json" and path.exists():
+        from helix.specs.hf_config import from_hf_config
+
         return from_hf_config(path)
     if path.suffix in (".yaml", ".yml") and path.exists():
         return _from_mapping(path.name, read_yaml(path, "--model"))
