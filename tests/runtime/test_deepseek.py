@@ -124,7 +124,8 @@ def test_empty_kv_shards_under_a_contiguous_prompt(runs):
 
 def _expected(layout: Layout) -> dict[str, tuple[str, int, int, int]]:
     """{phase: (kind, group, n_bytes per call, calls)} of one decode step, collectives with group > 1."""
-    from helix.runtime.deepseek import arch_from_hf_config, tiny_deepseek_config
+    from helix.runtime.deepseek import arch_from_hf_config
+    from helix.runtime.deepseek_hf import tiny_deepseek_config
 
     spec = model_spec(arch_from_hf_config(tiny_deepseek_config()), "tiny-deepseek")
     msgs = step_messages(spec, PrecisionSpec.uniform("fp32"), layout.strategy, layout.tpa, layout.kvp, layout.dp,

@@ -9,7 +9,8 @@ import torch
 
 from helix.errors import HelixInputError
 from helix.runtime.attention import combine_partial_attention
-from helix.runtime.deepseek import arch_from_hf_config, tiny_deepseek, tiny_deepseek_config
+from helix.runtime.deepseek import arch_from_hf_config
+from helix.runtime.deepseek_hf import tiny_deepseek, tiny_deepseek_config
 from helix.runtime.mla import check_mla_layout, latent_attention, o_projection, project, shard_mla, values
 
 T = 23  # tokens of the causal prefill checked against HF

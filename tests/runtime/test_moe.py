@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from helix.errors import HelixInputError
-from helix.runtime.deepseek import arch_from_hf_config, tiny_deepseek
+from helix.runtime.deepseek import arch_from_hf_config
+from helix.runtime.deepseek_hf import tiny_deepseek
 from helix.runtime.moe import check_moe_split, expert_load, local_experts_partial, route, shard_moe, shared_partial
 
 TOKENS = 64

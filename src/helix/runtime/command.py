@@ -207,7 +207,7 @@ def _report(args, job, payload, hf, per_rank, launcher: str) -> int:
                "tokens_match_hf": match}
     loads = base.extras.get("expert_loads")
     if loads:
-        from helix.runtime.deepseek import expert_load_lines
+        from helix.runtime.moe import expert_load_lines
 
         for line in expert_load_lines(loads, spec.num_dense_layers):
             print(line)

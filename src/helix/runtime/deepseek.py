@@ -29,7 +29,7 @@ staged-concatenation ownership rules, with ``value_dim=0`` (no value).
 Expert load: ``expert_loads[step]`` is [MoE layers, E] int64 tokens per expert for that step (prefill:
 B T k per layer; decode: B k per layer under Helix, this rank's B_loc k under DP+EP). ``extras()``
 returns the whole batch's (summed over the DP ranks) for ``launch.RunResult.extras["expert_loads"]``;
-``expert_load_lines`` formats it for ``helix run``.
+``helix.runtime.moe.expert_load_lines`` formats it for ``helix run``.
 
 Launch it like any family: ``launch.Job(..., ep=EP)`` (Helix, TPF = N / EP) or
 ``Job(..., ep=N, strategy="dp_ep")``, or ``Job.from_layout``.
@@ -56,6 +56,7 @@ from helix.runtime.decoder import (
     vocab_parallel_embedding,
     vocab_range,
 )
+from helix.runtime.deepseek_hf import hf_arch_fields
 from helix.runtime.kv_cache import KVCache
 from helix.runtime.mla import MLAConfig, check_mla_layout, mla_attend, o_projection, project, shard_mla
 from helix.runtime.moe import MoEShard, RouterConfig, dp_ep_moe, helix_moe, shard_moe, swiglu
@@ -82,30 +83,10 @@ class DeepseekArch:
 
 def arch_from_hf_config(cfg) -> DeepseekArch:
     """DeepseekArch from a transformers ``DeepseekV3Config``; RoPE and softmax scale via HF's own code."""
-    from transformers.models.deepseek_v3.modeling_deepseek_v3 import DeepseekV3RotaryEmbedding, yarn_apply_mscale
+    from transformers.models.deepseek_v3 import modeling_deepseek_v3 as hf
 
-    if getattr(cfg, "attention_bias", False):
-        raise HelixInputError("model.attention_bias", "is not supported")
-    if cfg.hidden_act != "silu":
-        raise HelixInputError("model.hidden_act", f"must be 'silu', got {cfg.hidden_act!r}")
-    if cfg.n_routed_experts % cfg.n_group:
-        raise HelixInputError("model.n_group", f"must divide n_routed_experts ({cfg.n_routed_experts})")
-    rotary = DeepseekV3RotaryEmbedding(cfg)
-    qk_head_dim = cfg.qk_nope_head_dim + cfg.qk_rope_head_dim
-    mla = MLAConfig(
-        num_heads=cfg.num_attention_heads, d_nope=cfg.qk_nope_head_dim, d_rope=cfg.qk_rope_head_dim,
-        d_latent=cfg.kv_lora_rank, v_head_dim=cfg.v_head_dim, q_lora_rank=cfg.q_lora_rank or 0,
-        latent_norm_eps=1e-6,  # DeepseekV3RMSNorm's default: q_a/kv_a_layernorm do not take rms_norm_eps
-        rope_inv_freq=tuple(float(f) for f in rotary.inv_freq), rope_scaling=float(rotary.attention_scaling),
-        rope_interleave=bool(cfg.rope_interleave),
-        softmax_scale=float(yarn_apply_mscale(cfg.rope_parameters, qk_head_dim ** -0.5)))
-    router = RouterConfig(cfg.n_routed_experts, cfg.num_experts_per_tok, cfg.n_group, cfg.topk_group,
-                          bool(cfg.norm_topk_prob), float(cfg.routed_scaling_factor))
-    return DeepseekArch(
-        vocab_size=cfg.vocab_size, hidden_dim=cfg.hidden_size, num_layers=cfg.num_hidden_layers,
-        ffn_dim=cfg.intermediate_size, expert_ffn_dim=cfg.moe_intermediate_size,
-        num_shared_experts=cfg.n_shared_experts, num_dense_layers=cfg.first_k_dense_replace,
-        rms_norm_eps=float(cfg.rms_norm_eps), mla=mla, router=router)
+    return DeepseekArch(**hf_arch_fields(cfg, hf.DeepseekV3RotaryEmbedding, hf.yarn_apply_mscale,
+                                         bool(cfg.rope_interleave), cfg.first_k_dense_replace))
 
 
 def model_spec(arch: DeepseekArch, name: str) -> ModelSpec:
@@ -327,59 +308,3 @@ class HelixDeepseek(HelixDecoder):
 
 
 DECODER = HelixDeepseek
-
-
-# ---------------------------------------------------------------- reporting
-
-
-def expert_load_lines(loads: dict[str, torch.Tensor], first_moe_layer: int) -> list[str]:
-    """Report lines: tokens per expert for each MoE layer, summed over the decode steps, plus the max/mean."""
-    decode = [load for step, load in loads.items() if step.startswith("decode")]
-    if not decode:
-        return []
-    total = torch.stack(decode).sum(dim=0)  # [MoE layers, E]
-    lines = [f"expert load over {len(decode)} decode steps (tokens per expert; hottest / mean):"]
-    for i, row in enumerate(total.tolist()):
-        mean = sum(row) / len(row)
-        lines.append(f"  layer {first_moe_layer + i}: " + " ".join(f"{n:d}" for n in row)
-                     + f"  ({max(row) / mean:.2f}x)")
-    return lines
-
-
-# ---------------------------------------------------------------- the registry's tiny model
-
-
-def tiny_deepseek_config():
-    """1 dense + 3 MoE layers, 16 experts in 4 groups (top-2 groups, top-4 experts), YaRN RoPE with mscale."""
-    from transformers import DeepseekV3Config
-
-    return DeepseekV3Config(
-        vocab_size=256, hidden_size=64, intermediate_size=128, moe_intermediate_size=32,
-        num_hidden_layers=4, first_k_dense_replace=1,
-        num_attention_heads=8, num_key_value_heads=8,
-        q_lora_rank=48, kv_lora_rank=32, qk_nope_head_dim=16, qk_rope_head_dim=8, v_head_dim=16,
-        n_routed_experts=16, n_shared_experts=1, n_group=4, topk_group=2, num_experts_per_tok=4,
-        routed_scaling_factor=2.5, norm_topk_prob=True,
-        max_position_embeddings=1024, initializer_range=0.2, tie_word_embeddings=False,
-        rope_parameters=dict(rope_type="yarn", rope_theta=10000.0, factor=4.0, original_max_position_embeddings=256,
-                             mscale=1.0, mscale_all_dim=1.0, beta_fast=32, beta_slow=1),
-        bos_token_id=None, eos_token_id=None, pad_token_id=None, attn_implementation="eager",
-    )
-
-
-def tiny_deepseek(seed: int = 0):
-    """A random-initialised ``DeepseekV3ForCausalLM`` (fp32, eval), perturbed norms and a random routing bias."""
-    from transformers import DeepseekV3ForCausalLM
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = DeepseekV3ForCausalLM(tiny_deepseek_config())
-    gen = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("norm.weight"):  # HF initialises RMSNorm weights to 1: make them matter
-                p.copy_(1.0 + 0.2 * torch.randn(p.shape, generator=gen))
-        for name, b in model.named_buffers():
-            if name.endswith("e_score_correction_bias"):  # zero at init: make the bias steer the choice
-                b.copy_(0.05 * torch.randn(b.shape, generator=gen))
-    return model.float().eval()

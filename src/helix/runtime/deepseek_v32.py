@@ -33,8 +33,7 @@ from helix.runtime.attention import helix_attention
 from helix.runtime.deepseek import DeepseekArch, HelixDeepseek
 from helix.runtime.dsa import IndexerConfig, check_indexer, index_projection, index_scores, select_topk, shard_indexer
 from helix.runtime.dsa_messages import TIE_PHASE
-from helix.runtime.mla import MLAConfig, mla_attend, o_projection, project
-from helix.runtime.moe import RouterConfig
+from helix.runtime.mla import mla_attend, o_projection, project
 from helix.specs.model import ModelSpec
 
 DATA_DEPENDENT_PHASES = (TIE_PHASE,)  # only on ties at the k-th score: not part of the step's formula
@@ -50,34 +49,14 @@ class DeepseekV32Arch(DeepseekArch):
 
 def arch_from_hf_config(cfg) -> DeepseekV32Arch:
     """DeepseekV32Arch from a transformers ``DeepseekV32Config``; RoPE and softmax scale via HF's own code."""
-    from transformers.models.deepseek_v32.modeling_deepseek_v32 import DeepseekV32RotaryEmbedding, yarn_apply_mscale
+    from transformers.models.deepseek_v32 import modeling_deepseek_v32 as hf
 
-    if getattr(cfg, "attention_bias", False):
-        raise HelixInputError("model.attention_bias", "is not supported")
-    if cfg.hidden_act != "silu":
-        raise HelixInputError("model.hidden_act", f"must be 'silu', got {cfg.hidden_act!r}")
-    if cfg.n_routed_experts % cfg.n_group:
-        raise HelixInputError("model.n_group", f"must divide n_routed_experts ({cfg.n_routed_experts})")
     n_dense = cfg.mlp_layer_types.count("dense")
     if list(cfg.mlp_layer_types) != ["dense"] * n_dense + ["sparse"] * (cfg.num_hidden_layers - n_dense):
         raise HelixInputError("model.mlp_layer_types", "must be dense layers first, then sparse (MoE) ones")
-    rotary = DeepseekV32RotaryEmbedding(cfg)
-    qk_head_dim = cfg.qk_nope_head_dim + cfg.qk_rope_head_dim
-    mla = MLAConfig(
-        num_heads=cfg.num_attention_heads, d_nope=cfg.qk_nope_head_dim, d_rope=cfg.qk_rope_head_dim,
-        d_latent=cfg.kv_lora_rank, v_head_dim=cfg.v_head_dim, q_lora_rank=cfg.q_lora_rank or 0,
-        latent_norm_eps=1e-6,  # DeepseekV32RMSNorm's default: q_a/kv_a_layernorm do not take rms_norm_eps
-        rope_inv_freq=tuple(float(f) for f in rotary.inv_freq), rope_scaling=float(rotary.attention_scaling),
-        rope_interleave=True,  # V3.2's MLA always rotates interleaved pairs (its indexer: half-split)
-        softmax_scale=float(yarn_apply_mscale(cfg.rope_parameters, qk_head_dim ** -0.5)))
-    router = RouterConfig(cfg.n_routed_experts, cfg.num_experts_per_tok, cfg.n_group, cfg.topk_group,
-                          bool(cfg.norm_topk_prob), float(cfg.routed_scaling_factor))
-    return DeepseekV32Arch(
-        vocab_size=cfg.vocab_size, hidden_dim=cfg.hidden_size, num_layers=cfg.num_hidden_layers,
-        ffn_dim=cfg.intermediate_size, expert_ffn_dim=cfg.moe_intermediate_size,
-        num_shared_experts=cfg.n_shared_experts, num_dense_layers=n_dense,
-        rms_norm_eps=float(cfg.rms_norm_eps), mla=mla, router=router,
-        indexer=IndexerConfig(cfg.index_n_heads, cfg.index_head_dim, cfg.index_topk))
+    # V3.2's MLA always rotates interleaved pairs (its indexer: half-split)
+    fields = deepseek.hf_arch_fields(cfg, hf.DeepseekV32RotaryEmbedding, hf.yarn_apply_mscale, True, n_dense)
+    return DeepseekV32Arch(**fields, indexer=IndexerConfig(cfg.index_n_heads, cfg.index_head_dim, cfg.index_topk))
 
 
 def model_spec(arch: DeepseekV32Arch, name: str) -> ModelSpec:

@@ -215,3 +215,17 @@ def dp_ep_moe(comm, x: torch.Tensor, shard: MoEShard):
         y.index_add_(0, token, back * w.reshape(-1)[order, None].to(back.dtype))
         y = y + shared_partial(x, shard)  # the shared expert runs whole on every rank
     return y, expert_load(idx, E)
+
+
+def expert_load_lines(loads: dict[str, torch.Tensor], first_moe_layer: int) -> list[str]:
+    """Report lines: tokens per expert for each MoE layer, summed over the decode steps, plus the max/mean."""
+    decode = [load for step, load in loads.items() if step.startswith("decode")]
+    if not decode:
+        return []
+    total = torch.stack(decode).sum(dim=0)  # [MoE layers, E]
+    lines = [f"expert load over {len(decode)} decode steps (tokens per expert; hottest / mean):"]
+    for i, row in enumerate(total.tolist()):
+        mean = sum(row) / len(row)
+        lines.append(f"  layer {first_moe_layer + i}: " + " ".join(f"{n:d}" for n in row)
+                     + f"  ({max(row) / mean:.2f}x)")
+    return lines

@@ -65,7 +65,7 @@ MODELS: dict[str, ModelEntry] = {
         "2 layers, H=256, Q=8, K=4, Hsz=64, F=512, V=1000; for timing (attention-heavy at long context)"),
     "tiny-deepseek": ModelEntry(
         "tiny-deepseek", "deepseek",
-        lambda: importlib.import_module("helix.runtime.deepseek").tiny_deepseek(seed=0),
+        lambda: importlib.import_module("helix.runtime.deepseek_hf").tiny_deepseek(seed=0),
         "DeepSeek-V3 MLA + MoE: 4 layers (1 dense), H=64, Q=8, d_c=32, d_r=8, v=16, E=16 in 4 groups, k=4, "
         "1 shared expert, V=256, YaRN RoPE; random weights, seed 0"),
     "tiny-deepseek-v32": ModelEntry(

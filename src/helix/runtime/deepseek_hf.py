@@ -1,0 +1,75 @@
+"""The DeepSeek-V3 family as Hugging Face describes it: a config's architecture fields (shared by V3 and
+V3.2, helix.runtime.deepseek and helix.runtime.deepseek_v32) and the registry's tiny V3 model."""
+
+from __future__ import annotations
+
+import torch
+
+from helix.errors import HelixInputError
+from helix.runtime.mla import MLAConfig
+from helix.runtime.moe import RouterConfig
+
+
+def hf_arch_fields(cfg, rotary_class, yarn_apply_mscale, rope_interleave: bool, num_dense_layers: int) -> dict:
+    """The DeepseekArch fields of a DeepSeek-V3-family HF config (V3 and V3.2 share them; each passes its
+    own rotary class and MLA RoPE layout), after the checks the runtime needs."""
+    if getattr(cfg, "attention_bias", False):
+        raise HelixInputError("model.attention_bias", "is not supported")
+    if cfg.hidden_act != "silu":
+        raise HelixInputError("model.hidden_act", f"must be 'silu', got {cfg.hidden_act!r}")
+    if cfg.n_routed_experts % cfg.n_group:
+        raise HelixInputError("model.n_group", f"must divide n_routed_experts ({cfg.n_routed_experts})")
+    rotary = rotary_class(cfg)
+    qk_head_dim = cfg.qk_nope_head_dim + cfg.qk_rope_head_dim
+    mla = MLAConfig(
+        num_heads=cfg.num_attention_heads, d_nope=cfg.qk_nope_head_dim, d_rope=cfg.qk_rope_head_dim,
+        d_latent=cfg.kv_lora_rank, v_head_dim=cfg.v_head_dim, q_lora_rank=cfg.q_lora_rank or 0,
+        latent_norm_eps=1e-6,  # HF's RMSNorm default: q_a/kv_a_layernorm do not take rms_norm_eps
+        rope_inv_freq=tuple(float(f) for f in rotary.inv_freq), rope_scaling=float(rotary.attention_scaling),
+        rope_interleave=rope_interleave,
+        softmax_scale=float(yarn_apply_mscale(cfg.rope_parameters, qk_head_dim ** -0.5)))
+    router = RouterConfig(cfg.n_routed_experts, cfg.num_experts_per_tok, cfg.n_group, cfg.topk_group,
+                          bool(cfg.norm_topk_prob), float(cfg.routed_scaling_factor))
+    return dict(vocab_size=cfg.vocab_size, hidden_dim=cfg.hidden_size, num_layers=cfg.num_hidden_layers,
+                ffn_dim=cfg.intermediate_size, expert_ffn_dim=cfg.moe_intermediate_size,
+                num_shared_experts=cfg.n_shared_experts, num_dense_layers=num_dense_layers,
+                rms_norm_eps=float(cfg.rms_norm_eps), mla=mla, router=router)
+
+
+# ---------------------------------------------------------------- the registry's tiny model
+
+
+def tiny_deepseek_config():
+    """1 dense + 3 MoE layers, 16 experts in 4 groups (top-2 groups, top-4 experts), YaRN RoPE with mscale."""
+    from transformers import DeepseekV3Config
+
+    return DeepseekV3Config(
+        vocab_size=256, hidden_size=64, intermediate_size=128, moe_intermediate_size=32,
+        num_hidden_layers=4, first_k_dense_replace=1,
+        num_attention_heads=8, num_key_value_heads=8,
+        q_lora_rank=48, kv_lora_rank=32, qk_nope_head_dim=16, qk_rope_head_dim=8, v_head_dim=16,
+        n_routed_experts=16, n_shared_experts=1, n_group=4, topk_group=2, num_experts_per_tok=4,
+        routed_scaling_factor=2.5, norm_topk_prob=True,
+        max_position_embeddings=1024, initializer_range=0.2, tie_word_embeddings=False,
+        rope_parameters=dict(rope_type="yarn", rope_theta=10000.0, factor=4.0, original_max_position_embeddings=256,
+                             mscale=1.0, mscale_all_dim=1.0, beta_fast=32, beta_slow=1),
+        bos_token_id=None, eos_token_id=None, pad_token_id=None, attn_implementation="eager",
+    )
+
+
+def tiny_deepseek(seed: int = 0):
+    """A random-initialised ``DeepseekV3ForCausalLM`` (fp32, eval), perturbed norms and a random routing bias."""
+    from transformers import DeepseekV3ForCausalLM
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = DeepseekV3ForCausalLM(tiny_deepseek_config())
+    gen = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("norm.weight"):  # HF initialises RMSNorm weights to 1: make them matter
+                p.copy_(1.0 + 0.2 * torch.randn(p.shape, generator=gen))
+        for name, b in model.named_buffers():
+            if name.endswith("e_score_correction_bias"):  # zero at init: make the bias steer the choice
+                b.copy_(0.05 * torch.randn(b.shape, generator=gen))
+    return model.float().eval()
