@@ -197,3 +197,30 @@ def test_a_real_signal_during_reproduce(tmp_path, sig, code, previous):
     else:
         assert not out.exists()
     assert siblings(out) == []
+
+
+# ---------------------------------------------------------------- an interrupt while the program starts
+
+
+def test_the_program_imports_nothing_heavy_before_its_signal_handling():
+    code = "import sys, helix, helix.cli; print(sorted(m for m in ('numpy', 'yaml', 'torch', 'matplotlib', " \
+           "'helix.step', 'helix.specs') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("module", ["numpy", "yaml", "helix.specs"])
+def test_a_real_sigint_while_the_command_modules_import_is_one_line(module):
+    """SIGINT delivered from inside the import of `module` (a meta-path hook sends it), as a Ctrl-C in the
+    first fraction of a second would be: one line, exit 130, no traceback."""
+    code = ("import os, signal, sys\n"
+            "class Hook:\n"
+            "    def find_spec(self, name, path, target=None):\n"
+            f"        if name == {module!r}: os.kill(os.getpid(), signal.SIGINT)\n"
+            "sys.meta_path.insert(0, Hook())\n"
+            "sys.argv = ['helix', 'models']\n"
+            "from helix.cli import main\n"
+            "raise SystemExit(main())\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert (p.returncode, p.stderr.splitlines(), p.stdout) == (130, ["helix: interrupted"], "")
