@@ -103,8 +103,30 @@ def layout_args(args) -> tuple[int, int, int, str]:
     return kvp, tpa, ep, "helix"
 
 
+def check_combinations(args, kvp: int, strategy: str, under_torchrun: bool) -> None:
+    """Every flag given does something: one the layout or the launcher would ignore is an error naming both
+    (--ownership and --block-tokens only at their defaults where one KVP rank holds every KV token)."""
+    if args.hopb_chunks is not None and not args.hopb:
+        raise HelixInputError("--hopb-chunks", "only applies with --hopb (the HOP-B run): add --hopb or drop it")
+    if args.hopb and strategy == "dp_ep":
+        raise HelixInputError("--hopb", "overlaps Helix's KVP all-to-all, which --strategy dp_ep does not have")
+    if args.hopb_chunks is not None and args.hopb_chunks > args.batch:
+        raise HelixInputError("--hopb-chunks", f"must be <= --batch ({args.batch}): a chunk holds at least one "
+                                               f"request, got {args.hopb_chunks}")
+    where = "--strategy dp_ep" if strategy == "dp_ep" else "--kvp 1"
+    for flag, value, default in (("--ownership", args.ownership, "round_robin"),
+                                 ("--block-tokens", args.block_tokens, 16)):
+        if kvp == 1 and value != default:
+            raise HelixInputError(flag, f"decides which KVP rank holds each KV token; with {where} one rank holds "
+                                        f"them all: drop it (got {value})")
+    if under_torchrun and args.job_timeout_s is not None:
+        raise HelixInputError("--job-timeout-s", "applies to spawned workers only; under torchrun use torchrun's "
+                                                 "own limits (--max-restarts, its rendezvous timeout)")
+
+
 def handle(args) -> int:
     from helix.runtime.decoder import DecodeOptions  # torch: imported here, not when ``helix`` starts
+    from helix.runtime.kv_cache import OWNERSHIP_RULES
     from helix.runtime.launch import Job, RunSpec, WorkerError, prepare, run_job, run_spawned
     from helix.runtime.limits import check_job_timeout, check_timeout
 
@@ -114,7 +136,11 @@ def handle(args) -> int:
         _positive("--" + name.replace("_", "-"), getattr(args, name))
     if args.new_tokens < 2:
         raise HelixInputError("--new-tokens", f"must be >= 2 (prefill, then decode steps), got {args.new_tokens}")
+    if args.ownership not in OWNERSHIP_RULES:
+        raise HelixInputError("--ownership", f"unknown rule {args.ownership!r}; allowed: {', '.join(OWNERSHIP_RULES)}")
     kvp, tpa, ep, strategy = layout_args(args)
+    under_torchrun = "RANK" in os.environ and "WORLD_SIZE" in os.environ
+    check_combinations(args, kvp, strategy, under_torchrun)
     chunks = args.hopb_chunks or args.batch
     base = DecodeOptions(block_tokens=args.block_tokens, ownership=args.ownership)
     runs = [RunSpec(args.new_tokens, base)]
@@ -122,7 +148,6 @@ def handle(args) -> int:
         runs.append(RunSpec(args.new_tokens, DecodeOptions(block_tokens=args.block_tokens, ownership=args.ownership,
                                                            hopb_chunks=_positive("--hopb-chunks", chunks))))
     job = Job(args.model, kvp, tpa, _prompt(args), tuple(runs), timeout_s=args.timeout_s, ep=ep, strategy=strategy)
-    under_torchrun = "RANK" in os.environ and "WORLD_SIZE" in os.environ
     if under_torchrun:
         rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
         payload, hf = prepare(job)
