@@ -74,6 +74,7 @@ def test_helix_run_deepseek_dp_ep_reports_expert_load(capsys):
     (["--ownership", "striped"], "helix run: error: --ownership: unknown rule 'striped'; allowed: round_robin"),
     # every flag does something: one the layout ignores is an error naming both
     (["--hopb-chunks", "4"], "helix run: error: --hopb-chunks: only applies with --hopb (the HOP-B run)"),
+    (["--hopb", "--hopb-chunks", "0"], "helix run: error: --hopb-chunks: must be >= 1, got 0"),
     (["--hopb", "--hopb-chunks", "8", "--batch", "4"], "helix run: error: --hopb-chunks: must be <= --batch (4)"),
     (["--model", "tiny-deepseek", "--strategy", "dp_ep", "--gpus", "2", "--batch", "2", "--hopb"],
      "helix run: error: --hopb: overlaps Helix's KVP all-to-all, which --strategy dp_ep does not have"),

@@ -106,6 +106,8 @@ def layout_args(args) -> tuple[int, int, int, str]:
 def check_combinations(args, kvp: int, strategy: str, under_torchrun: bool) -> None:
     """Every flag given does something: one the layout or the launcher would ignore is an error naming both
     (--ownership and --block-tokens only at their defaults where one KVP rank holds every KV token)."""
+    if args.hopb_chunks is not None:
+        _positive("--hopb-chunks", args.hopb_chunks)
     if args.hopb_chunks is not None and not args.hopb:
         raise HelixInputError("--hopb-chunks", "only applies with --hopb (the HOP-B run): add --hopb or drop it")
     if args.hopb and strategy == "dp_ep":
@@ -146,7 +148,7 @@ def handle(args) -> int:
     runs = [RunSpec(args.new_tokens, base)]
     if args.hopb:
         runs.append(RunSpec(args.new_tokens, DecodeOptions(block_tokens=args.block_tokens, ownership=args.ownership,
-                                                           hopb_chunks=_positive("--hopb-chunks", chunks))))
+                                                           hopb_chunks=chunks)))
     job = Job(args.model, kvp, tpa, _prompt(args), tuple(runs), timeout_s=args.timeout_s, ep=ep, strategy=strategy)
     if under_torchrun:
         rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
