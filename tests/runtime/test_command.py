@@ -123,3 +123,19 @@ def test_helix_run_under_torchrun():
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["tokens_match_hf"] is True and summary["traffic_matches_simulator"] is True
     assert summary["kv_tokens_per_rank"] == [16, 8]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--batch", str(2**31 - 1)], "helix run: error: --prompt-len: a 256-token prompt with --batch 2147483647 needs"),
+    (["--prompt-len", str(10**23)], "helix run: error: argument --prompt-len: must be an integer below 2^31"),
+    (["--seed", str(2**64)], "helix run: error: argument --seed: must be an integer from 0 to 2^64 - 1"),
+    (["--seed", "-1"], "helix run: error: argument --seed: must be an integer from 0 to 2^64 - 1"),
+])
+def test_numbers_no_machine_could_run_are_refused_before_the_prompt_is_drawn(capsys, argv, message):
+    try:
+        code = main(["run", *argv])
+    except SystemExit as exc:  # argparse's own one-line errors
+        code = exc.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message) and err.count("\n") == 1, err

@@ -13,6 +13,7 @@ from helix import outputs, search
 from helix.commands.layout_args import add_option_args, hardware_from_args, options_from_args
 from helix.commands.simulate import add_spec_args, format_result, precision_from_args
 from helix.errors import HelixInputError
+from helix.flags import integer
 from helix.layout import STRATEGIES
 from helix.report import new_figure, plot_frontiers, save_figure, write_frontiers_csv, write_points_csv
 from helix.specs import load_model, parse_tokens
@@ -137,7 +138,7 @@ def run_best(args) -> int:
 
 def _common(p) -> None:
     add_spec_args(p)
-    p.add_argument("--max-gpus", type=int, default=64, help="largest GPU count N x PP (default: %(default)s)")
+    p.add_argument("--max-gpus", type=integer, default=64, help="largest GPU count N x PP (default: %(default)s)")
     p.add_argument("--strategies", default=",".join(STRATEGIES),
                    help="comma-separated subset of " + ", ".join(STRATEGIES) + " (default: all)")
     p.add_argument("--no-hopb", action="store_true", help="Helix without HOP-B (all-to-all exposed)")

@@ -31,6 +31,8 @@ import statistics
 import sys
 
 from helix.errors import HelixInputError
+from helix.flags import integer
+from helix.flags import seed as seed_flag
 
 # The DP+EP combine sends back what each rank received: per rank it depends on the routing, and
 # helix.cost.messages gives the mean over the EP group. Checked as that mean when every rank is known.
@@ -44,22 +46,22 @@ def register(subparsers) -> None:
                    "tiny-deepseek: MLA + MoE)")
     p.add_argument("--strategy", default="helix", choices=("helix", "dp_ep"),
                    help="helix (default), or dp_ep: the DP+EP baseline (MoE models only)")
-    p.add_argument("--gpus", type=int, default=None,
+    p.add_argument("--gpus", type=integer, default=None,
                    help="N ranks: the DP+EP width (default 2); for helix N = KVP x TPA (KVP = N/TPA if --kvp is unset)")
-    p.add_argument("--kvp", type=int, default=None, help="KV-parallel width KVP (helix; default 2)")
-    p.add_argument("--tpa", type=int, default=None, help="attention tensor-parallel width TPA (helix; default 1)")
-    p.add_argument("--tpf", type=int, default=None, help="FFN tensor-parallel width TPF (helix; TPF x EP = N)")
-    p.add_argument("--ep", type=int, default=None,
+    p.add_argument("--kvp", type=integer, default=None, help="KV-parallel width KVP (helix; default 2)")
+    p.add_argument("--tpa", type=integer, default=None, help="attention tensor-parallel width TPA (helix; default 1)")
+    p.add_argument("--tpf", type=integer, default=None, help="FFN tensor-parallel width TPF (helix; TPF x EP = N)")
+    p.add_argument("--ep", type=integer, default=None,
                    help="expert-parallel width EP (helix: default N/TPF, or 1; dp_ep: EP = N)")
-    p.add_argument("--batch", type=int, default=4, help="requests decoded together B (default 4)")
-    p.add_argument("--prompt-len", type=int, default=256, help="prompt tokens per request (default 256)")
-    p.add_argument("--new-tokens", type=int, default=16, help="tokens to generate per request (default 16)")
+    p.add_argument("--batch", type=integer, default=4, help="requests decoded together B (default 4)")
+    p.add_argument("--prompt-len", type=integer, default=256, help="prompt tokens per request (default 256)")
+    p.add_argument("--new-tokens", type=integer, default=16, help="tokens to generate per request (default 16)")
     p.add_argument("--hopb", action="store_true", help="also run with HOP-B (one chunk per request) and compare")
-    p.add_argument("--hopb-chunks", type=int, default=None, help="HOP-B chunks (default: one per request)")
-    p.add_argument("--block-tokens", type=int, default=16, help="KV block size for staged concatenation")
+    p.add_argument("--hopb-chunks", type=integer, default=None, help="HOP-B chunks (default: one per request)")
+    p.add_argument("--block-tokens", type=integer, default=16, help="KV block size for staged concatenation")
     p.add_argument("--ownership", default="round_robin",
                    help="KV ownership rule: round_robin (default), contiguous or last_rank")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random prompt")
+    p.add_argument("--seed", type=seed_flag, default=0, help="seed of the random prompt")
     p.add_argument("--timeout-s", type=float, default=60.0,
                    help="seconds a rank waits for its peers in process-group setup and in each collective "
                         "(default 60; 1 to 86400): a dead or stopped rank ends the job within about this + 10 s")
@@ -130,7 +132,7 @@ def handle(args) -> int:
     from helix.runtime.decoder import DecodeOptions  # torch: imported here, not when ``helix`` starts
     from helix.runtime.kv_cache import OWNERSHIP_RULES
     from helix.runtime.launch import Job, RunSpec, WorkerError, prepare, run_job, run_spawned
-    from helix.runtime.limits import check_job_timeout, check_timeout
+    from helix.runtime.limits import check_job_timeout, check_prompt, check_timeout
 
     check_timeout("--timeout-s", args.timeout_s)
     job_timeout = check_job_timeout("--job-timeout-s", args.job_timeout_s)
@@ -149,6 +151,7 @@ def handle(args) -> int:
     if args.hopb:
         runs.append(RunSpec(args.new_tokens, DecodeOptions(block_tokens=args.block_tokens, ownership=args.ownership,
                                                            hopb_chunks=chunks)))
+    check_prompt(args.batch, args.prompt_len)
     job = Job(args.model, kvp, tpa, _prompt(args), tuple(runs), timeout_s=args.timeout_s, ep=ep, strategy=strategy)
     if under_torchrun:
         rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])

@@ -95,3 +95,15 @@ def check_memory(spec, kvp: int, tpa: int, n_ranks: int, batch: int, prompt_toke
         raise HelixInputError("--prompt-len", f"a {T}-token prompt with --batch {batch} needs about {what}, "
                                               f"more than this machine's {_gb(total)} of memory; shorten "
                                               "--prompt-len or --batch (or raise --kvp)")
+
+
+def check_prompt(batch: int, prompt_tokens: int, total: int | None = None) -> None:
+    """Before the prompt tensor is drawn: the least any model needs for it, the Hugging Face reference's
+    attention over one head (B x T^2 fp32, ATTENTION_COPIES buffers) beside the launcher, must fit this
+    machine's memory; check_memory repeats it with the model's heads once the model is built."""
+    total = physical_memory_bytes() if total is None else total
+    need = LAUNCHER_BYTES + ATTENTION_COPIES * batch * prompt_tokens * prompt_tokens * 4 + batch * prompt_tokens * 8
+    if total and need > total:
+        raise HelixInputError("--prompt-len", f"a {prompt_tokens}-token prompt with --batch {batch} needs at least "
+                                              f"{_gb(need)}, more than this machine's {_gb(total)} of memory; "
+                                              "shorten --prompt-len or --batch")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from helix import outputs
 from helix.errors import HelixInputError
+from helix.flags import integer
 
 
 def _yaml_path(field: str, text: str) -> Path:
@@ -133,7 +134,7 @@ def register(subparsers) -> None:
     p.add_argument("--out", default=None, help="profile path (.yaml, default profile.yaml); raw measurements go "
                                               "beside it")
     p.add_argument("--name", default=None, help="profile name (default cpu-<host>)")
-    p.add_argument("--max-ranks", type=int, default=None, help="largest collective group (default: cores)")
+    p.add_argument("--max-ranks", type=integer, default=None, help="largest collective group (default: cores)")
     p.add_argument("--quick", action="store_true", help="tiny sizes, seconds: a smoke test, not a profile")
     p.add_argument("--from-perf-db", action="store_true",
                    help="refit the op-model presets from aiconfigurator-core (pip install -e \".[perf-db]\")")
@@ -153,6 +154,6 @@ def register(subparsers) -> None:
                                           "and a predicted-vs-measured plot. About 2 minutes on 2 cores.")
     v.add_argument("--hardware", default="profile.yaml", help="profile from `helix calibrate` (or a preset)")
     v.add_argument("--out", default="validation", help="output directory")
-    v.add_argument("--repeats", type=int, default=None, help="timed steps per point (default 25; 3 with --quick)")
+    v.add_argument("--repeats", type=integer, default=None, help="timed steps per point (default 25; 3 with --quick)")
     v.add_argument("--quick", action="store_true", help="a tiny grid (seconds), for smoke tests")
     v.set_defaults(func=_run_validate)
