@@ -233,3 +233,32 @@ def test_a_real_sigint_while_the_command_modules_import_is_one_line(module):
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert (p.returncode, p.stderr.splitlines(), p.stdout) == (130, ["helix: interrupted"], "")
+
+
+@pytest.mark.parametrize("argv0, orig, expected", [
+    ("-m", ["python", "-m", "helix", "models"], True),  # while runpy imports the package
+    ("-m", ["python", "-mhelix"], True),
+    ("-m", ["python", "-m", "helixfoo"], False),
+    ("-m", ["python", "-m", "pytest"], False),
+    ("/venv/bin/helix", ["python", "/venv/bin/helix", "models"], True),
+    ("/venv/bin/pytest", ["python", "/venv/bin/pytest"], False),
+    ("", ["python"], False),
+])
+def test_the_program_is_told_from_a_library_import(monkeypatch, argv0, orig, expected):
+    import helix
+
+    monkeypatch.setattr(sys, "argv", [argv0])
+    monkeypatch.setattr(sys, "orig_argv", orig)
+    assert helix._is_the_program() is expected
+
+
+def test_a_sigint_right_after_the_package_imports_is_one_line():
+    """As the program (argv[0] is the helix script) the package's own handler is in place at once; imported
+    as a library, it leaves SIGINT alone."""
+    code = ("import os, signal, sys, time; sys.argv = ['/venv/bin/helix']; import helix\n"
+            "os.kill(os.getpid(), signal.SIGINT); time.sleep(30)\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                       preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert (p.returncode, p.stderr) == (130, "helix: interrupted\n")
+    code = "import signal, helix; print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout == "True\n"

@@ -9,15 +9,38 @@ The public Python API, in a few lines::
     r = helix.simulate(model, hw, layout, batch_size=16, context_tokens=helix.parse_tokens("1M"))
     print(r.ttl_s, r.tokens_per_s_per_user, r.breakdown)
 
-The names are loaded on first use (PEP 562), so ``import helix`` itself imports nothing heavy: the
-``helix`` program (``helix.cli``) starts in a few milliseconds and has its Ctrl-C handling in place
-before numpy, YAML or the presets are imported (an interrupt then is one line, never a traceback).
+The names are loaded on first use (PEP 562), so ``import helix`` itself imports nothing heavy. When this
+process is the ``helix`` program (``python -m helix``, or the ``helix`` script), the first thing this
+package does is make SIGINT / SIGTERM print one line and exit 130 / 143; ``helix.cli.main`` replaces
+that with its own handling (the same line, plus what became of the output) a few milliseconds later,
+before numpy, YAML, the presets or torch import. So Ctrl-C at any moment after the interpreter has
+started is one line, never a traceback. Imported as a library, helix leaves the signals alone.
 """
 
-from __future__ import annotations
+import _signal  # the C module: ``signal`` would import enum first, widening the window this closes
+import os  # os and sys are loaded by the interpreter's start already
+import sys
 
-import importlib
-from typing import TYPE_CHECKING
+
+def _is_the_program() -> bool:
+    argv0, orig = (sys.argv or [""])[0], getattr(sys, "orig_argv", [])
+    if argv0 == "-m":  # `python -m helix`: runpy imports the package before __main__, argv[0] still "-m"
+        return any(a == "-mhelix" or (a == "-m" and orig[i + 1:i + 2] == ["helix"]) for i, a in enumerate(orig))
+    return os.path.basename(argv0) == "helix"  # the console script
+
+
+def _stop(signum, frame):  # exercised in a subprocess (tests/test_outputs.py)
+    os.write(2, b"helix: interrupted\n")
+    os._exit(128 + signum)
+
+
+if _is_the_program():
+    for _sig in (_signal.SIGINT, _signal.SIGTERM):
+        if _signal.getsignal(_sig) is not _signal.SIG_IGN:  # an ignored signal (nohup, a background job) stays so
+            _signal.signal(_sig, _stop)
+
+import importlib  # noqa: E402  (after the handlers: these take milliseconds)
+from typing import TYPE_CHECKING  # noqa: E402
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ loads them
     from helix.errors import HelixInputError
