@@ -11,7 +11,8 @@
   shard and the prefill's attention scores: B x Q/TPA x T x min(S_loc, 8192) fp32 values
   (``attention.KV_BLOCK_TOKENS``; MLA attends the whole shard at once), about three such buffers
   alive at once (scores, masked scores, probabilities: measured 3.2x). The launcher's Hugging Face
-  reference needs B x Q x T^2 fp32 values the same way.
+  reference needs B x Q x T^2 fp32 values the same way; ``check_prompt`` applies the least of that
+  (one head) before the prompt tensor is even drawn, so no batch or prompt length can exhaust memory.
 """
 
 from __future__ import annotations
