@@ -11,7 +11,10 @@ from helix.cli import main
 
 
 def run(capsys, *argv):
-    code = main(list(argv))
+    try:
+        code = main(list(argv))
+    except SystemExit as exc:  # argparse's own one-line errors
+        code = exc.code
     out, err = capsys.readouterr()
     return code, out, err
 

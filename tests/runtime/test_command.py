@@ -126,7 +126,8 @@ def test_helix_run_under_torchrun():
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--batch", str(2**31 - 1)], "helix run: error: --prompt-len: a 256-token prompt with --batch 2147483647 needs"),
+    (["--batch", str(2**31 - 1)], "helix run: error: --batch: the prompt alone, --batch 2147483647 x --prompt-len "
+                                  "256 tokens, needs 4398.4 GB, more than this machine's"),
     (["--prompt-len", str(10**23)], "helix run: error: argument --prompt-len: must be an integer below 2^31"),
     (["--seed", str(2**64)], "helix run: error: argument --seed: must be an integer from 0 to 2^64 - 1"),
     (["--seed", "-1"], "helix run: error: argument --seed: must be an integer from 0 to 2^64 - 1"),

@@ -11,8 +11,8 @@
   shard and the prefill's attention scores: B x Q/TPA x T x min(S_loc, 8192) fp32 values
   (``attention.KV_BLOCK_TOKENS``; MLA attends the whole shard at once), about three such buffers
   alive at once (scores, masked scores, probabilities: measured 3.2x). The launcher's Hugging Face
-  reference needs B x Q x T^2 fp32 values the same way; ``check_prompt`` applies the least of that
-  (one head) before the prompt tensor is even drawn, so no batch or prompt length can exhaust memory.
+  reference needs B x Q x T^2 fp32 values the same way. ``check_prompt`` checks the prompt tensor
+  itself (B x T int64) before it is drawn, so no batch or prompt length can exhaust memory first.
 """
 
 from __future__ import annotations
@@ -99,12 +99,10 @@ def check_memory(spec, kvp: int, tpa: int, n_ranks: int, batch: int, prompt_toke
 
 
 def check_prompt(batch: int, prompt_tokens: int, total: int | None = None) -> None:
-    """Before the prompt tensor is drawn: the least any model needs for it, the Hugging Face reference's
-    attention over one head (B x T^2 fp32, ATTENTION_COPIES buffers) beside the launcher, must fit this
-    machine's memory; check_memory repeats it with the model's heads once the model is built."""
+    """Before the prompt tensor (B x T int64) is drawn: it must fit this machine's memory beside the
+    launcher. Everything the job needs beyond it is check_memory's, once the model is built."""
     total = physical_memory_bytes() if total is None else total
-    need = LAUNCHER_BYTES + ATTENTION_COPIES * batch * prompt_tokens * prompt_tokens * 4 + batch * prompt_tokens * 8
+    need = LAUNCHER_BYTES + batch * prompt_tokens * 8
     if total and need > total:
-        raise HelixInputError("--prompt-len", f"a {prompt_tokens}-token prompt with --batch {batch} needs at least "
-                                              f"{_gb(need)}, more than this machine's {_gb(total)} of memory; "
-                                              "shorten --prompt-len or --batch")
+        raise HelixInputError("--batch", f"the prompt alone, --batch {batch} x --prompt-len {prompt_tokens} tokens, "
+                                         f"needs {_gb(need)}, more than this machine's {_gb(total)} of memory")
