@@ -2,13 +2,16 @@
 uneven widths rejected by default, and their CLI flags (bad input: one line, exit 2)."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from helix import Layout, load_hardware, load_model, simulate
 from helix.cli import main
-from helix.cost.overlap import pipelined_s
+from helix.cost.inventory import Shape, layer_ops
+from helix.cost.messages import step_messages
+from helix.cost.op_timing import time_s
 from helix.errors import HelixInputError
 from helix.layout import check_layout_for_model
 from helix.specs.precision import PrecisionSpec
@@ -47,24 +50,55 @@ def test_redundant_experts_add_whole_expert_slots():
         simulate(R1, IDEAL, Layout.dp_ep(8), 8, 1000, p, redundant_experts=3)
 
 
-def test_two_batch_overlap_is_two_half_batches_in_one_pipeline():
-    # TBO: every layer op runs twice at half the batch; the 2L half-layer items form one two-stage
-    # pipeline of compute (a per item) and dispatch/combine (c per item): a + c + (2L - 1) max(a, c)
+# SGLang's decode TBO stages (batch_overlap/operations_strategy.py), by the inventory's op names
+PREPARE = ("input_norm", "qkv_a_gemm", "q_a_norm", "kv_a_norm", "q_b_gemm", "w_uk_bmm", "rope")
+CORE = ("kv_cache_write", "attention", "w_uv_bmm", "o_gemm", "post_attention_norm", "router_gemm", "topk_gating")
+SHARED = ("shared_gate_up_gemm", "shared_swiglu", "shared_down_gemm")
+
+
+def _stage_s(shape, hw, names):
+    ops = [op for group in layer_ops(shape).values() for op in group if op.name in names]
+    assert sorted(op.name for op in ops) == sorted(names)
+    return sum(float(time_s(op, hw)) for op in ops)
+
+
+@pytest.mark.parametrize("bandwidth_scale", [1.0, 1e-3])  # compute-bound, and communication-bound
+def test_two_batch_overlap_is_the_five_stage_decode_schedule(bandwidth_scale):
+    # TBO: every layer op runs twice at half the batch; per micro-batch and MoE layer the dispatch
+    # (counts + rows) hides behind its own shared expert and the other micro-batch's attention prepare,
+    # the combine behind the other's attention core; the last layer's second micro-batch hides its
+    # dispatch behind its shared expert alone and its combine behind nothing
+    hw = replace(IDEAL, link_bytes_per_s_per_direction=IDEAL.link_bytes_per_s_per_direction * bandwidth_scale)
     p, lay, B = PrecisionSpec.uniform("fp8"), Layout.dp_ep(8), 64
-    tbo = simulate(R1, IDEAL, lay, B, 2000, p, tbo=True)
-    half = simulate(R1, IDEAL, lay, B // 2, 2000, p)
+    tbo = simulate(R1, hw, lay, B, 2000, p, tbo=True)
+    half = simulate(R1, hw, lay, B // 2, 2000, p)
     for term in LAYER_TERMS:
         assert float(tbo.breakdown[term]) == pytest.approx(2 * float(half.breakdown[term]), rel=1e-12), term
     layer_comm = {k: 2 * float(v) for k, v in half.comm_total_s.items() if PHASE_GROUP[k] != "step"}
     for k, v in layer_comm.items():
         assert float(tbo.comm_total_s[k]) == pytest.approx(v, rel=1e-12)
-    L = 61
-    compute = sum(float(tbo.breakdown[t]) for t in LAYER_TERMS)
-    a, c = compute / (2 * L), sum(layer_comm.values()) / (2 * L)
-    exposed = max(float(pipelined_s(a, c, 2 * L)) - compute, 0.0)
+    moe_layers = 58
+    shape = Shape(R1, p, "dp_ep", *(np.asarray(x) for x in (1, 1, 8, 1, 8, 1, B // 2, 2000)))
+    prepare, core, shared = (_stage_s(shape, hw, names) for names in (PREPARE, CORE, SHARED))
+    dispatch = (layer_comm["moe_dispatch_counts"] + layer_comm["moe_dispatch_all_to_all"]) / (2 * moe_layers)
+    combine = layer_comm["moe_combine_all_to_all"] / (2 * moe_layers)
+    e_d, e_c = max(dispatch - shared - prepare, 0.0), max(combine - core, 0.0)
+    exposed = 2 * moe_layers * (e_d + e_c) + max(dispatch - shared, 0.0) - e_d + combine - e_c
     assert sum(float(tbo.comm_exposed_s[k]) for k in layer_comm) == pytest.approx(exposed, rel=1e-9)
+    assert (e_d + e_c > 0) == (bandwidth_scale < 1)
     with pytest.raises(HelixInputError, match="tbo: two-batch overlap needs the dp_ep strategy"):
         simulate(R1, IDEAL, Layout.helix(kvp=8, ep=8), 8, 2000, p, tbo=True)
+
+
+def test_dispatch_counts_ride_in_the_measured_dispatch():
+    # DeepEP's low-latency dispatch carries the per-expert counts: with a measured dispatch form the
+    # counts message costs nothing of its own, but its bytes stay in the traffic (the runtime sends them)
+    p, lay = PrecisionSpec.uniform("fp8"), Layout.dp_ep(8)
+    measured = simulate(R1, load_hardware("h200", engine="sglang"), lay, 64, 2000, p)
+    assert float(measured.comm_total_s["moe_dispatch_counts"]) == 0.0
+    assert float(simulate(R1, IDEAL, lay, 64, 2000, p).comm_total_s["moe_dispatch_counts"]) > 0
+    msgs = {m.phase: m for m in step_messages(R1, p, "dp_ep", 1, 1, 8, 1, 8, 1, 64, 1)}
+    assert float(msgs["moe_dispatch_counts"].n_bytes) == 256 * 8
 
 
 def test_mtp_yields_accepted_tokens_per_step():

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import signal
 import sys
 
@@ -39,6 +40,13 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("helix")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="helix",
@@ -46,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "reproduce the paper's experiments, run Helix on torch.distributed.",
         epilog="Token counts accept 1M = 10^6, 128K = 128,000 (decimal); 1Mi = 2^20.",
     )
+    parser.add_argument("--version", action="version", version=f"helix {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMAND_MODULES:
         try:

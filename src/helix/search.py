@@ -77,10 +77,13 @@ LAYOUT_FIELDS = ("tpa", "kvp", "dp", "tpf", "ep", "pp")
 
 
 def enumerate_layouts(model, strategy: str, max_gpus: int, allow_uneven: bool = False,
-                      redundant_experts: int = 0) -> dict[str, np.ndarray]:
-    """Every layout of ``strategy`` on 1..max_gpus GPUs that passes ``check_layout_for_model``."""
+                      redundant_experts: int = 0, gpu_counts=None) -> dict[str, np.ndarray]:
+    """Every layout of ``strategy`` on 1..max_gpus GPUs that passes ``check_layout_for_model``; with
+    ``gpu_counts``, only layouts whose total GPU count (N x PP) is one of them."""
     rows = []
     for layout in _candidates(model, strategy, max_gpus):
+        if gpu_counts is not None and layout.num_gpus not in gpu_counts:
+            continue
         try:
             check_layout_for_model(layout, model, allow_uneven=allow_uneven, redundant_experts=redundant_experts)
         except HelixInputError:
@@ -241,13 +244,14 @@ def check_strategies(text: str | tuple[str, ...] | list[str]) -> tuple[str, ...]
 def sweep(model, hw, context_tokens: int, *, strategies=STRATEGIES, max_gpus: int = 64,
           precision: PrecisionSpec | None = None, overlap: str = "auto", expert_imbalance: float = 1.0,
           max_batch: int | None = None, progress: bool = False, allow_uneven: bool = False,
-          redundant_experts: int = 0, **options) -> Sweep:
+          redundant_experts: int = 0, gpu_counts=None, **options) -> Sweep:
     """Evaluate every valid (layout, batch) point of each strategy; one vectorised call per strategy.
 
     ``max_batch`` caps the batch grid (default: the memory limit of the best-holding layout).
     ``progress`` writes a one-line progress counter to stderr. ``allow_uneven`` keeps layouts whose
     widths do not divide evenly; ``redundant_experts``, ``tbo`` (DP+EP only), ``mtp_tokens`` and
-    ``mtp_acceptance`` go to every point's step (helix.step.evaluate).
+    ``mtp_acceptance`` go to every point's step (helix.step.evaluate). ``gpu_counts`` (a set of totals
+    N x PP, each <= max_gpus) keeps only the layouts on exactly those GPU counts.
     """
     if isinstance(max_gpus, bool) or not isinstance(max_gpus, int) or not 1 <= max_gpus <= 4096:
         raise HelixInputError("--max-gpus", f"must be an integer in 1..4096, got {max_gpus!r}")
@@ -255,7 +259,8 @@ def sweep(model, hw, context_tokens: int, *, strategies=STRATEGIES, max_gpus: in
     check_redundant_experts(model, redundant_experts)
     precision = precision or PrecisionSpec()
     t0 = time.perf_counter()
-    layouts = {s: enumerate_layouts(model, s, max_gpus, allow_uneven, redundant_experts) for s in strategies}
+    layouts = {s: enumerate_layouts(model, s, max_gpus, allow_uneven, redundant_experts, gpu_counts)
+               for s in strategies}
     options["redundant_experts"] = redundant_experts
     if max_batch is None:
         limits = [max_batch_per_layout(model, hw, precision, s, lay, context_tokens, redundant_experts)

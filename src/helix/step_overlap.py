@@ -6,10 +6,19 @@
   fixed c given, as a runtime with a fixed chunk count runs), helix.cost.overlap. The TP baseline
   pipelines its O-projection all-reduce with attention and O-projection the same way [INFERRED].
 - Two-batch overlap (DP+EP, SGLang --enable-two-batch-overlap): the batch is split into two micro-batches
-  that alternate through the layers, one's dispatch/combine hidden behind the other's compute. Each
-  micro-batch pays every op's fixed cost and reads the weights again. Modelled as one continuous
-  two-stage pipeline over 2 x layers items of (compute a, communication c) of one micro-batch:
-  T = a + c + (2 L - 1) (max(a, c) + (1 - eta) min(a, c)); the per-step ops (embedding, LM head) stay serial.
+  that alternate through the layers on one stream, one's dispatch/combine in flight while the other
+  computes. Each micro-batch pays every op's fixed cost and reads the weights again. The schedule is
+  the five-stage decode pipeline DeepSeek describes (open-infra-index day 6: "a 5-stage pipeline during
+  the decode phase") as SGLang runs it (batch_overlap/operations_strategy.py,
+  _compute_moe_deepseek_blog_decode: yields after attention prepare, after attention core + gate, after
+  dispatch send + shared experts, after experts + combine send, after combine receive; the second
+  micro-batch two stages behind). So each micro-batch's dispatch hides behind its own shared experts
+  plus the other micro-batch's attention prepare, and its combine behind the other's attention core
+  (attention, W_UV, O-projection, post-attention norm, router); what does not fit is exposed:
+      exposed(c, h) = max(c, h) + (1 - eta) min(c, h) - h
+  per micro-batch and MoE layer; the last layer's second micro-batch has nothing left to hide its
+  combine (and only its shared experts for its dispatch). The per-step ops (embedding, LM head) and the
+  leading dense layers (no exchange) add their compute.
 """
 
 from __future__ import annotations
@@ -40,9 +49,19 @@ PHASE_GROUP = {"kvp_all_to_all": "attention", "kvp_all_reduce": "attention", "o_
 HOT_RANK_PHASES = ("moe_dispatch_all_to_all", "moe_combine_all_to_all")
 
 
+def counts_ride_in_dispatch(hw) -> bool:
+    """DeepEP's low-latency dispatch sends each expert's row count inside the dispatch kernel itself
+    (no separate exchange [S14]); where a measured dispatch form times the dispatch, that form already
+    holds the counts' cost, so the counts message (which the runtime sends as its own all-to-all, and
+    whose bytes the traffic test still counts) adds no time of its own."""
+    return hw.op_model is not None and hw.op_model.collective("moe_dispatch") is not None
+
+
 def message_s(m, hw, expert_imbalance: float = 1.0):
     """Seconds of one call of a collective; the hot expert rank receives imbalance x the mean rows of
     the DP+EP dispatch and combine."""
+    if m.phase == "moe_dispatch_counts" and counts_ride_in_dispatch(hw):
+        return 0.0 * m.n_bytes
     hot = expert_imbalance if m.phase in HOT_RANK_PHASES else 1.0
     return collectives.collective_s(m.kind, hot * m.n_bytes, m.group_size, hw, m.table, m.experts)
 
@@ -125,6 +144,33 @@ def per_request_exposed(shape, hw, msgs, comm_total, comm_exposed) -> None:
     comm_total[phase] = comm_exposed[phase] = m.calls_per_step * requests * one
 
 
+def overlap_exposed_s(comm_s, hidden_s, overlap_efficiency: float = 1.0):
+    """What of a transfer of ``comm_s`` stays exposed when ``hidden_s`` of compute runs while it flies:
+    max(c, h) + (1 - eta) min(c, h) - h (eta = 1: max(c - h, 0))."""
+    c, h = np.asarray(comm_s, dtype=np.float64), np.asarray(hidden_s, dtype=np.float64)
+    return np.maximum(c, h) + (1.0 - overlap_efficiency) * np.minimum(c, h) - h
+
+
+def tbo_stages(shape, hw) -> dict:
+    """Seconds per micro-batch and MoE layer of the stages that hide the exchange (SGLang's decode TBO):
+    ``prepare`` (the attention ops before the attention kernel: input norm, projections, q/kv norms,
+    RoPE; the KV-cache write runs inside the attention backend), ``core`` (the rest of the attention
+    half-layer and the router) and ``shared`` (the shared expert)."""
+    from helix.cost.inventory import layer_ops  # the op list, as helix.step times it
+
+    groups = layer_ops(shape)
+    first = next(i for i, op in enumerate(groups["attention"]) if op.kind == "attention")
+    prepare = [op for op in groups["attention"][:first] if op.term != "rope_kv_write" or op.name == "rope"]
+    core = [op for op in groups["attention"] if all(op is not x for x in prepare)]
+    core += [op for op in groups["moe_ffn"] if op.term == "moe_router"]
+    shared = [op for op in groups["moe_ffn"] if op.term == "moe_shared_experts"]
+    return {name: sum((time_s(op, hw) for op in ops), 0.0)
+            for name, ops in (("prepare", prepare), ("core", core), ("shared", shared))}
+
+
+DISPATCH_PHASES = ("moe_dispatch_counts", "moe_dispatch_all_to_all")
+
+
 def two_batch_overlap(shape, hw, msgs, counts, group_terms):
     """(compute terms, HBM reads, comm total, comm exposed) per step under two-batch overlap."""
     half = replace(shape, batch=ceil_div(shape.batch, 2))
@@ -144,19 +190,33 @@ def two_batch_overlap(shape, hw, msgs, counts, group_terms):
     half_msgs = {x.phase: x for x in step_messages(shape.model, shape.precision, shape.strategy, shape.tpa,
                                                    shape.kvp, shape.dp, shape.tpf, shape.ep, shape.pp, half.batch,
                                                    shape.query_tokens)}
+    one = {name: message_s(m, hw, shape.expert_imbalance) for name, m in half_msgs.items()}
     comm_total = {}
     for name, m in msgs.items():
         if PHASE_GROUP[name] == "step":
             comm_total[name] = m.calls_per_step * message_s(m, hw, shape.expert_imbalance)
         else:
-            comm_total[name] = 2 * half_msgs[name].calls_per_step * message_s(half_msgs[name], hw,
-                                                                                shape.expert_imbalance)
-    layers = counts["attention"]
-    compute = sum(2 * counts[g] * sum(half_times[g].values()) for g in layer_groups)
-    layer_comm = sum(v for k, v in comm_total.items() if PHASE_GROUP[k] != "step")
-    a, c = compute / (2 * layers), layer_comm / (2 * layers)
-    pipeline = pipelined_s(a, c, 2 * layers, float(hw.comm_overlap_efficiency))
-    exposed_total = np.maximum(pipeline - compute, 0.0)
-    share = exposed_total / np.maximum(layer_comm, 1e-300)
-    comm_exposed = {k: (v if PHASE_GROUP[k] == "step" else v * share) for k, v in comm_total.items()}
+            comm_total[name] = 2 * half_msgs[name].calls_per_step * one[name]
+    eta = float(hw.comm_overlap_efficiency)
+    stage = tbo_stages(half, hw)
+    dispatch = sum((one[k] for k in DISPATCH_PHASES if k in one), 0.0)
+    combine = one.get("moe_combine_all_to_all", 0.0)
+    # per MoE layer: both micro-batches' exposure; the last layer's second micro-batch instead hides its
+    # dispatch behind its shared expert alone and its combine behind nothing
+    e_dispatch = overlap_exposed_s(dispatch, stage["shared"] + stage["prepare"], eta)
+    e_combine = overlap_exposed_s(combine, stage["core"], eta)
+    moe_layers = counts["moe_ffn"]
+    exposed_d = 2 * moe_layers * e_dispatch + np.where(
+        moe_layers > 0, overlap_exposed_s(dispatch, stage["shared"], eta) - e_dispatch, 0.0)
+    exposed_c = 2 * moe_layers * e_combine + np.where(moe_layers > 0, combine - e_combine, 0.0)
+    comm_exposed = {}
+    for k, v in comm_total.items():
+        if PHASE_GROUP[k] == "step":
+            comm_exposed[k] = v
+        elif k in DISPATCH_PHASES:
+            comm_exposed[k] = exposed_d * one[k] / np.maximum(dispatch, 1e-300)
+        elif k == "moe_combine_all_to_all":
+            comm_exposed[k] = exposed_c
+        else:  # a layer collective the schedule does not hide (none in DP+EP today): serial
+            comm_exposed[k] = v
     return t, reads, comm_total, comm_exposed

@@ -3,20 +3,22 @@ TTL budget, with the term-by-term breakdown of the chosen configurations)."""
 
 from __future__ import annotations
 
+import argparse
 import json
-import math
 from pathlib import Path
 
 import numpy as np
 
-from helix import outputs, search
+from helix import outputs, search, search_budget
+from helix.commands import best_answer
 from helix.commands.layout_args import add_option_args, hardware_from_args, options_from_args
+from helix.commands.model_arg import load_model_arg
 from helix.commands.simulate import add_spec_args, format_result, precision_from_args
 from helix.errors import HelixInputError
 from helix.flags import integer
 from helix.layout import STRATEGIES
 from helix.report import new_figure, plot_frontiers, save_figure, write_frontiers_csv, write_points_csv
-from helix.specs import load_model, parse_tokens
+from helix.specs import parse_tokens
 from helix.step import simulate
 
 LONG_SWEEP_POINTS = 200_000  # show a progress line above this many points
@@ -24,13 +26,15 @@ LONG_SWEEP_POINTS = 200_000  # show a progress line above this many points
 
 def _inputs(args):
     """Every input validated before any work or any file is written."""
-    model = load_model(args.model)
+    model = load_model_arg(args.model)
     hw = hardware_from_args(args)
     context = parse_tokens(args.context)
     precision = precision_from_args(args)
     strategies = search.check_strategies(args.strategies)
-    if not 1 <= args.max_gpus <= 4096:
+    if args.max_gpus is not None and not 1 <= args.max_gpus <= 4096:
         raise HelixInputError("--max-gpus", f"must be an integer in 1..4096, got {args.max_gpus}")
+    args.gpu_counts_set, args.max_gpus = search_budget.resolve_gpu_counts(args.total_gpus, args.gpu_counts,
+                                                                          args.max_gpus)
     options = options_from_args(args)
     if args.tbo and "dp_ep" not in strategies:
         raise HelixInputError("--tbo", f"two-batch overlap applies to dp_ep points; it conflicts with --strategies "
@@ -53,13 +57,16 @@ def _point_line(p: search.Points, i: int) -> str:
 def run_sweep(args) -> int:
     model, hw, context, precision, strategies, options = _inputs(args)
     out = _check_out(args.out)
+    counts = args.gpu_counts_set
     expected = sum(len(search.enumerate_layouts(model, s, args.max_gpus, options["allow_uneven"],
-                                                options["redundant_experts"])["tpa"]) for s in strategies)
+                                                options["redundant_experts"], counts)["tpa"]) for s in strategies)
     sw = search.sweep(model, hw, context, strategies=strategies, max_gpus=args.max_gpus, precision=precision,
+                      gpu_counts=counts,
                       overlap="serial" if args.no_hopb else "auto",
                       progress=expected * 100 > LONG_SWEEP_POINTS and not args.quiet, **options)
     c = sw.counts()
-    print(f"{model.name} on {hw.name}, context {context:,} tokens, 1..{args.max_gpus} GPUs, "
+    gpus = f"1..{args.max_gpus}" if counts is None else ",".join(map(str, counts))
+    print(f"{model.name} on {hw.name}, context {context:,} tokens, {gpus} GPUs, "
           f"{len(sw.batch_grid)} batch sizes 1..{int(sw.batch_grid[-1])}")
     print(f"{c['evaluated']:,} points evaluated in {sw.wall_s:.2f} s ({c['evaluated'] / max(sw.wall_s, 1e-9):,.0f} "
           f"points/s), {c['feasible']:,} feasible; dropped: "
@@ -92,40 +99,49 @@ def _chosen(model, hw, precision, context, p: search.Points, i: int, overlap: st
     layout = p.layout(i)
     chosen = {k: v for k, v in options.items() if not (k == "tbo" and layout.strategy != "dp_ep")}
     r = simulate(model, hw, layout, int(p.batch[i]), context, precision, overlap=overlap, **chosen)
-    return {"layout": layout.describe(), "batch_size": int(p.batch[i]), "users": int(p.users[i]),
+    return {"layout": layout.describe(), "layout_fields": search_budget.layout_fields(layout),
+            "batch_size": int(p.batch[i]), "users": int(p.users[i]),
             "num_gpus": int(p.num_gpus[i]), **r.to_dict(), "_result": r, "_layout": layout}
 
 
 def run_best(args) -> int:
+    sla = search_budget.sla_from_args(args.ttl_budget_ms, args.tpot_ms, args.min_tokens_per_s_per_user)
     model, hw, context, precision, strategies, options = _inputs(args)
-    budget_ms = args.ttl_budget_ms
-    if not math.isfinite(budget_ms) or budget_ms <= 0:
-        raise HelixInputError("--ttl-budget-ms", f"must be a positive number of milliseconds, got {budget_ms}")
+    budget_ms = None if sla.ttl_budget_s is None else sla.ttl_budget_s * 1e3
+    if args.top is not None and args.top < 1:
+        raise HelixInputError("--top", f"must be an integer >= 1, got {args.top}")
+    emit = best_answer.check_emit(args)  # before any work: --emit / --out agree and --out is writable
     overlap = "serial" if args.no_hopb else "auto"
     sw = search.sweep(model, hw, context, strategies=strategies, max_gpus=args.max_gpus, precision=precision,
-                      overlap=overlap, **options)
+                      overlap=overlap, gpu_counts=args.gpu_counts_set, **options)
     feas = sw.feasible
-    ok = feas.take(feas.ttl_s <= budget_ms * 1e-3)
+    ok = feas.take(sla.mask(feas))
     if len(ok) == 0:
         best = f"; the lowest feasible TTL is {feas.ttl_s.min() * 1e3:.3f} ms" if len(feas) else ""
-        msg = f"no feasible configuration within {budget_ms:g} ms{best}"
+        msg = f"no feasible configuration {sla.within()}{best}"
         print(json.dumps({"error": msg}) if args.json else msg)
         return 1
     # ties broken towards fewer GPUs, then lower TTL
-    thr = int(np.lexsort((ok.ttl_s, ok.num_gpus, -ok.tokens_per_s_per_gpu))[0])
-    users = int(np.lexsort((ok.ttl_s, ok.num_gpus, -ok.tokens_per_s_per_gpu, -ok.users))[0])
+    thr = search_budget.best_index(ok)
+    users = search_budget.best_index(ok, by_users=True)
     picks = {"most_tokens_per_s_per_gpu": _chosen(model, hw, precision, context, ok, thr, overlap, options),
              "most_users": _chosen(model, hw, precision, context, ok, users, overlap, options)}
+    answer = best_answer.answer(ok, args.top)
+    emitted = best_answer.emit(emit, model, hw, precision, context, sw.feasible, picks["most_tokens_per_s_per_gpu"],
+                               overlap, options) if emit else None
     if args.json:
         data = {"model": model.name, "hardware": hw.name, "engine": hw.engine or "none", "options": options,
-                "context_tokens": context, "ttl_budget_ms": budget_ms,
-                "max_gpus": args.max_gpus, "strategies": list(strategies), "points_evaluated": len(sw.points),
+                "context_tokens": context, "ttl_budget_ms": budget_ms, "sla": sla.to_dict(),
+                "max_gpus": args.max_gpus, "gpu_counts": list(args.gpu_counts_set or ()) or None,
+                "strategies": list(strategies), "points_evaluated": len(sw.points),
                 "points_within_budget": len(ok),
-                **{k: {kk: vv for kk, vv in v.items() if not kk.startswith("_")} for k, v in picks.items()}}
+                **{k: {kk: vv for kk, vv in v.items() if not kk.startswith("_")} for k, v in picks.items()},
+                **answer, **({"emitted": emitted} if emitted else {})}
         print(json.dumps(data, indent=2))
         return 0
-    print(f"{model.name} on {hw.name}, context {context:,} tokens, TTL budget {budget_ms:g} ms: "
+    print(f"{model.name} on {hw.name}, context {context:,} tokens, {sla.describe()}: "
           f"{len(ok):,} of {len(sw.points):,} points fit\n")
+    print(best_answer.format_answer(answer) + "\n")
     for title, key in (("Most tokens/s/GPU within the budget", "most_tokens_per_s_per_gpu"),
                        ("Most users within the budget", "most_users")):
         d = picks[key]
@@ -133,12 +149,16 @@ def run_best(args) -> int:
         label = "HOP-B off" if overlap == "serial" else "default overlap"
         print(format_result(d["_result"], model, hw, d["_layout"], d["batch_size"], context, label))
         print()
+    if emitted:
+        print(best_answer.format_emitted(emitted))
     return 0
 
 
 def _common(p) -> None:
     add_spec_args(p)
-    p.add_argument("--max-gpus", type=integer, default=64, help="largest GPU count N x PP (default: %(default)s)")
+    p.add_argument("--max-gpus", type=integer, default=None, help="largest GPU count N x PP (default: 64)")
+    p.add_argument("--total-gpus", type=integer, default=None, help="exactly this many GPUs (N x PP)")
+    p.add_argument("--gpu-counts", default=None, help="only these GPU counts N x PP, e.g. 8,16,32,64")
     p.add_argument("--strategies", default=",".join(STRATEGIES),
                    help="comma-separated subset of " + ", ".join(STRATEGIES) + " (default: all)")
     p.add_argument("--no-hopb", action="store_true", help="Helix without HOP-B (all-to-all exposed)")
@@ -162,8 +182,17 @@ def register(sub) -> None:
                        description="Search every layout and batch, keep the feasible points with TTL <= the "
                                    "budget, and print the one with the most tokens/s/GPU and the one with the most "
                                    "concurrent users, each with its term-by-term breakdown.",
-                       epilog="example: helix best --model llama-3.1-405b --context 1M --ttl-budget-ms 20")
+                       epilog="examples:\n  helix best --model llama-3.1-405b --context 1M --ttl-budget-ms 20\n"
+                              "  helix best --model deepseek-r1 --context 1M --total-gpus 64 --tpot-ms 20 "
+                              "--emit trtllm --out deploy/",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     _common(p)
-    p.add_argument("--ttl-budget-ms", type=float, required=True, help="token-to-token latency budget in ms")
+    p.add_argument("--ttl-budget-ms", type=float, default=None, help="the SLA: token-to-token latency budget in ms")
+    p.add_argument("--tpot-ms", type=float, default=None,
+                   help="the same SLA as serving benchmarks name it (time per output token, ms)")
+    p.add_argument("--min-tokens-per-s-per-user", type=float, default=None,
+                   help="the SLA as a floor on tokens/s/user (with MTP, more than 1000 / TTL)")
+    p.add_argument("--top", type=integer, default=None, help="also list the K best distinct layouts within the SLA")
+    best_answer.add_emit_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the tables")
     p.set_defaults(func=run_best)

@@ -14,6 +14,7 @@ from helix.commands.layout_args import (
     layout_from_args,
     options_from_args,
 )
+from helix.commands.model_arg import load_model_arg
 from helix.errors import HelixInputError
 from helix.flags import integer
 from helix.specs import load_hardware, load_model, parse_tokens
@@ -86,7 +87,7 @@ def format_result(result, model, hw, layout, batch, context, overlap_label: str)
 def run_simulate(args) -> int:
     if args.batch < 1:
         raise HelixInputError("--batch", f"must be >= 1, got {args.batch}")
-    model = load_model(args.model)
+    model = load_model_arg(args.model)
     hw = hardware_from_args(args)
     context = parse_tokens(args.context)
     precision = precision_from_args(args)

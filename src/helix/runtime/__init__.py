@@ -12,6 +12,8 @@ Read in this order (docs/runtime.md is the guide):
 - ``llama``: the dense GQA decoder (KVP x TPA attention, TP = N O-projection, TPF = N FFN);
 - ``mla``, ``moe``, ``deepseek``: the DeepSeek-V3 decoder (absorbed MLA over KVP; MoE as Helix
   TPF x EP or the DP+EP baseline);
+- ``dsa``, ``dsa_messages``, ``deepseek_v32``: DeepSeek-V3.2's sparse attention (lightning indexer,
+  exact global top-k over KVP, its exchange's bytes) on the DeepSeek-V3 decoder;
 - ``registry``: runtime model presets and families; ``launch``: jobs, spawned CPU workers, torchrun;
 - ``command``: ``helix run``.
 

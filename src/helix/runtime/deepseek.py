@@ -205,7 +205,7 @@ class HelixDeepseek(HelixDecoder):
     def prefill(self, prompt_ids: torch.Tensor, options: DecodeOptions) -> StepOutput:
         ids = prompt_ids.to(self.comm.device)  # [B, T], replicated
         B, T = ids.shape
-        a, c, m = self.arch, self.comm, self.arch.mla
+        a, c = self.arch, self.comm
         self.batch_size, self.options, self.steps, self.hidden, self.expert_loads = B, options, 0, [], {}
         if self.dp_ep:
             B_loc = -(-B // c.layout.dp)
@@ -213,7 +213,7 @@ class HelixDeepseek(HelixDecoder):
         else:
             self.rows = slice(0, B)
         n_rows = self.rows.stop - self.rows.start
-        self.cache = KVCache(a.num_layers, n_rows, 1, m.d_latent + m.d_rope, 0 if self.dp_ep else c.kvp_rank,
+        self.cache = KVCache(a.num_layers, n_rows, 1, self._cache_width(), 0 if self.dp_ep else c.kvp_rank,
                              1 if self.dp_ep else c.layout.kvp, T, options.block_tokens, options.ownership,
                              device=c.device, value_dim=0)  # one latent head [c | k_r], no value
         c.traffic.step = "prefill"
@@ -271,23 +271,32 @@ class HelixDeepseek(HelixDecoder):
             self.expert_loads[step] = self.expert_loads[step] + new if step in self.expert_loads else new
         return h
 
-    def _layer(self, i: int, h: torch.Tensor, positions: torch.Tensor):
-        w, c, a = self.layers[i], self.comm, self.arch
-        B, T, H = h.shape
-        d_c = a.mla.d_latent
+    def _cache_width(self) -> int:
+        """Values cached per token: one latent head [c | k_r] (subclasses append their own, e.g. DSA's index key)."""
+        return self.arch.mla.d_latent + self.arch.mla.d_rope
+
+    def _attention(self, i: int, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """Layer i's MLA on normed x [B, T, H] at global positions [T] -> o [B, T, H], replicated."""
+        w, c, m = self.layers[i], self.comm, self.arch.mla
+        d_c = m.d_latent
         with c.phase("qkv_projection"):
-            x = rms_norm(h, w.input_norm, a.rms_norm_eps)  # [B, T, H], replicated
-            q_c, q_r, lat, k_r = project(x, positions, w.attn, a.mla)  # [B, T, Q, d_c], [B, T, Q, d_r], ...
+            q_c, q_r, lat, k_r = project(x, positions, w.attn, m)  # [B, T, Q, d_c], [B, T, Q, d_r], ...
             entry = torch.cat([lat, k_r], dim=-1).unsqueeze(2)  # [B, T, 1, d_c + d_r]: one latent head
             self.cache.write(i, entry)  # only the tokens this KVP rank owns are kept
         cached, _, kv_positions = self.cache.view(i)  # [B, 1, S_loc, d_c + d_r], [S_loc]
         attend = mla_attend(q_c, q_r, cached[:, 0, :, :d_c], cached[:, 0, :, d_c:], positions, kv_positions,
-                            w.attn, a.mla)  # latent attention + W_UV, by requests
-        attn = helix_attention(c, attend, B, self.options.hopb_chunks)  # [B, T, Q/N, v], exact
+                            w.attn, m)  # latent attention + W_UV, by requests
+        attn = helix_attention(c, attend, x.shape[0], self.options.hopb_chunks)  # [B, T, Q/N, v], exact
         with c.phase("o_projection"):
             o = o_projection(attn, w.attn)  # [B, T, H], partial sum over N
-        c.all_reduce(o, "attention", "o_projection_all_reduce")  # [B, T, H], replicated
-        h = h + o
+        return c.all_reduce(o, "attention", "o_projection_all_reduce")  # [B, T, H], replicated
+
+    def _layer(self, i: int, h: torch.Tensor, positions: torch.Tensor):
+        w, c, a = self.layers[i], self.comm, self.arch
+        B, T, H = h.shape
+        with c.phase("qkv_projection"):
+            x = rms_norm(h, w.input_norm, a.rms_norm_eps)  # [B, T, H], replicated
+        h = h + self._attention(i, x, positions)
         x = rms_norm(h, w.post_norm, a.rms_norm_eps)  # [B, T, H], replicated (Helix) / own requests (DP+EP)
         if w.dense is not None:
             with c.phase("ffn"):

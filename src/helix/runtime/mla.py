@@ -138,17 +138,21 @@ def project(x: torch.Tensor, positions: torch.Tensor, w: MLAShard, cfg: MLAConfi
 # ---------------------------------------------------------------- local attention over one KV shard
 
 
-def latent_attention(q_c, q_r, c, k_r, q_positions, kv_positions, scale: float):
+def latent_attention(q_c, q_r, c, k_r, q_positions, kv_positions, scale: float, keep=None):
     """local_attention of queries [B, T, Q, .] over one cache shard c [B, S_loc, d_c], k_r [B, S_loc, d_r].
 
     A query at global position p sees the shard's keys at global positions <= p (``kv_positions``
-    [S_loc], not local indices). Returns the locally normalised latent output [B, T, Q, d_c] and the
-    natural-log LSE [B, T, Q] (fp32); a query that sees no key gets zeros and -inf, never NaN.
+    [S_loc], not local indices), and of those only the ones ``keep`` [B, T, S_loc] marks, if given
+    (DSA's top-k selection, helix.runtime.dsa). Returns the locally normalised latent output
+    [B, T, Q, d_c] and the natural-log LSE [B, T, Q] (fp32); a query that sees no key gets zeros and
+    -inf, never NaN.
     """
     scores = torch.einsum("btqc,bsc->btqs", q_c, c) + torch.einsum("btqr,bsr->btqs", q_r, k_r)
     scores = scores.float() * scale  # [B, T, Q, S_loc]
-    visible = kv_positions[None, :] <= q_positions[:, None]  # [T, S_loc]
-    scores = scores.masked_fill(~visible[None, :, None, :], float("-inf"))
+    visible = (kv_positions[None, :] <= q_positions[:, None])[None]  # [1, T, S_loc]
+    if keep is not None:
+        visible = visible & keep  # [B, T, S_loc]
+    scores = scores.masked_fill(~visible[:, :, None, :], float("-inf"))
     lse = torch.logsumexp(scores, dim=-1)  # [B, T, Q]; -inf where nothing is visible
     p = torch.exp(scores - torch.where(torch.isfinite(lse), lse, 0.0)[..., None])  # 0 where masked
     return torch.einsum("btqs,bsc->btqc", p.to(c.dtype), c), lse  # [B, T, Q, d_c], [B, T, Q]
@@ -162,17 +166,18 @@ def values(out_latent: torch.Tensor, w: MLAShard) -> torch.Tensor:
 # ---------------------------------------------------------------- the KVP exchange
 
 
-def mla_attend(q_c, q_r, c, k_r, q_positions, kv_positions, w: MLAShard, cfg: MLAConfig):
+def mla_attend(q_c, q_r, c, k_r, q_positions, kv_positions, w: MLAShard, cfg: MLAConfig, keep=None):
     """The ``attend(b0, b1)`` of ``helix.runtime.attention.helix_attention`` for MLA.
 
     Latent attention of requests [b0, b1) over this rank's cache shard, then W_UV: returns the
     values [b1-b0, T, Q, v] (partial over KVP) and the LSE [b1-b0, T, Q]. ``helix_attention`` packs
     them as [KVP, Bc, T, Q/N, v + 1] fp32, so each rank sends B T Q (v + 1) 4 bytes per layer,
     independent of S (helix.cost.messages, kvp_all_to_all), and returns [B, T, Q/N, v], exact.
+    ``keep`` [B, T, S_loc] (DSA) restricts each query to the selected tokens of this shard.
     """
     def attend(b0: int, b1: int):
         out, lse = latent_attention(q_c[b0:b1], q_r[b0:b1], c[b0:b1], k_r[b0:b1], q_positions, kv_positions,
-                                    cfg.softmax_scale)  # [Bc, T, Q, d_c], [Bc, T, Q]
+                                    cfg.softmax_scale, None if keep is None else keep[b0:b1])  # [Bc, T, Q, d_c]
         return values(out, w), lse  # [Bc, T, Q, v]: W_UV before the exchange (exact, 4x fewer bytes)
 
     return attend

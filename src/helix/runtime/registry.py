@@ -22,7 +22,8 @@ import torch
 
 from helix.errors import HelixInputError
 
-FAMILIES = {"llama": "helix.runtime.llama", "deepseek": "helix.runtime.deepseek"}
+FAMILIES = {"llama": "helix.runtime.llama", "deepseek": "helix.runtime.deepseek",
+            "deepseek_v32": "helix.runtime.deepseek_v32"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +68,11 @@ MODELS: dict[str, ModelEntry] = {
         lambda: importlib.import_module("helix.runtime.deepseek").tiny_deepseek(seed=0),
         "DeepSeek-V3 MLA + MoE: 4 layers (1 dense), H=64, Q=8, d_c=32, d_r=8, v=16, E=16 in 4 groups, k=4, "
         "1 shared expert, V=256, YaRN RoPE; random weights, seed 0"),
+    "tiny-deepseek-v32": ModelEntry(
+        "tiny-deepseek-v32", "deepseek_v32",
+        lambda: importlib.import_module("helix.runtime.deepseek_v32").tiny_deepseek_v32(seed=0),
+        "DeepSeek-V3.2 (DSA): tiny-deepseek's MLA + MoE in 3 layers (1 dense) with a lightning indexer "
+        "(4 heads, D_I=16) keeping the top 8 tokens per query; random weights, seed 0"),
 }
 
 

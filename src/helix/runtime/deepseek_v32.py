@@ -1,0 +1,186 @@
+"""Helix decoding of a DeepSeek-V3.2-architecture model: DeepSeek-V3 (MLA + MoE) with DSA sparse attention.
+
+Everything but the attention is ``helix.runtime.deepseek`` (same sharding, same collectives). The
+attention of every layer (helix.runtime.dsa):
+
+| phase | what happens | collective |
+|---|---|---|
+| qkv_projection | MLA projections as for V3, plus the indexer's query, weights and key (replicated) | — |
+| (KV append) | the token's [c \\| k_r \\| k_I] (d_c + d_r + D_I) on its owner KVP rank | — |
+| index_scores | the indexer over this rank's S_loc tokens, its k + 1 best per (request, query) | — |
+| dsa_topk_all_gather | the candidates: KVP B (k + 1) 4 bytes per layer (dsa_messages) | all-gather over KVP |
+| local_attention | absorbed MLA over the local tokens in the global top-k (none: LSE -inf, output 0) | — |
+| kvp_all_to_all, o_projection, FFN / MoE | as DeepSeek-V3 | as DeepSeek-V3 |
+
+``extras()`` adds {"dsa": {"rows", "tie_rows", "empty_rows"}} summed over layers and steps: query
+rows selected for, rows whose k-th score was tied beyond the k (resolved by the whole row, see
+helix.runtime.dsa), and rows where this rank holds visible tokens but none of the selected ones.
+
+References: Hugging Face transformers 5.24 ``modeling_deepseek_v32.py``; paper §2.1 (KVP, LSE combine).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from helix.errors import HelixInputError
+from helix.layout import Layout
+from helix.runtime import deepseek
+from helix.runtime.attention import helix_attention
+from helix.runtime.deepseek import DeepseekArch, HelixDeepseek
+from helix.runtime.dsa import IndexerConfig, check_indexer, index_projection, index_scores, select_topk, shard_indexer
+from helix.runtime.dsa_messages import TIE_PHASE, dsa_step_messages
+from helix.runtime.mla import MLAConfig, mla_attend, o_projection, project
+from helix.runtime.moe import RouterConfig
+from helix.specs.model import ModelSpec
+
+DATA_DEPENDENT_PHASES = (TIE_PHASE,)  # only on ties at the k-th score: not part of the step's formula
+
+
+@dataclass(frozen=True, slots=True)
+class DeepseekV32Arch(DeepseekArch):
+    indexer: IndexerConfig
+
+    def __post_init__(self) -> None:
+        check_indexer(self.indexer, self.mla)
+
+
+def arch_from_hf_config(cfg) -> DeepseekV32Arch:
+    """DeepseekV32Arch from a transformers ``DeepseekV32Config``; RoPE and softmax scale via HF's own code."""
+    from transformers.models.deepseek_v32.modeling_deepseek_v32 import DeepseekV32RotaryEmbedding, yarn_apply_mscale
+
+    if getattr(cfg, "attention_bias", False):
+        raise HelixInputError("model.attention_bias", "is not supported")
+    if cfg.hidden_act != "silu":
+        raise HelixInputError("model.hidden_act", f"must be 'silu', got {cfg.hidden_act!r}")
+    if cfg.n_routed_experts % cfg.n_group:
+        raise HelixInputError("model.n_group", f"must divide n_routed_experts ({cfg.n_routed_experts})")
+    n_dense = cfg.mlp_layer_types.count("dense")
+    if list(cfg.mlp_layer_types) != ["dense"] * n_dense + ["sparse"] * (cfg.num_hidden_layers - n_dense):
+        raise HelixInputError("model.mlp_layer_types", "must be dense layers first, then sparse (MoE) ones")
+    rotary = DeepseekV32RotaryEmbedding(cfg)
+    qk_head_dim = cfg.qk_nope_head_dim + cfg.qk_rope_head_dim
+    mla = MLAConfig(
+        num_heads=cfg.num_attention_heads, d_nope=cfg.qk_nope_head_dim, d_rope=cfg.qk_rope_head_dim,
+        d_latent=cfg.kv_lora_rank, v_head_dim=cfg.v_head_dim, q_lora_rank=cfg.q_lora_rank or 0,
+        latent_norm_eps=1e-6,  # DeepseekV32RMSNorm's default: q_a/kv_a_layernorm do not take rms_norm_eps
+        rope_inv_freq=tuple(float(f) for f in rotary.inv_freq), rope_scaling=float(rotary.attention_scaling),
+        rope_interleave=True,  # V3.2's MLA always rotates interleaved pairs (its indexer: half-split)
+        softmax_scale=float(yarn_apply_mscale(cfg.rope_parameters, qk_head_dim ** -0.5)))
+    router = RouterConfig(cfg.n_routed_experts, cfg.num_experts_per_tok, cfg.n_group, cfg.topk_group,
+                          bool(cfg.norm_topk_prob), float(cfg.routed_scaling_factor))
+    return DeepseekV32Arch(
+        vocab_size=cfg.vocab_size, hidden_dim=cfg.hidden_size, num_layers=cfg.num_hidden_layers,
+        ffn_dim=cfg.intermediate_size, expert_ffn_dim=cfg.moe_intermediate_size,
+        num_shared_experts=cfg.n_shared_experts, num_dense_layers=n_dense,
+        rms_norm_eps=float(cfg.rms_norm_eps), mla=mla, router=router,
+        indexer=IndexerConfig(cfg.index_n_heads, cfg.index_head_dim, cfg.index_topk))
+
+
+def model_spec(arch: DeepseekV32Arch, name: str) -> ModelSpec:
+    """The simulator's view (its ModelSpec has no indexer yet: the top-k exchange is ``extra_step_messages``)."""
+    return deepseek.model_spec(arch, name)
+
+
+def check_layout(layout: Layout, arch: DeepseekV32Arch, name: str = "deepseek-v32") -> None:
+    deepseek.check_layout(layout, arch, name)
+
+
+def extra_step_messages(arch: DeepseekV32Arch, layout: Layout, batch: int) -> list:
+    """Collectives of one decode step beyond helix.cost.messages.step_messages: the top-k exchange."""
+    kvp = layout.kvp if layout.strategy == "helix" else 1
+    return dsa_step_messages(arch.num_layers, batch, kvp, arch.indexer.topk, dp=layout.dp)
+
+
+# ---------------------------------------------------------------- the decoder
+
+
+class HelixDeepseekV32(HelixDeepseek):
+    family = "deepseek_v32"
+
+    def __init__(self, arch: DeepseekV32Arch, state_dict: dict[str, torch.Tensor], comm, name: str = "deepseek-v32"):
+        super().__init__(arch, state_dict, comm, name)
+        dev = comm.device
+        self.indexers = [shard_indexer(lambda key: state_dict[key].to(device=dev, dtype=torch.float32),
+                                       f"model.layers.{i}.self_attn.indexer.") for i in range(arch.num_layers)]
+        self.dsa_stats = {"rows": 0, "tie_rows": 0, "empty_rows": 0}
+
+    def prefill(self, prompt_ids, options):
+        self.dsa_stats = dict.fromkeys(self.dsa_stats, 0)
+        return super().prefill(prompt_ids, options)
+
+    def extras(self) -> dict:
+        return {**super().extras(), "dsa": dict(self.dsa_stats)}
+
+    def _cache_width(self) -> int:
+        m = self.arch.mla
+        return m.d_latent + m.d_rope + self.arch.indexer.head_dim  # [c | k_r | k_I]
+
+    def _attention(self, i: int, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """Layer i's DSA: indexer, global top-k, sparse MLA over the selected local tokens -> o [B, T, H]."""
+        w, c, m, ix = self.layers[i], self.comm, self.arch.mla, self.arch.indexer
+        d_c, d_cr = m.d_latent, m.d_latent + m.d_rope
+        with c.phase("qkv_projection"):
+            q_c, q_r, lat, k_r = project(x, positions, w.attn, m)  # [B, T, Q, d_c], [B, T, Q, d_r], ...
+            q_i, weights, k_i = index_projection(x, positions, w.attn, self.indexers[i], ix, m)
+            self.cache.write(i, torch.cat([lat, k_r, k_i], dim=-1).unsqueeze(2))  # [B, T, 1, d_c + d_r + D_I]
+        cached, _, kv_positions = self.cache.view(i)  # [B, 1, S_loc, d_c + d_r + D_I], [S_loc]
+        with c.phase("index_scores"):
+            scores = index_scores(q_i, weights, cached[:, 0, :, d_cr:], positions, kv_positions, ix)  # [B, T, S_loc]
+        keep, stats = select_topk(c, scores, positions, kv_positions, ix.topk, self.cache)  # [B, T, S_loc]
+        for key, n in stats.items():
+            self.dsa_stats[key] += n
+        attend = mla_attend(q_c, q_r, cached[:, 0, :, :d_c], cached[:, 0, :, d_c:d_cr], positions, kv_positions,
+                            w.attn, m, keep)  # sparse latent attention + W_UV, by requests
+        attn = helix_attention(c, attend, x.shape[0], self.options.hopb_chunks)  # [B, T, Q/N, v], exact
+        with c.phase("o_projection"):
+            o = o_projection(attn, w.attn)  # [B, T, H], partial sum over N
+        return c.all_reduce(o, "attention", "o_projection_all_reduce")  # [B, T, H], replicated
+
+
+DECODER = HelixDeepseekV32
+
+
+# ---------------------------------------------------------------- the registry's tiny model
+
+
+def tiny_deepseek_v32_config(**overrides):
+    """tiny-deepseek's shape (1 dense + 2 MoE layers here) with a 4-head indexer (D_I = 16) keeping the top 8."""
+    from transformers import DeepseekV32Config
+
+    config = dict(
+        vocab_size=256, hidden_size=64, intermediate_size=128, moe_intermediate_size=32,
+        num_hidden_layers=3, first_k_dense_replace=1,
+        num_attention_heads=8, num_key_value_heads=8,
+        q_lora_rank=48, kv_lora_rank=32, qk_nope_head_dim=16, qk_rope_head_dim=8, v_head_dim=16,
+        n_routed_experts=16, n_shared_experts=1, n_group=4, topk_group=2, num_experts_per_tok=4,
+        routed_scaling_factor=2.5, norm_topk_prob=True,
+        index_n_heads=4, index_head_dim=16, index_topk=8,
+        max_position_embeddings=1024, initializer_range=0.2, tie_word_embeddings=False,
+        rope_parameters=dict(rope_type="yarn", rope_theta=10000.0, factor=4.0, original_max_position_embeddings=256,
+                             mscale=1.0, mscale_all_dim=1.0, beta_fast=32, beta_slow=1),
+        bos_token_id=None, eos_token_id=None, pad_token_id=None, attn_implementation="eager")
+    return DeepseekV32Config(**{**config, **overrides})
+
+
+def tiny_deepseek_v32(seed: int = 0):
+    """A random-initialised ``DeepseekV32ForCausalLM`` (fp32, eval): norms, the routing bias and the
+    indexer's key norm perturbed so that they matter."""
+    from transformers import DeepseekV32ForCausalLM
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = DeepseekV32ForCausalLM(tiny_deepseek_v32_config())
+    gen = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("norm.weight"):  # HF initialises norm weights to 1: make them matter
+                p.copy_(1.0 + 0.2 * torch.randn(p.shape, generator=gen))
+            elif name.endswith("k_norm.bias"):
+                p.copy_(0.2 * torch.randn(p.shape, generator=gen))
+        for name, b in model.named_buffers():
+            if name.endswith("e_score_correction_bias"):
+                b.copy_(0.05 * torch.randn(b.shape, generator=gen))
+    return model.float().eval()
