@@ -183,6 +183,19 @@ def test_an_interrupt_a_library_swallowed_still_stops_the_commit(tmp_path, monke
     assert snapshot(out) == before and siblings(out) == []
 
 
+def test_what_one_command_received_does_not_stop_a_later_write(tmp_path):
+    with outputs.handle_signals():
+        try:
+            signal.raise_signal(signal.SIGINT)
+        except KeyboardInterrupt:
+            pass
+        assert outputs.received() == signal.SIGINT
+    assert outputs.received() is None
+    with outputs.output_dir(tmp_path / "out", "helix sweep") as tmp:
+        (tmp / "points.csv").write_text("new\n")
+    assert (tmp_path / "out" / "points.csv").read_text() == "new\n"
+
+
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 @pytest.mark.parametrize("previous", [True, False])
 def test_a_real_signal_during_reproduce(tmp_path, sig, code, previous):

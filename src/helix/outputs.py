@@ -97,6 +97,7 @@ def handle_signals(process_exits: bool = False):
     try:
         yield
     finally:
+        _s.signum, _s.pending, _s.raising = None, False, True  # a later command in this process starts clean
         for sig, h in previous.items():
             signal.signal(sig, _late if process_exits else h)
         for sig in previous if process_exits else ():  # teardown: SIG_IGN, which Python leaves in place
