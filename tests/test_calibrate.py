@@ -6,6 +6,8 @@ Synthetic timings are written out by hand from the alpha-beta forms (reference/h
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -197,15 +199,14 @@ def test_profile_yaml_roundtrip(tmp_path):
 
 def test_calibrate_quick_cli_writes_a_loadable_profile(tmp_path, capsys):
     out = tmp_path / "cpu.yaml"
-    code = main(["calibrate", "--quick", "--out", str(out), "--max-ranks", "2", "--name", "smoke"])
+    ranks = str(min(2, os.cpu_count() or 1))  # more ranks than cores is refused
+    code = main(["calibrate", "--quick", "--out", str(out), "--max-ranks", ranks, "--name", "smoke"])
     assert code == 0
     hw = load_hardware(out)
     assert hw.name == "smoke"
     rows = (tmp_path / "cpu.measurements.csv").read_text().splitlines()
     kinds = {r.split(",")[0] for r in rows[1:]}
     assert {"launch", "stream_read", "gemv", "decode_attention", "matmul"} <= kinds
-    import os
-
     if (os.cpu_count() or 1) >= 2:  # the profile's latencies are the joint fit of the recorded timings
         coll = [r.split(",") for r in rows[1:] if r.split(",")[0] in fit.KINDS]
         assert {c[0] for c in coll} == set(fit.KINDS)
@@ -221,15 +222,21 @@ def test_calibrate_quick_cli_writes_a_loadable_profile(tmp_path, capsys):
 @pytest.mark.parametrize("argv, field", [
     (["calibrate", "--out", "profile.txt"], "--out"),
     (["calibrate", "--quick", "--max-ranks", "0"], "--max-ranks"),
+    (["calibrate", "--quick", "--max-ranks", "100000"], "--max-ranks: must be 1 to this machine's"),
+    (["calibrate", "--quick", "--name", ""], "--name: must be 1 to 100 printable"),
+    (["calibrate", "--quick", "--name", "a\nb"], "--name: must be 1 to 100 printable"),
+    (["calibrate", "--from-perf-db", "--out-dir", "afile/ops"], "--out-dir: parent directory"),
+    (["validate", "--quick", "--hardware", "h100", "--repeats", "10001"], "--repeats: must be 1 to 10,000"),
     (["validate", "--hardware", "missing-profile.yaml"], "--hardware"),
     (["validate", "--hardware", "no-such-preset"], "--hardware"),
 ])
 def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, monkeypatch, capsys, argv, field):
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("keep")
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and field in err[0]
-    assert list(tmp_path.iterdir()) == []
+    assert len(err) == 1 and field in err[0], err
+    assert [p.name for p in tmp_path.iterdir()] == ["afile"]
 
 
 # ---------------------------------------------------------------- the GPU script, on a CPU

@@ -11,7 +11,10 @@ from helix.cli import main
 
 
 def run(capsys, *argv):
-    code = main(list(argv))
+    try:
+        code = main(list(argv))
+    except SystemExit as exc:  # argparse's own one-line errors
+        code = exc.code
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -69,7 +72,11 @@ def test_models_and_hardware_lists(capsys):
     (["--kvp", "6", "--tpa", "8", "--tpf", "64"], "--tpf: must divide N = 48 (TPF x EP = N), got 64"),
     (["--model", "llama-3.1-405b", "--kvp", "2", "--tpa", "3"], "tpa: must divide the KV heads (8), got 3"),
     (["--precision", "fp3"], "precision: unknown format 'fp3'"),
-    (["--expert-imbalance", "0.5"], "--expert-imbalance: must be >= 1"),
+    (["--expert-imbalance", "0.5"], "--expert-imbalance: must be a finite number >= 1"),
+    (["--expert-imbalance", "inf"], "--expert-imbalance: must be a finite number >= 1, got inf"),
+    (["--batch", "2147483648"], "argument --batch: must be an integer below 2^31 (= 2,147,483,648), got 2147483648"),
+    (["--batch", str(10**23)], "argument --batch: must be an integer below 2^31"),
+    (["--mtp-tokens", "1e3"], "argument --mtp-tokens: must be an integer, got '1e3'"),
 ])
 def test_bad_input_is_one_line_exit_2(capsys, argv, message):
     code, out, err = run(capsys, "simulate", *argv)

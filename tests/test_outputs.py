@@ -123,9 +123,18 @@ def test_unwritable_destination_is_one_line_exit_2_before_any_work(tmp_path, mon
         (tmp_path / "readonly").mkdir(mode=0o555)
     if argv[0] == "calibrate" and dest:
         dest += ".yaml"
-    t0 = time.perf_counter()
+    import helix.commands.reproduce
+    import helix.search
+    import helix.validation.calibrate
+    import helix.validation.validate
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the work started before the destination was checked")
+
+    for module, name in ((helix.commands.reproduce, "reproduce"), (helix.search, "sweep"),
+                         (helix.validation.calibrate, "calibrate"), (helix.validation.validate, "run_validation")):
+        monkeypatch.setattr(module, name, no_work)
     assert main([*argv, "--out", dest]) == 2
-    assert time.perf_counter() - t0 < 5  # reproduce --quick takes ~8 s, calibrate --quick ~10 s: nothing ran
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--out" in err[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"] + (["readonly"] if "readonly" in dest else [])
@@ -174,6 +183,19 @@ def test_an_interrupt_a_library_swallowed_still_stops_the_commit(tmp_path, monke
     assert snapshot(out) == before and siblings(out) == []
 
 
+def test_what_one_command_received_does_not_stop_a_later_write(tmp_path):
+    with outputs.handle_signals():
+        try:
+            signal.raise_signal(signal.SIGINT)
+        except KeyboardInterrupt:
+            pass
+        assert outputs.received() == signal.SIGINT
+    assert outputs.received() is None
+    with outputs.output_dir(tmp_path / "out", "helix sweep") as tmp:
+        (tmp / "points.csv").write_text("new\n")
+    assert (tmp_path / "out" / "points.csv").read_text() == "new\n"
+
+
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 @pytest.mark.parametrize("previous", [True, False])
 def test_a_real_signal_during_reproduce(tmp_path, sig, code, previous):
@@ -197,3 +219,59 @@ def test_a_real_signal_during_reproduce(tmp_path, sig, code, previous):
     else:
         assert not out.exists()
     assert siblings(out) == []
+
+
+# ---------------------------------------------------------------- an interrupt while the program starts
+
+
+def test_the_program_imports_nothing_heavy_before_its_signal_handling():
+    code = "import sys, helix, helix.cli; print(sorted(m for m in ('numpy', 'yaml', 'torch', 'matplotlib', " \
+           "'helix.step', 'helix.specs') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("module", ["numpy", "yaml", "helix.specs"])
+def test_a_real_sigint_while_the_command_modules_import_is_one_line(module):
+    """SIGINT delivered from inside the import of `module` (a meta-path hook sends it), as a Ctrl-C in the
+    first fraction of a second would be: one line, exit 130, no traceback."""
+    code = ("import os, signal, sys\n"
+            "class Hook:\n"
+            "    def find_spec(self, name, path, target=None):\n"
+            f"        if name == {module!r}: os.kill(os.getpid(), signal.SIGINT)\n"
+            "sys.meta_path.insert(0, Hook())\n"
+            "sys.argv = ['helix', 'models']\n"
+            "from helix.cli import main\n"
+            "raise SystemExit(main())\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert (p.returncode, p.stderr.splitlines(), p.stdout) == (130, ["helix: interrupted"], "")
+
+
+@pytest.mark.parametrize("argv0, orig, expected", [
+    ("-m", ["python", "-m", "helix", "models"], True),  # while runpy imports the package
+    ("-m", ["python", "-mhelix"], True),
+    ("-m", ["python", "-m", "helixfoo"], False),
+    ("-m", ["python", "-m", "pytest"], False),
+    ("/venv/bin/helix", ["python", "/venv/bin/helix", "models"], True),
+    ("/venv/bin/pytest", ["python", "/venv/bin/pytest"], False),
+    ("", ["python"], False),
+])
+def test_the_program_is_told_from_a_library_import(monkeypatch, argv0, orig, expected):
+    import helix
+
+    monkeypatch.setattr(sys, "argv", [argv0])
+    monkeypatch.setattr(sys, "orig_argv", orig)
+    assert helix._is_the_program() is expected
+
+
+def test_a_sigint_right_after_the_package_imports_is_one_line():
+    """As the program (argv[0] is the helix script) the package's own handler is in place at once; imported
+    as a library, it leaves SIGINT alone."""
+    code = ("import os, signal, sys, time; sys.argv = ['/venv/bin/helix']; import helix\n"
+            "os.kill(os.getpid(), signal.SIGINT); time.sleep(30)\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                       preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert (p.returncode, p.stderr) == (130, "helix: interrupted\n")
+    code = "import signal, helix; print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout == "True\n"

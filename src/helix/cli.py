@@ -7,6 +7,9 @@ work (helix.outputs.check_destination), so an unwritable destination is also exi
 
 Ctrl-C (SIGINT) and SIGTERM end a command with one line on stderr (what became of its output: nothing
 written, kept as it was) and exit 130 / 143, no traceback; both run the same cleanup (helix.outputs).
+The handlers are the first thing ``main`` does: ``import helix`` and this module import nothing heavy
+(helix/__init__ loads its names lazily, and as the program installs a one-line handler before anything
+else), so even an interrupt while numpy, the presets or torch are still importing is one line.
 An OSError while writing (a full disk, a folder removed under us) is one line naming the path and the
 reason, exit 1: the destination passed the checks, the failure is the machine's, and what is on disk is
 still the previous result or nothing.
@@ -74,7 +77,7 @@ def _say(line: str) -> None:
 
 def _interrupted(command: str | None, signum: int) -> int:
     outputs.stop_raising()
-    _say(f"helix {command}: {outputs.interrupted_message()}" if command else outputs.interrupted_message())
+    _say(f"helix{' ' + command if command else ''}: {outputs.interrupted_message()}")
     return 128 + signum
 
 

@@ -11,7 +11,9 @@
   the swap; only a SIGKILL or power loss in the microseconds between the two renames can split it, and
   then X is missing and the previous complete result is in ``X.old-<pid>``: never a mix. (renameat2's
   exchange would close that window; Python lacks it.) On any exception or signal the temporary folder
-  is removed. Each result carries ``.helix-output.json`` (command, files), so a later run replaces only
+  is removed. What a killed run left (``X.tmp-<pid>``, ``X.old-<pid>``, a file's temporary) is cleared
+  at the next write to X, the previous result put back if the kill split the swap (helix.leftovers).
+  Each result carries ``.helix-output.json`` (command, files), so a later run replaces only
   a folder known to hold an earlier result; a folder holding anything else is refused, never deleted.
 
 Signals: ``handle_signals()`` (entered by ``helix.cli.main``) turns SIGINT into KeyboardInterrupt and
@@ -32,6 +34,7 @@ import threading
 from contextlib import contextmanager
 from pathlib import Path
 
+from helix import leftovers
 from helix.errors import HelixInputError
 
 MANIFEST = ".helix-output.json"
@@ -94,6 +97,7 @@ def handle_signals(process_exits: bool = False):
     try:
         yield
     finally:
+        _s.signum, _s.pending, _s.raising = None, False, True  # a later command in this process starts clean
         for sig, h in previous.items():
             signal.signal(sig, _late if process_exits else h)
         for sig in previous if process_exits else ():  # teardown: SIG_IGN, which Python leaves in place
@@ -215,7 +219,8 @@ def write_atomic(path: Path, text: str) -> None:
     os.replace it into place: a failure or an interrupt leaves the old file or none, never half of one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    leftovers.sweep_files(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=leftovers.temp_prefix(path))
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
@@ -249,13 +254,6 @@ def _fsync(path: str, directory: bool = False) -> None:
         os.close(fd)
 
 
-def _remove(path: Path) -> None:
-    if path.is_symlink() or path.is_file():
-        path.unlink()
-    elif path.exists():  # a folder
-        shutil.rmtree(path)
-
-
 def _commit(tmp: Path, real: Path, command: str) -> None:
     names = sorted(os.listdir(tmp))
     write_atomic(tmp / MANIFEST, json.dumps({"command": command, "files": names}, indent=1) + "\n")
@@ -267,7 +265,7 @@ def _commit(tmp: Path, real: Path, command: str) -> None:
         os.rename(tmp, real)
     else:
         old = real.with_name(f"{real.name}.old-{os.getpid()}")
-        _remove(old)
+        leftovers.remove(old)
         os.rename(real, old)
         try:
             os.rename(tmp, real)
@@ -289,12 +287,14 @@ def output_dir(path: Path, command: str):
     _s.tmp = str(tmp)
     try:
         with held_signals():
-            _remove(tmp)  # only a dead run with our pid could have left it
+            if leftovers.sweep_folder(real):  # what killed runs left; the previous result put back
+                _s.existed = True
+            leftovers.remove(tmp)  # only a dead run with our pid could have left it
             tmp.mkdir()
         yield tmp
         with committing():
             _commit(tmp, real, command)
     except BaseException:
         with held_signals():
-            _remove(tmp)
+            leftovers.remove(tmp)
         raise

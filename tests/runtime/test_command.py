@@ -71,12 +71,41 @@ def test_helix_run_deepseek_dp_ep_reports_expert_load(capsys):
      "helix run: error: tpa: helix needs tpa <= KV heads (1) (MLA has one latent KV head, so TPA must be 1)"),
     (["--model", "tiny-deepseek", "--kvp", "4", "--ep", "3"],
      "helix run: error: ep: must divide kvp*tpa*dp (=4), got 3"),
-    (["--ownership", "striped"], "helix run: error: ownership: unknown rule 'striped'"),
+    (["--ownership", "striped"], "helix run: error: --ownership: unknown rule 'striped'; allowed: round_robin"),
+    # every flag does something: one the layout ignores is an error naming both
+    (["--hopb-chunks", "4"], "helix run: error: --hopb-chunks: only applies with --hopb (the HOP-B run)"),
+    (["--hopb", "--hopb-chunks", "0"], "helix run: error: --hopb-chunks: must be >= 1, got 0"),
+    (["--hopb", "--hopb-chunks", "8", "--batch", "4"], "helix run: error: --hopb-chunks: must be <= --batch (4)"),
+    (["--model", "tiny-deepseek", "--strategy", "dp_ep", "--gpus", "2", "--batch", "2", "--hopb"],
+     "helix run: error: --hopb: overlaps Helix's KVP all-to-all, which --strategy dp_ep does not have"),
+    (["--kvp", "1", "--tpa", "2", "--ownership", "contiguous"],
+     "helix run: error: --ownership: decides which KVP rank holds each KV token; with --kvp 1 one rank"),
+    (["--model", "tiny-deepseek", "--strategy", "dp_ep", "--gpus", "2", "--batch", "2", "--block-tokens", "8"],
+     "helix run: error: --block-tokens: decides which KVP rank holds each KV token; with --strategy dp_ep"),
 ])
 def test_bad_input_exits_2_with_one_line(capsys, argv, message):
     assert main(["run", *argv]) == 2
     err = capsys.readouterr().err
     assert err.startswith(message) and err.count("\n") == 1, err
+
+
+def test_job_timeout_under_torchrun_is_refused_not_ignored(capsys, monkeypatch):
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert main(["run", "--job-timeout-s", "600"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("helix run: error: --job-timeout-s: applies to spawned workers only; under torchrun")
+    assert err.count("\n") == 1
+
+
+def test_defaults_equal_to_the_ignored_value_are_accepted():
+    """--ownership / --block-tokens at their defaults with one KVP rank: nothing to refuse."""
+    from helix.cli import build_parser
+    from helix.runtime.run_args import check_combinations
+
+    args = build_parser().parse_args(["run", "--kvp", "1", "--tpa", "2", "--ownership", "round_robin",
+                                      "--block-tokens", "16", "--hopb", "--hopb-chunks", "4"])
+    assert check_combinations(args, kvp=1, strategy="helix", under_torchrun=False) is None
 
 
 def test_helix_starts_without_importing_torch():
@@ -94,3 +123,20 @@ def test_helix_run_under_torchrun():
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["tokens_match_hf"] is True and summary["traffic_matches_simulator"] is True
     assert summary["kv_tokens_per_rank"] == [16, 8]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--batch", str(2**31 - 1)], "helix run: error: --batch: the prompt alone, --batch 2147483647 x --prompt-len "
+                                  "256 tokens, needs 4398.4 GB, more than this machine's"),
+    (["--prompt-len", str(10**23)], "helix run: error: argument --prompt-len: must be an integer below 2^31"),
+    (["--seed", str(2**64)], "helix run: error: argument --seed: must be an integer from 0 to 2^64 - 1"),
+    (["--seed", "-1"], "helix run: error: argument --seed: must be an integer from 0 to 2^64 - 1"),
+])
+def test_numbers_no_machine_could_run_are_refused_before_the_prompt_is_drawn(capsys, argv, message):
+    try:
+        code = main(["run", *argv])
+    except SystemExit as exc:  # argparse's own one-line errors
+        code = exc.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message) and err.count("\n") == 1, err

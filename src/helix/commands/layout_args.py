@@ -12,6 +12,7 @@ import argparse
 import math
 
 from helix.errors import HelixInputError
+from helix.flags import integer
 from helix.layout import STRATEGIES, Layout
 from helix.specs import load_hardware
 
@@ -33,7 +34,7 @@ def hardware_from_args(args):
 
 def add_layout_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--strategy", choices=STRATEGIES, default="helix", help="sharding strategy (default: helix)")
-    p.add_argument("--gpus", type=int, default=None,
+    p.add_argument("--gpus", type=integer, default=None,
                    help="N per pipeline stage: attention TP of tp / tp_pp, attention DP of dp_ep, KVP x TPA x DP "
                         "of helix and medha")
     for axis, what in (("tpa", "attention TP width (helix, medha; tp: same as --gpus)"),
@@ -41,17 +42,17 @@ def add_layout_args(p: argparse.ArgumentParser) -> None:
                        ("dp", "attention DP width (helix; dp_ep: same as --gpus)"),
                        ("tpf", "MoE / FFN TP width: TPF x EP = N (default: N / EP; dp_ep: 1)"),
                        ("ep", "expert-parallel width: TPF x EP = N (default: 1; dp_ep: N / TPF)")):
-        p.add_argument(f"--{axis}", type=int, default=None, help=what)
-    p.add_argument("--pp", type=int, default=1, help="pipeline stages (default: 1)")
+        p.add_argument(f"--{axis}", type=integer, default=None, help=what)
+    p.add_argument("--pp", type=integer, default=1, help="pipeline stages (default: 1)")
 
 
 def add_option_args(p: argparse.ArgumentParser, *, tbo_help: str) -> None:
-    p.add_argument("--redundant-experts", type=int, default=0,
+    p.add_argument("--redundant-experts", type=integer, default=0,
                    help="R extra expert slots (EPLB replicas of hot experts); EP must divide E + R (default: 0)")
     p.add_argument("--allow-uneven", action="store_true",
                    help="keep layouts whose widths do not divide the model (fractional shards, exploration only)")
     p.add_argument("--tbo", action="store_true", help=tbo_help)
-    p.add_argument("--mtp-tokens", type=int, default=0,
+    p.add_argument("--mtp-tokens", type=integer, default=0,
                    help="MTP speculative decoding: K draft tokens verified per step (default: 0 = off)")
     p.add_argument("--mtp-acceptance", type=float, default=None,
                    help="tokens accepted per step on average, in [1, K + 1] (needs --mtp-tokens)")

@@ -15,6 +15,7 @@ from helix.commands.layout_args import add_option_args, hardware_from_args, opti
 from helix.commands.model_arg import load_model_arg
 from helix.commands.simulate import add_spec_args, format_result, precision_from_args
 from helix.errors import HelixInputError
+from helix.flags import integer
 from helix.layout import STRATEGIES
 from helix.report import new_figure, plot_frontiers, save_figure, write_frontiers_csv, write_points_csv
 from helix.specs import parse_tokens
@@ -155,8 +156,8 @@ def run_best(args) -> int:
 
 def _common(p) -> None:
     add_spec_args(p)
-    p.add_argument("--max-gpus", type=int, default=None, help="largest GPU count N x PP (default: 64)")
-    p.add_argument("--total-gpus", type=int, default=None, help="exactly this many GPUs (N x PP)")
+    p.add_argument("--max-gpus", type=integer, default=None, help="largest GPU count N x PP (default: 64)")
+    p.add_argument("--total-gpus", type=integer, default=None, help="exactly this many GPUs (N x PP)")
     p.add_argument("--gpu-counts", default=None, help="only these GPU counts N x PP, e.g. 8,16,32,64")
     p.add_argument("--strategies", default=",".join(STRATEGIES),
                    help="comma-separated subset of " + ", ".join(STRATEGIES) + " (default: all)")
@@ -191,7 +192,7 @@ def register(sub) -> None:
                    help="the same SLA as serving benchmarks name it (time per output token, ms)")
     p.add_argument("--min-tokens-per-s-per-user", type=float, default=None,
                    help="the SLA as a floor on tokens/s/user (with MTP, more than 1000 / TTL)")
-    p.add_argument("--top", type=int, default=None, help="also list the K best distinct layouts within the SLA")
+    p.add_argument("--top", type=integer, default=None, help="also list the K best distinct layouts within the SLA")
     best_answer.add_emit_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the tables")
     p.set_defaults(func=run_best)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 
 from helix.commands.layout_args import (
     add_hardware_engine_arg,
@@ -15,6 +16,7 @@ from helix.commands.layout_args import (
 )
 from helix.commands.model_arg import load_model_arg
 from helix.errors import HelixInputError
+from helix.flags import integer
 from helix.specs import load_hardware, load_model, parse_tokens
 from helix.specs import model as model_specs
 from helix.specs.hardware import preset_names as hardware_presets
@@ -97,8 +99,8 @@ def run_simulate(args) -> int:
     if args.no_hopb and layout.strategy != "helix":
         raise HelixInputError("--no-hopb", f"HOP-B is Helix's overlap; it conflicts with --strategy {layout.strategy}")
     overlap = "serial" if args.no_hopb else "auto"
-    if not args.expert_imbalance >= 1:  # also NaN
-        raise HelixInputError("--expert-imbalance", f"must be >= 1, got {args.expert_imbalance}")
+    if not 1 <= args.expert_imbalance < math.inf:  # also NaN
+        raise HelixInputError("--expert-imbalance", f"must be a finite number >= 1, got {args.expert_imbalance}")
     if args.expert_imbalance != 1 and not model.is_moe:
         raise HelixInputError("--expert-imbalance", f"routes tokens to experts; {model.name!r} is dense (no experts)")
     result = simulate(model, hw, layout, args.batch, context, precision, overlap=overlap,
@@ -163,7 +165,7 @@ def register(sub) -> None:
                               "--attention-compute-precision bf16 --moe-combine-precision bf16 --context 4989 "
                               "--batch 9360")
     add_spec_args(p)
-    p.add_argument("--batch", type=int, default=16, help="concurrent requests B (default: %(default)s)")
+    p.add_argument("--batch", type=integer, default=16, help="concurrent requests B (default: %(default)s)")
     add_layout_args(p)
     add_option_args(p, tbo_help="DP+EP two-batch overlap: two micro-batches, one's dispatch/combine hidden behind "
                                 "the other's compute (--strategy dp_ep)")

@@ -31,6 +31,9 @@ import statistics
 import sys
 
 from helix.errors import HelixInputError
+from helix.flags import integer
+from helix.flags import seed as seed_flag
+from helix.runtime.run_args import check_combinations, layout_args, positive
 
 # The DP+EP combine sends back what each rank received: per rank it depends on the routing, and
 # helix.cost.messages gives the mean over the EP group. Checked as that mean when every rank is known.
@@ -44,22 +47,22 @@ def register(subparsers) -> None:
                    "tiny-deepseek: MLA + MoE; tiny-deepseek-v32: with DSA sparse attention)")
     p.add_argument("--strategy", default="helix", choices=("helix", "dp_ep"),
                    help="helix (default), or dp_ep: the DP+EP baseline (MoE models only)")
-    p.add_argument("--gpus", type=int, default=None,
+    p.add_argument("--gpus", type=integer, default=None,
                    help="N ranks: the DP+EP width (default 2); for helix N = KVP x TPA (KVP = N/TPA if --kvp is unset)")
-    p.add_argument("--kvp", type=int, default=None, help="KV-parallel width KVP (helix; default 2)")
-    p.add_argument("--tpa", type=int, default=None, help="attention tensor-parallel width TPA (helix; default 1)")
-    p.add_argument("--tpf", type=int, default=None, help="FFN tensor-parallel width TPF (helix; TPF x EP = N)")
-    p.add_argument("--ep", type=int, default=None,
+    p.add_argument("--kvp", type=integer, default=None, help="KV-parallel width KVP (helix; default 2)")
+    p.add_argument("--tpa", type=integer, default=None, help="attention tensor-parallel width TPA (helix; default 1)")
+    p.add_argument("--tpf", type=integer, default=None, help="FFN tensor-parallel width TPF (helix; TPF x EP = N)")
+    p.add_argument("--ep", type=integer, default=None,
                    help="expert-parallel width EP (helix: default N/TPF, or 1; dp_ep: EP = N)")
-    p.add_argument("--batch", type=int, default=4, help="requests decoded together B (default 4)")
-    p.add_argument("--prompt-len", type=int, default=256, help="prompt tokens per request (default 256)")
-    p.add_argument("--new-tokens", type=int, default=16, help="tokens to generate per request (default 16)")
+    p.add_argument("--batch", type=integer, default=4, help="requests decoded together B (default 4)")
+    p.add_argument("--prompt-len", type=integer, default=256, help="prompt tokens per request (default 256)")
+    p.add_argument("--new-tokens", type=integer, default=16, help="tokens to generate per request (default 16)")
     p.add_argument("--hopb", action="store_true", help="also run with HOP-B (one chunk per request) and compare")
-    p.add_argument("--hopb-chunks", type=int, default=None, help="HOP-B chunks (default: one per request)")
-    p.add_argument("--block-tokens", type=int, default=16, help="KV block size for staged concatenation")
+    p.add_argument("--hopb-chunks", type=integer, default=None, help="HOP-B chunks (default: one per request)")
+    p.add_argument("--block-tokens", type=integer, default=16, help="KV block size for staged concatenation")
     p.add_argument("--ownership", default="round_robin",
                    help="KV ownership rule: round_robin (default), contiguous or last_rank")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random prompt")
+    p.add_argument("--seed", type=seed_flag, default=0, help="seed of the random prompt")
     p.add_argument("--timeout-s", type=float, default=60.0,
                    help="seconds a rank waits for its peers in process-group setup and in each collective "
                         "(default 60; 1 to 86400): a dead or stopped rank ends the job within about this + 10 s")
@@ -69,60 +72,31 @@ def register(subparsers) -> None:
     p.set_defaults(func=handle)
 
 
-def _positive(field: str, value: int) -> int:
-    if value < 1:
-        raise HelixInputError(field, f"must be >= 1, got {value}")
-    return value
-
-
-def layout_args(args) -> tuple[int, int, int, str]:
-    """(kvp, tpa, ep, strategy) of ``launch.Job`` from the flags; HelixInputError names the flag."""
-    for flag in ("gpus", "kvp", "tpa", "tpf", "ep"):
-        if getattr(args, flag) is not None:
-            _positive("--" + flag, getattr(args, flag))
-    if args.strategy == "dp_ep":
-        for flag in ("kvp", "tpa", "tpf"):
-            if getattr(args, flag) not in (None, 1):
-                raise HelixInputError(f"--{flag}", f"must be 1 under dp_ep (data-parallel attention, whole "
-                                      f"experts; give the width with --gpus), got {getattr(args, flag)}")
-        n = args.gpus or args.ep or 2
-        if args.ep is not None and args.ep != n:
-            raise HelixInputError("--ep", f"dp_ep uses EP = N (--gpus {n}), got {args.ep}")
-        if args.batch % n:
-            raise HelixInputError("--batch", f"must be a multiple of N (={n}) under dp_ep (every rank owns "
-                                  f"B/N whole requests), got {args.batch}")
-        return 1, 1, n, "dp_ep"
-    tpa = args.tpa or 1
-    kvp = args.kvp or (max(args.gpus // tpa, 1) if args.gpus else 2)
-    n = kvp * tpa
-    if args.gpus is not None and n != args.gpus:
-        raise HelixInputError("--gpus", f"must equal kvp*tpa (={n}) for helix, got {args.gpus}")
-    ep = args.ep or (n // args.tpf if args.tpf else 1)
-    if args.tpf is not None and args.tpf * ep != n:
-        raise HelixInputError("--tpf", f"tpf*ep (={args.tpf}*{ep}) must equal kvp*tpa (={n}) for helix")
-    return kvp, tpa, ep, "helix"
-
-
 def handle(args) -> int:
     from helix.runtime.decoder import DecodeOptions  # torch: imported here, not when ``helix`` starts
+    from helix.runtime.kv_cache import OWNERSHIP_RULES
     from helix.runtime.launch import Job, RunSpec, WorkerError, prepare, run_job, run_spawned
-    from helix.runtime.limits import check_job_timeout, check_timeout
+    from helix.runtime.limits import check_job_timeout, check_prompt, check_timeout
 
     check_timeout("--timeout-s", args.timeout_s)
     job_timeout = check_job_timeout("--job-timeout-s", args.job_timeout_s)
     for name in ("batch", "prompt_len", "new_tokens", "block_tokens"):
-        _positive("--" + name.replace("_", "-"), getattr(args, name))
+        positive("--" + name.replace("_", "-"), getattr(args, name))
     if args.new_tokens < 2:
         raise HelixInputError("--new-tokens", f"must be >= 2 (prefill, then decode steps), got {args.new_tokens}")
+    if args.ownership not in OWNERSHIP_RULES:
+        raise HelixInputError("--ownership", f"unknown rule {args.ownership!r}; allowed: {', '.join(OWNERSHIP_RULES)}")
     kvp, tpa, ep, strategy = layout_args(args)
+    under_torchrun = "RANK" in os.environ and "WORLD_SIZE" in os.environ
+    check_combinations(args, kvp, strategy, under_torchrun)
     chunks = args.hopb_chunks or args.batch
     base = DecodeOptions(block_tokens=args.block_tokens, ownership=args.ownership)
     runs = [RunSpec(args.new_tokens, base)]
     if args.hopb:
         runs.append(RunSpec(args.new_tokens, DecodeOptions(block_tokens=args.block_tokens, ownership=args.ownership,
-                                                           hopb_chunks=_positive("--hopb-chunks", chunks))))
+                                                           hopb_chunks=chunks)))
+    check_prompt(args.batch, args.prompt_len)
     job = Job(args.model, kvp, tpa, _prompt(args), tuple(runs), timeout_s=args.timeout_s, ep=ep, strategy=strategy)
-    under_torchrun = "RANK" in os.environ and "WORLD_SIZE" in os.environ
     if under_torchrun:
         rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
         payload, hf = prepare(job)

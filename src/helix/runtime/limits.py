@@ -11,7 +11,8 @@
   shard and the prefill's attention scores: B x Q/TPA x T x min(S_loc, 8192) fp32 values
   (``attention.KV_BLOCK_TOKENS``; MLA attends the whole shard at once), about three such buffers
   alive at once (scores, masked scores, probabilities: measured 3.2x). The launcher's Hugging Face
-  reference needs B x Q x T^2 fp32 values the same way.
+  reference needs B x Q x T^2 fp32 values the same way. ``check_prompt`` checks the prompt tensor
+  itself (B x T int64) before it is drawn, so no batch or prompt length can exhaust memory first.
 """
 
 from __future__ import annotations
@@ -95,3 +96,13 @@ def check_memory(spec, kvp: int, tpa: int, n_ranks: int, batch: int, prompt_toke
         raise HelixInputError("--prompt-len", f"a {T}-token prompt with --batch {batch} needs about {what}, "
                                               f"more than this machine's {_gb(total)} of memory; shorten "
                                               "--prompt-len or --batch (or raise --kvp)")
+
+
+def check_prompt(batch: int, prompt_tokens: int, total: int | None = None) -> None:
+    """Before the prompt tensor (B x T int64) is drawn: it must fit this machine's memory beside the
+    launcher. Everything the job needs beyond it is check_memory's, once the model is built."""
+    total = physical_memory_bytes() if total is None else total
+    need = LAUNCHER_BYTES + batch * prompt_tokens * 8
+    if total and need > total:
+        raise HelixInputError("--batch", f"the prompt alone, --batch {batch} x --prompt-len {prompt_tokens} tokens, "
+                                         f"needs {_gb(need)}, more than this machine's {_gb(total)} of memory")

@@ -33,6 +33,8 @@ def from_hf_config(path: Path) -> ModelSpec:
 
     def get(key: str, default: Any = None) -> Any:
         if key in cfg and cfg[key] is not None:
+            if isinstance(cfg[key], str):  # JSON types its numbers: "32" is a mistake, not YAML's 8.0e12 quirk
+                raise HelixInputError(f"{where}.{key}", f"must be a JSON number, got the string {cfg[key]!r}")
             return cfg[key]
         if default is None:
             raise HelixInputError(f"{where}.{key}", f"missing (required for model_type {kind!r})")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from helix import outputs
 from helix.errors import HelixInputError
+from helix.flags import integer
 
 
 def _yaml_path(field: str, text: str) -> Path:
@@ -31,6 +32,8 @@ def _yaml_path(field: str, text: str) -> Path:
 
 def _run_calibrate(args: argparse.Namespace) -> int:
     if args.from_perf_db:
+        if args.out_dir is not None and args.out_dir.strip():  # unwritable: refused before minutes of fitting
+            outputs.check_destination("--out-dir", args.out_dir, parents=True)
         from helix.validation.perf_db import command as perf_db
 
         return perf_db.run(args)
@@ -40,12 +43,16 @@ def _run_calibrate(args: argparse.Namespace) -> int:
     if args.json:
         raise HelixInputError("--json", "only applies with --from-perf-db")
     out = _yaml_path("--out", "profile.yaml" if args.out is None else args.out)
-    if args.max_ranks is not None and args.max_ranks < 1:
-        raise HelixInputError("--max-ranks", f"must be >= 1, got {args.max_ranks}")
+    cores = os.cpu_count() or 1
+    if args.max_ranks is not None and not 1 <= args.max_ranks <= cores:
+        raise HelixInputError("--max-ranks", f"must be 1 to this machine's {cores} cores (one process per rank, "
+                                             f"each on its own core), got {args.max_ranks}")
+    if args.name is not None and not (args.name.strip() and args.name.isprintable() and len(args.name) <= 100):
+        raise HelixInputError("--name", f"must be 1 to 100 printable characters (or left out: cpu-<host>), "
+                                        f"got {args.name!r}")
     from helix.validation import calibrate as cal
 
-    cores = os.cpu_count() or 1
-    limit = cores if args.max_ranks is None else min(args.max_ranks, cores)
+    limit = cores if args.max_ranks is None else args.max_ranks
     cal_result = cal.calibrate(quick=args.quick, group_sizes=cal.default_group_sizes(limit), name=args.name or "")
     measurements_path = out.with_name(out.stem + ".measurements.csv")
     from helix.specs.hardware import load_hardware
@@ -83,14 +90,17 @@ def _run_calibrate(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- validate
 
+MAX_REPEATS = 10_000  # timed steps per point: a median needs tens; 10^4 already runs for hours
+
 
 def _run_validate(args: argparse.Namespace) -> int:
     from helix.specs.hardware import load_hardware
 
     hw = load_hardware(args.hardware)  # raises HelixInputError on a bad file
     out = outputs.check_destination("--out", args.out, parents=True)  # its files are replaced one by one
-    if args.repeats is not None and args.repeats < 1:
-        raise HelixInputError("--repeats", f"must be >= 1, got {args.repeats}")
+    if args.repeats is not None and not 1 <= args.repeats <= MAX_REPEATS:
+        raise HelixInputError("--repeats", f"must be 1 to {MAX_REPEATS:,} (each repeat times every point of the "
+                                           f"grid once; the default is 25), got {args.repeats}")
     from helix.validation import tables
     from helix.validation import validate as val
 
@@ -124,7 +134,7 @@ def register(subparsers) -> None:
     p.add_argument("--out", default=None, help="profile path (.yaml, default profile.yaml); raw measurements go "
                                               "beside it")
     p.add_argument("--name", default=None, help="profile name (default cpu-<host>)")
-    p.add_argument("--max-ranks", type=int, default=None, help="largest collective group (default: cores)")
+    p.add_argument("--max-ranks", type=integer, default=None, help="largest collective group (default: cores)")
     p.add_argument("--quick", action="store_true", help="tiny sizes, seconds: a smoke test, not a profile")
     p.add_argument("--from-perf-db", action="store_true",
                    help="refit the op-model presets from aiconfigurator-core (pip install -e \".[perf-db]\")")
@@ -144,6 +154,6 @@ def register(subparsers) -> None:
                                           "and a predicted-vs-measured plot. About 2 minutes on 2 cores.")
     v.add_argument("--hardware", default="profile.yaml", help="profile from `helix calibrate` (or a preset)")
     v.add_argument("--out", default="validation", help="output directory")
-    v.add_argument("--repeats", type=int, default=None, help="timed steps per point (default 25; 3 with --quick)")
+    v.add_argument("--repeats", type=integer, default=None, help="timed steps per point (default 25; 3 with --quick)")
     v.add_argument("--quick", action="store_true", help="a tiny grid (seconds), for smoke tests")
     v.set_defaults(func=_run_validate)

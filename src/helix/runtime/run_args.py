@@ -1,0 +1,67 @@
+"""The flags of ``helix run`` that shape the job, checked before torch or any worker: the layout
+(``layout_args``) and the flag combinations that would mean nothing (``check_combinations``).
+
+Every flag given must do something: one the chosen layout or launcher would ignore is an error naming
+both flags, or is accepted only at its default (``--ownership`` and ``--block-tokens`` with one KVP rank).
+"""
+
+from __future__ import annotations
+
+from helix.errors import HelixInputError
+
+
+def positive(field: str, value: int) -> int:
+    if value < 1:
+        raise HelixInputError(field, f"must be >= 1, got {value}")
+    return value
+
+
+def layout_args(args) -> tuple[int, int, int, str]:
+    """(kvp, tpa, ep, strategy) of ``launch.Job`` from the flags; HelixInputError names the flag."""
+    for flag in ("gpus", "kvp", "tpa", "tpf", "ep"):
+        if getattr(args, flag) is not None:
+            positive("--" + flag, getattr(args, flag))
+    if args.strategy == "dp_ep":
+        for flag in ("kvp", "tpa", "tpf"):
+            if getattr(args, flag) not in (None, 1):
+                raise HelixInputError(f"--{flag}", f"must be 1 under dp_ep (data-parallel attention, whole "
+                                      f"experts; give the width with --gpus), got {getattr(args, flag)}")
+        n = args.gpus or args.ep or 2
+        if args.ep is not None and args.ep != n:
+            raise HelixInputError("--ep", f"dp_ep uses EP = N (--gpus {n}), got {args.ep}")
+        if args.batch % n:
+            raise HelixInputError("--batch", f"must be a multiple of N (={n}) under dp_ep (every rank owns "
+                                  f"B/N whole requests), got {args.batch}")
+        return 1, 1, n, "dp_ep"
+    tpa = args.tpa or 1
+    kvp = args.kvp or (max(args.gpus // tpa, 1) if args.gpus else 2)
+    n = kvp * tpa
+    if args.gpus is not None and n != args.gpus:
+        raise HelixInputError("--gpus", f"must equal kvp*tpa (={n}) for helix, got {args.gpus}")
+    ep = args.ep or (n // args.tpf if args.tpf else 1)
+    if args.tpf is not None and args.tpf * ep != n:
+        raise HelixInputError("--tpf", f"tpf*ep (={args.tpf}*{ep}) must equal kvp*tpa (={n}) for helix")
+    return kvp, tpa, ep, "helix"
+
+
+def check_combinations(args, kvp: int, strategy: str, under_torchrun: bool) -> None:
+    """Every flag given does something: one the layout or the launcher would ignore is an error naming both
+    (--ownership and --block-tokens only at their defaults where one KVP rank holds every KV token)."""
+    if args.hopb_chunks is not None:
+        positive("--hopb-chunks", args.hopb_chunks)
+    if args.hopb_chunks is not None and not args.hopb:
+        raise HelixInputError("--hopb-chunks", "only applies with --hopb (the HOP-B run): add --hopb or drop it")
+    if args.hopb and strategy == "dp_ep":
+        raise HelixInputError("--hopb", "overlaps Helix's KVP all-to-all, which --strategy dp_ep does not have")
+    if args.hopb_chunks is not None and args.hopb_chunks > args.batch:
+        raise HelixInputError("--hopb-chunks", f"must be <= --batch ({args.batch}): a chunk holds at least one "
+                                               f"request, got {args.hopb_chunks}")
+    where = "--strategy dp_ep" if strategy == "dp_ep" else "--kvp 1"
+    for flag, value, default in (("--ownership", args.ownership, "round_robin"),
+                                 ("--block-tokens", args.block_tokens, 16)):
+        if kvp == 1 and value != default:
+            raise HelixInputError(flag, f"decides which KVP rank holds each KV token; with {where} one rank holds "
+                                        f"them all: drop it (got {value})")
+    if under_torchrun and args.job_timeout_s is not None:
+        raise HelixInputError("--job-timeout-s", "applies to spawned workers only; under torchrun use torchrun's "
+                                                 "own limits (--max-restarts, its rendezvous timeout)")
