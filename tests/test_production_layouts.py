@@ -164,6 +164,7 @@ def test_cli_production_options_match_the_api(capsys):
     (["--strategy", "tp", "--gpus", "8", "--ep", "4", "--tpf", "4"], "--tpf: --tpf 4 x --ep 4 = 16 conflicts"),
     (["--strategy", "tp", "--gpus", "8", "--ep", "3"], "--ep: must divide N = 8"),
     (["--strategy", "tp", "--gpus", "8", "--pp", "2"], "--pp: --strategy tp has one stage"),
+    (["--strategy", "tp_pp", "--gpus", "8"], "--pp: --strategy tp_pp needs --pp >= 2"),
     (["--strategy", "dp_ep", "--gpus", "8", "--tpa", "2"], "--tpa: --strategy dp_ep runs attention data-parallel"),
     (["--strategy", "dp_ep", "--gpus", "8", "--dp", "4"], "--gpus: conflicts with --dp 4"),
     (["--strategy", "medha", "--ep", "2"], "--ep: --strategy medha ties the FFN"),

@@ -123,6 +123,8 @@ def layout_from_args(args) -> Layout:
         _forbid(args, s, ("kvp", "dp"), "has no KV or data parallelism in attention (kvp = dp = 1)")
         if s == "tp" and args.pp != 1:
             raise HelixInputError("--pp", "--strategy tp has one stage; use --strategy tp_pp for pipeline stages")
+        if s == "tp_pp" and args.pp < 2:
+            raise HelixInputError("--pp", "--strategy tp_pp needs --pp >= 2 (one stage is --strategy tp)")
         width = _width(args, "gpus", "tpa", s)
         tpf, ep = _ffn_split(args, width, 1)
         return Layout(tpa=width, tpf=tpf, ep=ep, pp=args.pp, strategy=s)
