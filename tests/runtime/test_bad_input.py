@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 
 import pytest
 import torch
@@ -42,10 +41,9 @@ def test_world_size_must_match_the_layout():
 
 
 def _every_rank_fails(payload, world_size: int, field: str, text: str) -> None:
-    t0 = time.monotonic()
     with pytest.raises(WorkerError) as info:
         spawn(run_job, world_size, payload, timeout_s=60)
-    assert time.monotonic() - t0 < 30  # errors, not timeouts
+    assert "the job deadline" not in str(info.value)  # every rank's own error, not the launcher's deadline
     failures = info.value.failures
     assert sorted(failures) == list(range(world_size))
     for kind, f, message, _ in failures.values():
@@ -77,7 +75,6 @@ def _lonely_rank(rank, world_size, init_method, payload):
 
 @pytest.mark.slow
 def test_process_group_setup_times_out_when_a_peer_is_missing():
-    t0 = time.monotonic()
-    with pytest.raises(WorkerError, match="rank 0: .*timeout"):
+    with pytest.raises(WorkerError, match="rank 0: .*timeout") as info:
         spawn(_lonely_rank, 1, None, timeout_s=60)
-    assert time.monotonic() - t0 < 30
+    assert "the job deadline" not in str(info.value)  # the process group's 2 s timeout, not the launcher's

@@ -78,6 +78,8 @@ def test_helix_run_deepseek_dp_ep_reports_expert_load(capsys):
     (["--hopb", "--hopb-chunks", "8", "--batch", "4"], "helix run: error: --hopb-chunks: must be <= --batch (4)"),
     (["--model", "tiny-deepseek", "--strategy", "dp_ep", "--gpus", "2", "--batch", "2", "--hopb"],
      "helix run: error: --hopb: overlaps Helix's KVP all-to-all, which --strategy dp_ep does not have"),
+    (["--kvp", "1", "--tpa", "2", "--hopb"],
+     "helix run: error: --hopb: overlaps the KVP all-to-all, which --kvp 1 does not have"),
     (["--kvp", "1", "--tpa", "2", "--ownership", "contiguous"],
      "helix run: error: --ownership: decides which KVP rank holds each KV token; with --kvp 1 one rank"),
     (["--model", "tiny-deepseek", "--strategy", "dp_ep", "--gpus", "2", "--batch", "2", "--block-tokens", "8"],
@@ -104,7 +106,7 @@ def test_defaults_equal_to_the_ignored_value_are_accepted():
     from helix.runtime.run_args import check_combinations
 
     args = build_parser().parse_args(["run", "--kvp", "1", "--tpa", "2", "--ownership", "round_robin",
-                                      "--block-tokens", "16", "--hopb", "--hopb-chunks", "4"])
+                                      "--block-tokens", "16"])
     assert check_combinations(args, kvp=1, strategy="helix", under_torchrun=False) is None
 
 

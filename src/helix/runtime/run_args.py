@@ -53,6 +53,9 @@ def check_combinations(args, kvp: int, strategy: str, under_torchrun: bool) -> N
         raise HelixInputError("--hopb-chunks", "only applies with --hopb (the HOP-B run): add --hopb or drop it")
     if args.hopb and strategy == "dp_ep":
         raise HelixInputError("--hopb", "overlaps Helix's KVP all-to-all, which --strategy dp_ep does not have")
+    if args.hopb and strategy == "helix" and kvp == 1:
+        raise HelixInputError("--hopb", "overlaps the KVP all-to-all, which --kvp 1 does not have: drop it or "
+                                        "use --kvp >= 2")
     if args.hopb_chunks is not None and args.hopb_chunks > args.batch:
         raise HelixInputError("--hopb-chunks", f"must be <= --batch ({args.batch}): a chunk holds at least one "
                                                f"request, got {args.hopb_chunks}")
