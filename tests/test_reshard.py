@@ -64,3 +64,22 @@ def test_reshard_time_is_the_busiest_ranks_all_to_all():
     assert float(reshard.reshard_s(8e9, 4, 1, 4, 1, 1, hw)) == 0.0
     # 2 GB received at ~900 GB/s per direction: milliseconds, not microseconds
     assert 1e-3 < t < 1e-1
+
+
+@pytest.mark.parametrize(("a", "ta", "b", "tb", "heads"), [(2, 2, 4, 1, 4), (3, 1, 2, 1, 1), (4, 1, 2, 2, 1),
+                                                           (2, 4, 8, 1, 4)])
+def test_exact_bytes_any_length_by_enumerating_tokens(a, ta, b, tb, heads):
+    block = 4
+    for tokens in (1, 7, 16, 37, 64, 101):
+        moved = sum(1 for p in range(tokens) for h in range(heads) for r in _holders(p // block, h, b, tb, heads)
+                    if r not in _holders(p // block, h, a, ta, heads))
+        got = reshard.reshard_bytes_exact(tokens, block, 10.0, a, ta, b, tb, heads)
+        assert got == pytest.approx(10.0 * moved / heads, abs=1e-9), tokens
+    whole = block * a * b  # whole lcm periods: the fraction formula
+    assert reshard.reshard_bytes_exact(whole, block, 10.0, a, ta, b, tb, heads) == pytest.approx(
+        float(reshard.reshard_bytes(10.0 * whole, a, ta, b, tb, heads)))
+
+
+def test_moved_by_residue_by_hand():
+    # KVP 2 x TPA 2 -> KVP 4 (K = 4): residue 0 on rank 0 lacks heads 2, 3; 1 and 2 move whole; 3 lacks heads 0, 1
+    assert reshard.moved_by_residue(2, 2, 4, 1, 4) == (0.5, 1.0, 1.0, 0.5)

@@ -20,7 +20,7 @@ With TPA = 1 on both sides (a ranks to b ranks) a rank r < min(a, b) keeps resid
 1 - min(a, b) / lcm(a, b) (2 -> 4 and 4 -> 8 move 1/2, 3 -> 2 moves 2/3, a -> a moves 0); a residue r
 of [0, lcm) stays iff r mod a = r mod b, which holds exactly for r < min(a, b). It can exceed 1 when
 the new layout duplicates more (MLA at a larger TPA). The count is exact for a cache of whole lcm
-periods of blocks; a tail of fewer blocks differs by at most one period.
+periods of blocks; ``reshard_bytes_exact`` counts any length block by block (per residue: ``moved_by_residue``).
 
 Time (``reshard_s``): the busiest rank's received bytes as one all-to-all over all ranks of both
 layouts (helix.cost.collectives: n is a rank's send buffer, (p-1)/p of it crosses links, so
@@ -67,6 +67,38 @@ def received_fractions(kvp_from: int, tpa_from: int, kvp_to: int, tpa_to: int, c
 def moved_fraction(kvp_from: int, tpa_from: int, kvp_to: int, tpa_to: int, cache_heads: int) -> float:
     """Bytes moved by the re-shard, as a fraction of one copy of the KV cache."""
     return float(sum(received_fractions(kvp_from, tpa_from, kvp_to, tpa_to, cache_heads)))
+
+
+@lru_cache(maxsize=4096)
+def moved_by_residue(kvp_from: int, tpa_from: int, kvp_to: int, tpa_to: int, cache_heads: int) -> tuple:
+    """Per block residue c in [0, lcm(a, b)): the copies of a block i = c (mod lcm) the re-shard sends, as a
+    fraction of the block's K heads (the new owners' TPA ranks, each lacking its heads it did not hold)."""
+    received_fractions(kvp_from, tpa_from, kvp_to, tpa_to, cache_heads)  # validates
+    period = kvp_from * kvp_to // gcd(kvp_from, kvp_to)
+    out = []
+    for c in range(period):
+        lacking = 0
+        for t in range(tpa_to):
+            r = (c % kvp_to) * tpa_to + t  # a new owner of block c
+            new = _heads(t, tpa_to, cache_heads)
+            held = set()
+            if r < kvp_from * tpa_from and r // tpa_from == c % kvp_from:
+                held = _heads(r % tpa_from, tpa_from, cache_heads)
+            lacking += len(new - held)
+        out.append(lacking / cache_heads)
+    return tuple(out)
+
+
+def reshard_bytes_exact(tokens: int, block_tokens: int, bytes_per_token, kvp_from: int, tpa_from: int, kvp_to: int,
+                        tpa_to: int, cache_heads: int):
+    """Bytes moved for a cache of ``tokens`` tokens per request (a last block may be partial):
+    sum over blocks of its tokens x ``moved_by_residue`` of its residue x ``bytes_per_token`` (one copy of
+    every head, every layer and request). Equals ``reshard_bytes`` when the blocks fill whole lcm periods."""
+    moved = np.array(moved_by_residue(kvp_from, tpa_from, kvp_to, tpa_to, cache_heads))
+    starts = np.arange(0, tokens, block_tokens)
+    sizes = np.minimum(block_tokens, tokens - starts)
+    copies = float(np.sum(sizes * moved[(starts // block_tokens) % len(moved)]))
+    return np.asarray(bytes_per_token, dtype=np.float64) * copies
 
 
 def reshard_bytes(cache_bytes, kvp_from: int, tpa_from: int, kvp_to: int, tpa_to: int, cache_heads: int):
