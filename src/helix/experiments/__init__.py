@@ -12,6 +12,7 @@ from helix.experiments import (
     context_scaling,
     dsa,
     dsr1,
+    dynamic,
     failure_modes,
     fig1_roofline,
     hopb,
@@ -21,6 +22,6 @@ from helix.experiments import (
 )
 
 EXPERIMENTS = (fig1_roofline, dsr1, llama, medha_ablation, hopb, config_ranges, context_scaling, batch_scaling,
-               failure_modes, dsa)
+               failure_modes, dsa, dynamic)
 
 __all__ = ["EXPERIMENTS", "calibration", "sensitivity"]

@@ -62,6 +62,10 @@ def register(subparsers) -> None:
     p.add_argument("--block-tokens", type=integer, default=16, help="KV block size for staged concatenation")
     p.add_argument("--ownership", default="round_robin",
                    help="KV ownership rule: round_robin (default), contiguous or last_rank")
+    p.add_argument("--reshard-at", type=integer, default=None,
+                   help="re-shard the live KV cache before this decode step (llama; with --reshard-kvp)")
+    p.add_argument("--reshard-kvp", type=integer, default=None, help="KVP after the re-shard (same N ranks)")
+    p.add_argument("--reshard-tpa", type=integer, default=None, help="TPA after the re-shard (default N/--reshard-kvp)")
     p.add_argument("--seed", type=seed_flag, default=0, help="seed of the random prompt")
     p.add_argument("--timeout-s", type=float, default=60.0,
                    help="seconds a rank waits for its peers in process-group setup and in each collective "
@@ -73,6 +77,7 @@ def register(subparsers) -> None:
 
 
 def handle(args) -> int:
+    from helix.runtime import reshard
     from helix.runtime.decoder import DecodeOptions  # torch: imported here, not when ``helix`` starts
     from helix.runtime.kv_cache import OWNERSHIP_RULES
     from helix.runtime.launch import Job, RunSpec, WorkerError, prepare, run_job, run_spawned
@@ -91,7 +96,7 @@ def handle(args) -> int:
     check_combinations(args, kvp, strategy, under_torchrun)
     chunks = args.hopb_chunks or args.batch
     base = DecodeOptions(block_tokens=args.block_tokens, ownership=args.ownership)
-    runs = [RunSpec(args.new_tokens, base)]
+    runs = [RunSpec(args.new_tokens, base, reshard.from_args(args, kvp, tpa, strategy))]
     if args.hopb:
         runs.append(RunSpec(args.new_tokens, DecodeOptions(block_tokens=args.block_tokens, ownership=args.ownership,
                                                            hopb_chunks=chunks)))
@@ -196,6 +201,13 @@ def _report(args, job, payload, hf, per_rank, launcher: str) -> int:
         print(f"HOP-B: decode step mean {mean_ms:.2f} ms without, {hopb_ms:.2f} ms with "
               f"({args.hopb_chunks or args.batch} chunks); same tokens: {'yes' if same else 'NO'}")
         summary.update(step_ms_mean_hopb=round(hopb_ms, 3), hopb_same_tokens=same)
+    if job.runs[0].reshard is not None:
+        from helix.runtime import reshard
+
+        lines, moved_ok, fields = reshard.report(args, job, payload.arch, per_rank)
+        print("\n".join(lines))
+        summary.update(fields)
+        exact = exact and moved_ok
     print(f"tokens match Hugging Face generate (single device): {'yes' if match else 'NO'}")
     print(json.dumps(summary, separators=(",", ":")))
     return 0 if match and exact else 1

@@ -41,7 +41,7 @@ import torch.distributed as dist
 from helix.errors import HelixInputError
 from helix.layout import Layout
 from helix.runtime import failures as progress
-from helix.runtime import limits, registry
+from helix.runtime import limits, registry, reshard
 from helix.runtime.comm import CollectiveRecord, Comm
 from helix.runtime.decoder import DecodeOptions
 from helix.runtime.failures import WorkerError  # noqa: F401  (re-exported: callers import it from here)
@@ -51,6 +51,7 @@ from helix.runtime.failures import WorkerError  # noqa: F401  (re-exported: call
 class RunSpec:
     new_tokens: int
     options: DecodeOptions = field(default_factory=DecodeOptions)
+    reshard: object = None  # helix.runtime.reshard.Reshard: re-shard the live KV mid-generation (llama)
 
 
 RUNTIME_STRATEGIES = ("helix", "dp_ep")
@@ -169,11 +170,11 @@ def run_job(rank: int, world_size: int, init_method: str, payload: Payload) -> l
         for i, run in enumerate(job.runs):
             comm.traffic.records.clear()
             comm.phase_s.clear()
-            gen = decoder.generate(job.prompt_ids, run.new_tokens, run.options,
-                                   progress=lambda phase, step, i=i: progress.mark(phase, step, i))
+            gen, final = reshard.run_generation(decoder, comm, payload, run, fam.DECODER,  # final: after any re-shard
+                                                lambda phase, step, i=i: progress.mark(phase, step, i))
             progress.mark("report", 0, i)
             results.append(RunResult(
-                tokens=gen.tokens.cpu(), kv_tokens=_gather_ints(decoder.kv_tokens(), world_size),
+                tokens=gen.tokens.cpu(), kv_tokens=_gather_ints(final.kv_tokens(), world_size),
                 prefill_s=gen.prefill_s, step_s=gen.step_s, traffic=list(comm.traffic.records),
                 phase_s=dict(comm.phase_s),
                 logits=[t.cpu() for t in gen.logits] if rank == 0 and run.options.return_logits else None,
