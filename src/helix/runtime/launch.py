@@ -1,11 +1,9 @@
 """Jobs: build the model once, start one worker per rank (spawned on CPU or under torchrun), collect.
 
-A ``Job`` names a registry model, a layout, a prompt batch and one or more ``RunSpec`` (decode
-options + number of new tokens); all runs of a job share one process group and one set of weight
-shards, so a test can check several options per spawn. Layouts (PP = 1): Helix KVP x TPA with the FFN
-as TPF x EP on the same N ranks (TPF = N / EP; EP > 1 only for MoE models), or the DP+EP baseline
-(``strategy="dp_ep"``: N = DP = EP, each rank owning whole requests and whole experts).
-``Job.from_layout`` takes a ``helix.layout.Layout`` instead.
+A ``Job`` names a registry model, a layout (or ``Job.from_layout``), a prompt batch and one or more
+``RunSpec`` (decode options + new tokens); a job's runs share one process group and one set of weight
+shards. Layouts (PP = 1): Helix KVP x TPA with the FFN as TPF x EP on the same N ranks (TPF = N / EP),
+or the DP+EP baseline (``strategy="dp_ep"``: N = DP = EP, whole requests and experts per rank).
 
 Every family checks the layout against its model (``check_layout``), in the launcher and on every
 rank. What a decoder reports beyond tokens (DeepSeek: the expert load per step) comes back in
@@ -30,6 +28,7 @@ from __future__ import annotations
 import os
 import pickle
 import queue as queue_module
+import signal
 import tempfile
 import time
 import traceback
@@ -198,6 +197,8 @@ def _gather_ints(value: int, world_size: int) -> list[int]:
 
 
 def _entry(fn, rank: int, world_size: int, init_method: str, payload, results, phases=None) -> None:
+    # the launcher owns the signals: its SIGTERM ends a worker silently; it answers the terminal's Ctrl-C
+    signal.signal(signal.SIGTERM, signal.SIG_DFL), signal.signal(signal.SIGINT, signal.SIG_IGN)
     progress.PROGRESS.attach(phases, rank)
     try:
         progress.mark("spawn")
