@@ -5,9 +5,8 @@ A ``Job`` names a registry model, a layout (or ``Job.from_layout``), a prompt ba
 shards. Layouts (PP = 1): Helix KVP x TPA with the FFN as TPF x EP on the same N ranks (TPF = N / EP),
 or the DP+EP baseline (``strategy="dp_ep"``: N = DP = EP, whole requests and experts per rank).
 
-Every family checks the layout against its model (``check_layout``), in the launcher and on every
-rank. What a decoder reports beyond tokens (DeepSeek: the expert load per step) comes back in
-``RunResult.extras``.
+Every family checks the layout (``check_layout``) in the launcher and on every rank. What a decoder
+reports beyond tokens (DeepSeek: the expert load per step) comes back in ``RunResult.extras``.
 
 Bad input is found before any process group exists: ``prepare`` validates in the launching process,
 and every worker validates again (a torchrun launch has no launcher), so every rank raises the same
