@@ -120,3 +120,22 @@ def test_bad_checkpoint_input_exits_2_with_one_line_before_spawning(checkpoint, 
     err = capsys.readouterr().err
     assert err.startswith("helix run: error: " + message.format(**names)) and err.count("\n") == 1, err
     assert not os.path.exists(os.path.join(names["tmp"], "nowhere"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("build, model_type", [("deepseek_hf:tiny_deepseek", "deepseek_v3"),
+                                               ("deepseek_v32:tiny_deepseek_v32", "deepseek_v32")])
+def test_run_on_saved_deepseek_checkpoints(tmp_path, capsys, build, model_type):
+    """The MLA + MoE families from their saved files: config.json's model_type picks the decoder."""
+    import importlib
+
+    module, name = build.split(":")
+    getattr(importlib.import_module(f"helix.runtime.{module}"), name)(seed=0).save_pretrained(tmp_path / "ds")
+    assert json.loads((tmp_path / "ds" / "config.json").read_text())["model_type"] == model_type
+    assert main(["run", "--checkpoint", str(tmp_path / "ds"), "--kvp", "2", "--ep", "2", "--batch", "2",
+                 "--prompt-len", "9", "--new-tokens", "3", "--block-tokens", "4", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["tokens_match_hf"] is True and summary["traffic_matches_simulator"] is True
+    assert (summary["model"], summary["ep"], summary["tpf"]) == ("ds", 2, 1)
+    # 2 decode steps x 2 requests x top-4 experts in every MoE layer
+    assert [sum(row) for row in summary["expert_load_decode"]] == [16] * len(summary["expert_load_decode"])
