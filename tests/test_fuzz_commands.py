@@ -55,7 +55,8 @@ SURELY_BAD = {
             + bad("--new-tokens", ["0", "1", "-1"]) + bad("--kvp", ["0", "-1", "abc"]) + bad("--tpa", ["0", "-1"])
             + bad("--hopb-chunks", ["0", "-1", "999"]) + bad("--ownership", ["nope", ""])
             + bad("--prompt-len", ["0", "-1", "1e400"]) + bad("--model", ["nope", "", "deepseek-r1"])
-            + bad("--strategy", ["tp", ""]) + bad("--seed", ["abc", "1.5"]) + [("--bogus", None)]),
+            + bad("--strategy", ["tp", ""]) + bad("--seed", ["abc", "1.5"]) + [("--bogus", None)]
+            + bad("--checkpoint", ["", "missing.yaml", "adir", "afile"]) + bad("--prompt", ["hello", ""])),
 }
 # random company: good or bad, never the surely-bad flag itself (argparse keeps the last of a repeated flag)
 EXTRAS = {
