@@ -197,11 +197,37 @@ def test_profile_yaml_roundtrip(tmp_path):
 # ---------------------------------------------------------------- CLI
 
 
-def test_calibrate_quick_cli_writes_a_loadable_profile(tmp_path, capsys):
+class _Bar:
+    """Stands in for helix.progress.bar: records what the command reports."""
+
+    def __init__(self, total, desc, unit="it", quiet=False):
+        self.total, self.desc, self.steps, self.labels = total, desc, 0, []
+        _Bar.last = self
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def set_postfix_str(self, text, refresh=True):
+        self.labels.append(text)
+
+    def update(self, n):
+        self.steps += n
+
+
+def test_calibrate_quick_cli_writes_a_loadable_profile(tmp_path, capsys, monkeypatch):
+    import helix.progress
+
+    monkeypatch.setattr(helix.progress, "bar", _Bar)
     out = tmp_path / "cpu.yaml"
     ranks = str(min(2, os.cpu_count() or 1))  # more ranks than cores is refused
     code = main(["calibrate", "--quick", "--out", str(out), "--max-ranks", ranks, "--name", "smoke"])
     assert code == 0
+    # the progress bar: every stage once, in order, to its total
+    assert (_Bar.last.desc, _Bar.last.total, _Bar.last.steps) == ("calibrate", 4, 4)
+    assert _Bar.last.labels == ["compute", "collectives", "drifting rates", "fit"]
     hw = load_hardware(out)
     assert hw.name == "smoke"
     rows = (tmp_path / "cpu.measurements.csv").read_text().splitlines()

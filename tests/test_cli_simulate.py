@@ -63,6 +63,20 @@ def test_models_and_hardware_lists(capsys):
     assert code == 0 and "gb200-nvl72" in out and "ideal" in out
 
 
+def test_models_and_hardware_json_lists(capsys):
+    code, out, _ = run(capsys, "models", "--json")
+    models = {m["name"]: m for m in json.loads(out)}
+    r1 = models["deepseek-r1"]
+    assert code == 0 and (r1["attention"], r1["layers"], r1["hidden_dim"], r1["query_heads"]) == ("mla", 61, 7168, 128)
+    assert (r1["experts"], r1["experts_per_token"], r1["kv_heads"]) == (256, 8, 1)
+    assert r1["kv_bytes_per_token_fp4"] == 61 * (512 + 64) * 0.5  # latent + rope per layer at FP4
+    assert models["llama-405b-paper"]["experts"] == 0
+    code, out, _ = run(capsys, "hardware", "--json")
+    hw = {h["name"]: h for h in json.loads(out)}
+    assert code == 0 and hw["gb200-nvl72"]["scale_up_domain_gpus"] == 72 and "trtllm" in hw["gb200-nvl72"]["engines"]
+    assert set(hw["h100"]) >= {"peak_flops_per_s_fp8", "hbm_capacity_bytes", "hbm_bytes_per_s", "description"}
+
+
 @pytest.mark.parametrize(("argv", "message"), [
     (["--model", "gpt-9"], "--model: unknown model 'gpt-9'"),
     (["--hardware", "tpu"], "--hardware: unknown hardware 'tpu'"),

@@ -43,8 +43,8 @@ SURELY_BAD = {
               + bad("--model", ["nope"] + BAD_FILES) + bad("--hardware", ["nope"] + BAD_FILES)
               + bad("--expert-imbalance", ["nan", "0", "-1", "inf"]) + bad("--redundant-experts", ["-1", "abc"])),
     "reproduce": bad("--out", BAD_OUT + ["foreign"]) + [("--bogus", None), ("--quick=1", None), ("positional", None)],
-    "models": [("--bogus", None), ("extra", None), ("--json", None), ("--model", "x")],
-    "hardware": [("--bogus", None), ("extra", None), ("--json", None), ("--engine", "trtllm")],
+    "models": [("--bogus", None), ("extra", None), ("--json=1", None), ("--model", "x")],
+    "hardware": [("--bogus", None), ("extra", None), ("--json=1", None), ("--engine", "trtllm")],
     "calibrate": (bad("--max-ranks", NUMBERS + ["100000"]) + bad("--out", BAD_OUT + ["p.txt", "adir", "/proc/p.yaml"])
                   + bad("--name", ["", " ", "a\nb", "x" * 101]) + [("--json", None), ("--hardware", "h100"),
                                                                   ("--engine", "trtllm"), ("--out-dir", "d")]),
@@ -55,7 +55,8 @@ SURELY_BAD = {
             + bad("--new-tokens", ["0", "1", "-1"]) + bad("--kvp", ["0", "-1", "abc"]) + bad("--tpa", ["0", "-1"])
             + bad("--hopb-chunks", ["0", "-1", "999"]) + bad("--ownership", ["nope", ""])
             + bad("--prompt-len", ["0", "-1", "1e400"]) + bad("--model", ["nope", "", "deepseek-r1"])
-            + bad("--strategy", ["tp", ""]) + bad("--seed", ["abc", "1.5"]) + [("--bogus", None)]),
+            + bad("--strategy", ["tp", ""]) + bad("--seed", ["abc", "1.5"]) + [("--bogus", None)]
+            + bad("--checkpoint", ["", "missing.yaml", "adir", "afile"]) + bad("--prompt", ["hello", ""])),
 }
 # random company: good or bad, never the surely-bad flag itself (argparse keeps the last of a repeated flag)
 EXTRAS = {
@@ -63,8 +64,8 @@ EXTRAS = {
               "--no-hopb": None, "--tbo": None, "--allow-uneven": None, "--redundant-experts": ["0", "4"],
               "--strategies": ["helix", "tp,dp_ep"], "--expert-imbalance": ["1.5"], "--mtp-tokens": ["0", "1"]},
     "reproduce": {"--quiet": None, "--quick": None},
-    "models": {},
-    "hardware": {},
+    "models": {"--json": None},
+    "hardware": {"--json": None},
     "calibrate": {"--name": ["smoke", "cpu"], "--max-ranks": ["1"], "--quick": None},
     "validate": {"--repeats": ["1", "3"], "--quick": None},
     "run": {"--hopb": None, "--seed": ["0", "7"], "--ownership": ["round_robin", "contiguous"], "--batch": ["2", "4"],

@@ -146,7 +146,10 @@ def test_shape_checks_flag_a_missing_gain_and_a_context_dependent_all_to_all():
 def tiny(tmp_path_factory):
     hw = load_hardware("h100")
     grid = val.tiny_grid()
-    result = val.run_validation(grid, hw)
+    calls = []
+    result = val.run_validation(grid, hw, progress=lambda label, n: calls.append((label, n)))
+    # one layout (KVP 2), its 4 points (2 contexts x HOP-B off/on): the progress bar's one step of 4
+    assert calls == [(grid.points[0].label.split(" HOP-B")[0], 4)] and len(grid.points) == 4
     out = tmp_path_factory.mktemp("validation")
     return grid, hw, result, out, tables.write_outputs(result, out)
 

@@ -39,7 +39,6 @@ non-Helix strategies; only feasible points count; users = batch x PP (requests i
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass, fields
 
@@ -48,6 +47,7 @@ import numpy as np
 from helix.cost import memory
 from helix.errors import HelixInputError
 from helix.layout import STRATEGIES, Layout, check_layout_for_model, check_redundant_experts
+from helix.progress import bar
 from helix.search_grid import DENSE_BATCH_LIMIT, POINTS_PER_OCTAVE, _candidates, batch_grid, check_sweep_memory  # noqa
 from helix.search_metrics import (  # noqa: F401  (the search API: helix.search.frontier, ...)
     BASELINE_STRATEGIES,
@@ -248,10 +248,11 @@ def sweep(model, hw, context_tokens: int, *, strategies=STRATEGIES, max_gpus: in
     """Evaluate every valid (layout, batch) point of each strategy; one vectorised call per strategy.
 
     ``max_batch`` caps the batch grid (default: the memory limit of the best-holding layout).
-    ``progress`` writes a one-line progress counter to stderr. ``allow_uneven`` keeps layouts whose
-    widths do not divide evenly; ``redundant_experts``, ``tbo`` (DP+EP only), ``mtp_tokens`` and
-    ``mtp_acceptance`` go to every point's step (helix.step.evaluate). ``gpu_counts`` (a set of totals
-    N x PP, each <= max_gpus) keeps only the layouts on exactly those GPU counts.
+    ``progress`` draws a progress bar on stderr when it is a terminal (``helix.progress``).
+    ``allow_uneven`` keeps layouts whose widths do not divide evenly; ``redundant_experts``, ``tbo``
+    (DP+EP only), ``mtp_tokens`` and ``mtp_acceptance`` go to every point's step (helix.step.evaluate).
+    ``gpu_counts`` (a set of totals N x PP, each <= max_gpus) keeps only the layouts on exactly those
+    GPU counts.
     """
     if isinstance(max_gpus, bool) or not isinstance(max_gpus, int) or not 1 <= max_gpus <= 4096:
         raise HelixInputError("--max-gpus", f"must be an integer in 1..4096, got {max_gpus!r}")
@@ -269,7 +270,8 @@ def sweep(model, hw, context_tokens: int, *, strategies=STRATEGIES, max_gpus: in
     grid = batch_grid(max_batch)
     total = sum(len(lay["tpa"]) for lay in layouts.values()) * len(grid)
     check_sweep_memory(total)
-    parts, done = [], 0
+    parts = []
+    shown = bar(total, f"sweep {model.name}", unit="points", quiet=not progress)
     for s, lay in layouts.items():
         n_layouts = len(lay["tpa"])
         if n_layouts == 0:
@@ -284,11 +286,9 @@ def sweep(model, hw, context_tokens: int, *, strategies=STRATEGIES, max_gpus: in
                                      context_tokens, overlap, expert_imbalance, feasible_only=True,
                                      **_options_for(s, options))
             parts.append(pts)
-            done += len(pts)
-            if progress:
-                print(f"\rsweep {model.name}: {done:,}/{total:,} points ({s})", end="", file=sys.stderr, flush=True)
-    if progress:
-        print(file=sys.stderr)
+            shown.set_postfix_str(s, refresh=False)
+            shown.update(len(batch[sl]))
+    shown.close()
     points = Points.concat(parts) if parts else Points.empty()
     return Sweep(model=model.name, hardware=hw.name, context_tokens=int(context_tokens), max_gpus=max_gpus,
                  strategies=strategies, overlap=overlap, batch_grid=grid,

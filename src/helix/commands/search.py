@@ -17,11 +17,28 @@ from helix.commands.simulate import add_spec_args, format_result, precision_from
 from helix.errors import HelixInputError
 from helix.flags import integer
 from helix.layout import STRATEGIES
-from helix.report import new_figure, plot_frontiers, save_figure, write_frontiers_csv, write_points_csv
+from helix.report import new_figure, plot_frontiers, save_figure, write_frontiers_csv
 from helix.specs import parse_tokens
 from helix.step import simulate
 
-LONG_SWEEP_POINTS = 200_000  # show a progress line above this many points
+LONG_SWEEP_POINTS = 200_000  # show a progress bar above this many points (stderr a terminal, not --quiet)
+CSV_CHUNK_ROWS = 50_000  # points.csv is written this many rows at a time, each chunk a step of its bar
+
+
+def _write_points_csv(path: Path, p: search.Points, quiet: bool) -> None:
+    """points.csv as ``helix.report.write_points_csv`` writes it, chunk by chunk under a progress bar."""
+    import csv
+
+    from helix.progress import bar
+    from helix.report import POINT_COLUMNS, point_rows
+
+    with open(path, "w", newline="") as f, bar(len(p), f"writing {path.name}", "points", quiet=quiet) as shown:
+        w = csv.writer(f)
+        w.writerow(POINT_COLUMNS)
+        for lo in range(0, len(p), CSV_CHUNK_ROWS):
+            chunk = p.take(slice(lo, lo + CSV_CHUNK_ROWS))
+            w.writerows(point_rows(chunk))
+            shown.update(len(chunk))
 
 
 def _inputs(args):
@@ -57,6 +74,9 @@ def _point_line(p: search.Points, i: int) -> str:
 def run_sweep(args) -> int:
     model, hw, context, precision, strategies, options = _inputs(args)
     out = _check_out(args.out)
+    if args.feasible_only and out is None:
+        raise HelixInputError("--feasible-only", "filters points.csv, which only --out DIR writes: add --out or "
+                                                 "drop it")
     counts = args.gpu_counts_set
     expected = sum(len(search.enumerate_layouts(model, s, args.max_gpus, options["allow_uneven"],
                                                 options["redundant_experts"], counts)["tpa"]) for s in strategies)
@@ -84,14 +104,18 @@ def run_sweep(args) -> int:
         for i in dict.fromkeys((int(np.argmax(f.tokens_per_s_per_user)), int(np.argmax(f.tokens_per_s_per_gpu)))):
             print(f"  {name:<9} {_point_line(f, i)}")
     if out is not None:
+        written = sw.feasible if args.feasible_only else sw.points
         with outputs.output_dir(out, "helix sweep") as tmp:  # the previous sweep stays until this one is whole
-            write_points_csv(tmp / "points.csv", sw.points)
+            _write_points_csv(tmp / "points.csv", written, quiet=args.quiet or len(written) <= LONG_SWEEP_POINTS)
             write_frontiers_csv(tmp / "frontier.csv", fronts)
             fig, ax = new_figure(1, width=7.0, height=5.0)
             plot_frontiers(ax, fronts, strategies=[s for s in strategies if len(fronts.get(s, []))])
             ax.set_title(f"{model.name}, {context:,} tokens, {hw.name}, ≤ {args.max_gpus} GPUs")
             save_figure(fig, tmp / "frontier.png")
-        print(f"\nwrote {out / 'points.csv'}, {out / 'frontier.csv'}, {out / 'frontier.png'}")
+        dropped = f" ({len(sw.points) - len(written):,} infeasible points dropped: --feasible-only)" \
+            if args.feasible_only else ""
+        print(f"\nwrote {out / 'points.csv'} ({len(written):,} points){dropped}, {out / 'frontier.csv'}, "
+              f"{out / 'frontier.png'}")
     return 0
 
 
@@ -174,7 +198,9 @@ def register(sub) -> None:
                        epilog="example: helix sweep --model deepseek-r1 --context 1M --out sweep-dsr1/")
     _common(p)
     p.add_argument("--out", default=None, help="directory for points.csv, frontier.csv, frontier.png")
-    p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.add_argument("--feasible-only", action="store_true",
+                   help="points.csv keeps only the feasible points (the message says how many were dropped)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars (drawn only when stderr is a terminal)")
     p.set_defaults(func=run_sweep)
 
     p = sub.add_parser("best", help="the layouts and batch with the most tokens/s/GPU and the most users "

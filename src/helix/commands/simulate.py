@@ -123,27 +123,47 @@ def run_simulate(args) -> int:
 
 
 def run_models(args) -> int:
-    print(f"{'name':<18}{'attention':>10}{'layers':>8}{'H':>8}{'Q':>5}{'K':>5}{'F':>8}{'experts':>12}"
-          f"{'params (B)':>12}{'KV B/token':>12}")
+    rows = []
     for name in model_specs.preset_names():
         m = load_model(name)
-        experts = f"{m.num_experts}/{m.experts_per_token}" if m.is_moe else "-"
-        kv = m.kv_cache_bytes_per_token(0.5)
-        print(f"{name:<18}{m.attention:>10}{m.num_layers:>8}{m.hidden_dim:>8}{m.num_query_heads:>5}"
-              f"{m.cache_heads:>5}{m.ffn_dim:>8}{experts:>12}{m.total_params / 1e9:>12.1f}{kv:>12,.0f}")
+        rows.append({"name": name, "attention": m.attention, "layers": m.num_layers, "hidden_dim": m.hidden_dim,
+                     "query_heads": m.num_query_heads, "kv_heads": m.cache_heads, "ffn_dim": m.ffn_dim,
+                     "experts": m.num_experts if m.is_moe else 0, "experts_per_token": m.experts_per_token if m.is_moe
+                     else 0, "params": int(m.total_params), "kv_bytes_per_token_fp4": m.kv_cache_bytes_per_token(0.5)})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'name':<18}{'attention':>10}{'layers':>8}{'H':>8}{'Q':>5}{'K':>5}{'F':>8}{'experts':>12}"
+          f"{'params (B)':>12}{'KV B/token':>12}")
+    for r in rows:
+        experts = f"{r['experts']}/{r['experts_per_token']}" if r["experts"] else "-"
+        print(f"{r['name']:<18}{r['attention']:>10}{r['layers']:>8}{r['hidden_dim']:>8}{r['query_heads']:>5}"
+              f"{r['kv_heads']:>5}{r['ffn_dim']:>8}{experts:>12}{r['params'] / 1e9:>12.1f}"
+              f"{r['kv_bytes_per_token_fp4']:>12,.0f}")
     print("\nKV bytes/token over all layers at FP4 (0.5 B/element). Any HF config.json also works: --model PATH")
     return 0
 
 
 def run_hardware(args) -> int:
-    print(f"{'name':<14}{'FP4 PF/s':>9}{'FP8 PF/s':>9}{'HBM GB':>8}{'HBM TB/s':>9}{'domain':>7}{'link GB/s':>10}"
-          f"{'launch us':>10}  {'engines':<15}description")
+    rows = []
     for name in hardware_presets():
         h = load_hardware(name)
-        print(f"{name:<14}{h.peak_flops_per_s_fp4 / 1e15:>9.2f}{h.peak_flops_per_s_fp8 / 1e15:>9.2f}"
-              f"{h.hbm_capacity_bytes / 1e9:>8.0f}{h.hbm_bytes_per_s / 1e12:>9.2f}{h.scale_up_domain_gpus:>7}"
-              f"{h.link_bytes_per_s_per_direction / 1e9:>10.0f}{h.kernel_launch_s * 1e6:>10.1f}  "
-              f"{','.join(sorted(h.op_models)) or '-':<15}{h.description}")
+        rows.append({"name": name, "peak_flops_per_s_fp4": h.peak_flops_per_s_fp4, "peak_flops_per_s_fp8":
+                     h.peak_flops_per_s_fp8, "hbm_capacity_bytes": h.hbm_capacity_bytes, "hbm_bytes_per_s":
+                     h.hbm_bytes_per_s, "scale_up_domain_gpus": h.scale_up_domain_gpus,
+                     "link_bytes_per_s_per_direction": h.link_bytes_per_s_per_direction,
+                     "kernel_launch_s": h.kernel_launch_s, "engines": sorted(h.op_models),
+                     "description": h.description})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'name':<14}{'FP4 PF/s':>9}{'FP8 PF/s':>9}{'HBM GB':>8}{'HBM TB/s':>9}{'domain':>7}{'link GB/s':>10}"
+          f"{'launch us':>10}  {'engines':<15}description")
+    for r in rows:
+        print(f"{r['name']:<14}{r['peak_flops_per_s_fp4'] / 1e15:>9.2f}{r['peak_flops_per_s_fp8'] / 1e15:>9.2f}"
+              f"{r['hbm_capacity_bytes'] / 1e9:>8.0f}{r['hbm_bytes_per_s'] / 1e12:>9.2f}{r['scale_up_domain_gpus']:>7}"
+              f"{r['link_bytes_per_s_per_direction'] / 1e9:>10.0f}{r['kernel_launch_s'] * 1e6:>10.1f}  "
+              f"{','.join(r['engines']) or '-':<15}{r['description']}")
     print("\nLink bandwidth is per direction. engines: the measured op models --engine picks from (trtllm is the "
           "default); '-' = the plain roofline, where 'launch us' is the fixed cost per op (as with --engine none). "
           "Sources of every number: src/helix/specs/presets/hardware/*.yaml and op_models/*.json")
@@ -175,7 +195,7 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     p.set_defaults(func=run_simulate)
 
-    p = sub.add_parser("models", help="list the model presets and their key numbers")
-    p.set_defaults(func=run_models)
-    p = sub.add_parser("hardware", help="list the hardware presets and their key numbers")
-    p.set_defaults(func=run_hardware)
+    for name, what, func in (("models", "model", run_models), ("hardware", "hardware", run_hardware)):
+        p = sub.add_parser(name, help=f"list the {what} presets and their key numbers")
+        p.add_argument("--json", action="store_true", help="print one JSON list of the presets instead of the table")
+        p.set_defaults(func=func)

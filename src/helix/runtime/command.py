@@ -1,4 +1,5 @@
-"""``helix run``: greedy Helix decoding of a registry model on torch.distributed, checked against HF.
+"""``helix run``: greedy Helix decoding of a registry model (or a local HF checkpoint, ``--checkpoint DIR``
+with ``--prompt TEXT``) on torch.distributed, checked against HF.
 
 Run plainly, it validates its arguments, builds the model once and spawns one CPU worker (gloo) per
 rank of the layout. Under ``torchrun`` (RANK / WORLD_SIZE set) every rank builds the same seeded
@@ -6,7 +7,7 @@ model and rank 0 prints. The report: per-step decode latency, the KV tokens each
 bytes of every collective per decode step beside the simulator's formula (helix.cost.messages),
 the expert load of MoE models, and whether the tokens equal Hugging Face ``generate`` on one device.
 With ``--hopb`` the run is made without and with HOP-B and both step times are shown. The last line
-is compact JSON.
+is compact JSON (``--json``: that line only).
 
 Layouts (the flags of ``helix simulate``): ``--strategy helix`` (default) is KVP x TPA attention
 with the FFN as TPF x EP on the same N = KVP x TPA ranks (``--tpf``/``--ep``, TPF x EP = N); ``--strategy
@@ -25,6 +26,8 @@ so ``helix simulate`` does not pay for it.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import statistics
@@ -33,7 +36,7 @@ import sys
 from helix.errors import HelixInputError
 from helix.flags import integer
 from helix.flags import seed as seed_flag
-from helix.runtime.run_args import check_combinations, layout_args, positive
+from helix.runtime.run_args import check_combinations, layout_args, positive, resolve_source
 
 # The DP+EP combine sends back what each rank received: per rank it depends on the routing, and
 # helix.cost.messages gives the mean over the EP group. Checked as that mean when every rank is known.
@@ -43,8 +46,12 @@ ROUTING_DEPENDENT = ("moe_combine_all_to_all",)
 def register(subparsers) -> None:
     p = subparsers.add_parser("run", help="run Helix decoding on torch.distributed and check it against HF",
                               description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default="tiny-llama", help="runtime model preset (default tiny-llama; "
+    p.add_argument("--model", default=None, help="runtime model preset (default tiny-llama; "
                    "tiny-deepseek: MLA + MoE; tiny-deepseek-v32: with DSA sparse attention)")
+    p.add_argument("--checkpoint", metavar="DIR", default=None, help="a local Hugging Face checkpoint instead "
+                   "(config.json, *.safetensors, tokenizer; model_type llama, deepseek_v3 or deepseek_v32)")
+    p.add_argument("--prompt", default=None, help="prompt text, tokenized by the checkpoint's tokenizer "
+                   "(--checkpoint; repeated --batch times, default batch 1); the output is decoded to text")
     p.add_argument("--strategy", default="helix", choices=("helix", "dp_ep"),
                    help="helix (default), or dp_ep: the DP+EP baseline (MoE models only)")
     p.add_argument("--gpus", type=integer, default=None,
@@ -54,8 +61,9 @@ def register(subparsers) -> None:
     p.add_argument("--tpf", type=integer, default=None, help="FFN tensor-parallel width TPF (helix; TPF x EP = N)")
     p.add_argument("--ep", type=integer, default=None,
                    help="expert-parallel width EP (helix: default N/TPF, or 1; dp_ep: EP = N)")
-    p.add_argument("--batch", type=integer, default=4, help="requests decoded together B (default 4)")
-    p.add_argument("--prompt-len", type=integer, default=256, help="prompt tokens per request (default 256)")
+    p.add_argument("--batch", type=integer, default=None, help="requests decoded together B (default 4; "
+                   "1 with --prompt)")
+    p.add_argument("--prompt-len", type=integer, default=None, help="random prompt tokens per request (default 256)")
     p.add_argument("--new-tokens", type=integer, default=16, help="tokens to generate per request (default 16)")
     p.add_argument("--hopb", action="store_true", help="also run with HOP-B (one chunk per request) and compare")
     p.add_argument("--hopb-chunks", type=integer, default=None, help="HOP-B chunks (default: one per request)")
@@ -66,13 +74,14 @@ def register(subparsers) -> None:
                    help="re-shard the live KV cache before this decode step (llama; with --reshard-kvp)")
     p.add_argument("--reshard-kvp", type=integer, default=None, help="KVP after the re-shard (same N ranks)")
     p.add_argument("--reshard-tpa", type=integer, default=None, help="TPA after the re-shard (default N/--reshard-kvp)")
-    p.add_argument("--seed", type=seed_flag, default=0, help="seed of the random prompt")
+    p.add_argument("--seed", type=seed_flag, default=None, help="seed of the random prompt (default 0)")
     p.add_argument("--timeout-s", type=float, default=60.0,
                    help="seconds a rank waits for its peers in process-group setup and in each collective "
                         "(default 60; 1 to 86400): a dead or stopped rank ends the job within about this + 10 s")
     p.add_argument("--job-timeout-s", type=float, default=None,
                    help="wall-clock limit of the whole job in seconds (default: no limit; spawned "
                         "workers only: under torchrun use torchrun's own limits)")
+    p.add_argument("--json", action="store_true", help="print only the JSON summary object")
     p.set_defaults(func=handle)
 
 
@@ -83,6 +92,7 @@ def handle(args) -> int:
     from helix.runtime.launch import Job, RunSpec, WorkerError, prepare, run_job, run_spawned
     from helix.runtime.limits import check_job_timeout, check_prompt, check_timeout
 
+    resolve_source(args)
     check_timeout("--timeout-s", args.timeout_s)
     job_timeout = check_job_timeout("--job-timeout-s", args.job_timeout_s)
     for name in ("batch", "prompt_len", "new_tokens", "block_tokens"):
@@ -100,8 +110,10 @@ def handle(args) -> int:
     if args.hopb:
         runs.append(RunSpec(args.new_tokens, DecodeOptions(block_tokens=args.block_tokens, ownership=args.ownership,
                                                            hopb_chunks=chunks)))
-    check_prompt(args.batch, args.prompt_len)
-    job = Job(args.model, kvp, tpa, _prompt(args), tuple(runs), timeout_s=args.timeout_s, ep=ep, strategy=strategy)
+    if args.prompt is None:
+        check_prompt(args.batch, args.prompt_len)
+    prompt, tok = _prompt(args)
+    job = Job(args.model, kvp, tpa, prompt, tuple(runs), timeout_s=args.timeout_s, ep=ep, strategy=strategy)
     if under_torchrun:
         rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
         payload, hf = prepare(job)
@@ -129,7 +141,12 @@ def handle(args) -> int:
                 raise exc.input_error() from None
             return _failed(exc)  # an interrupt propagates to helix.cli; launch.spawn has ended the workers
         launcher = f"{job.layout.num_gpus} spawned CPU workers"
-    return _report(args, job, payload, hf, per_rank, launcher)
+    if not args.json:
+        return _report(args, job, payload, hf, per_rank, launcher, tok)
+    with contextlib.redirect_stdout(io.StringIO()) as text:  # the report's last line is the JSON object
+        code = _report(args, job, payload, hf, per_rank, launcher, tok)
+    print(text.getvalue().strip().splitlines()[-1])
+    return code
 
 
 def _failed(error, prog: str = "helix run") -> int:
@@ -142,16 +159,24 @@ def _failed(error, prog: str = "helix run") -> int:
 
 
 def _prompt(args):
+    """(prompt ids [B, T], the checkpoint's tokenizer or None): --prompt's text, else random ids."""
     import torch
 
+    from helix.runtime import checkpoint
     from helix.runtime.registry import get_model
 
     get_model(args.model)  # unknown model: a clear error before anything is built
+    vocab = checkpoint.check(args.checkpoint)[1].get("vocab_size", 100) if args.checkpoint else 100
+    if args.prompt is not None:
+        tok = checkpoint.tokenizer(args.model)
+        ids = checkpoint.encode(tok, args.prompt, args.batch, vocab)
+        args.prompt_len = ids.shape[1]
+        return ids, tok
     g = torch.Generator().manual_seed(args.seed)
-    return torch.randint(0, 100, (args.batch, args.prompt_len), generator=g)  # ids < every preset's V
+    return torch.randint(0, min(100, vocab), (args.batch, args.prompt_len), generator=g), None  # ids < V
 
 
-def _report(args, job, payload, hf, per_rank, launcher: str) -> int:
+def _report(args, job, payload, hf, per_rank, launcher: str, tok=None) -> int:
     """Print the report from ``per_rank[rank][run]`` (every rank when spawned, rank 0 under torchrun)."""
     import torch
 
@@ -165,7 +190,8 @@ def _report(args, job, payload, hf, per_rank, launcher: str) -> int:
         reference = hf.generate(job.prompt_ids, max_new_tokens=args.new_tokens, do_sample=False,
                                 min_new_tokens=args.new_tokens)[:, job.prompt_ids.shape[1]:]
     match = all(torch.equal(r.tokens, reference) for r in results)
-    print(f"helix run: {args.model}, {layout.describe()}, {launcher}, batch {args.batch}, "
+    name = os.path.basename(args.model) if args.checkpoint else args.model
+    print(f"helix run: {name}, {layout.describe()}, {launcher}, batch {args.batch}, "
           f"prompt {args.prompt_len}, {args.new_tokens} new tokens, KV {args.ownership} (block {args.block_tokens})")
     step_ms = [1e3 * s for s in base.step_s]
     print(f"prefill ms: {1e3 * base.prefill_s:.1f}")
@@ -179,7 +205,7 @@ def _report(args, job, payload, hf, per_rank, launcher: str) -> int:
     rows, exact = _traffic_table(spec, layout, args.batch, [ranks[0] for ranks in per_rank],
                                  PrecisionSpec.uniform("fp32"), step_messages, extra,
                                  getattr(fam, "DATA_DEPENDENT_PHASES", ()))
-    summary = {"model": args.model, "strategy": layout.strategy, "kvp": layout.kvp, "tpa": layout.tpa,
+    summary = {"model": name, "strategy": layout.strategy, "kvp": layout.kvp, "tpa": layout.tpa,
                "dp": layout.dp, "tpf": layout.tpf, "ep": layout.ep, "batch": args.batch,
                "prompt_len": args.prompt_len, "new_tokens": args.new_tokens, "step_ms_mean": round(mean_ms, 3),
                "kv_tokens_per_rank": base.kv_tokens, "collectives": rows, "traffic_matches_simulator": exact,
@@ -209,6 +235,11 @@ def _report(args, job, payload, hf, per_rank, launcher: str) -> int:
         summary.update(fields)
         exact = exact and moved_ok
     print(f"tokens match Hugging Face generate (single device): {'yes' if match else 'NO'}")
+    if args.checkpoint:
+        summary["checkpoint"] = args.model
+    if tok is not None:
+        summary.update(prompt=args.prompt, text=tok.decode(base.tokens[0].tolist(), skip_special_tokens=True))
+        print(f"prompt: {args.prompt!r}\ngenerated: {summary['text']!r}")
     print(json.dumps(summary, separators=(",", ":")))
     return 0 if match and exact else 1
 

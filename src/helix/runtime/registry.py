@@ -14,6 +14,7 @@ decided by rounding.
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
@@ -77,6 +78,9 @@ MODELS: dict[str, ModelEntry] = {
 
 
 def get_model(name: str) -> ModelEntry:
+    """A preset by name, or a local checkpoint by its absolute directory path (``helix.runtime.checkpoint``)."""
+    if name not in MODELS and os.path.isabs(name):
+        return importlib.import_module("helix.runtime.checkpoint").entry(name)
     if name not in MODELS:
         raise HelixInputError("--model", f"unknown runtime model {name!r}; allowed: {', '.join(MODELS)}")
     return MODELS[name]

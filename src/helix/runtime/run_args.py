@@ -68,3 +68,36 @@ def check_combinations(args, kvp: int, strategy: str, under_torchrun: bool) -> N
     if under_torchrun and args.job_timeout_s is not None:
         raise HelixInputError("--job-timeout-s", "applies to spawned workers only; under torchrun use torchrun's "
                                                  "own limits (--max-restarts, its rendezvous timeout)")
+
+
+def resolve_source(args) -> None:
+    """What ``helix run`` decodes: a preset (``--model``, a random prompt of ``--prompt-len`` ids drawn with
+    ``--seed``) or a local checkpoint (``--checkpoint DIR``, optionally ``--prompt TEXT`` through its tokenizer).
+    Fills the defaults that depend on which (``--batch`` 1 with ``--prompt``, else 4); torch-free."""
+    import os
+
+    from helix.runtime import checkpoint
+
+    if args.checkpoint is not None:
+        if args.model is not None:
+            raise HelixInputError("--model", "names a preset and --checkpoint a checkpoint directory: give one of them")
+        path, _, _ = checkpoint.check(args.checkpoint)
+        if args.prompt is not None and not checkpoint.has_tokenizer(path):
+            raise HelixInputError("--prompt", f"needs the checkpoint's tokenizer: {args.checkpoint!r} has none of "
+                                              f"{', '.join(checkpoint.TOKENIZER_FILES)}")
+        args.model = path  # registry.get_model resolves an absolute path as a checkpoint, on every rank
+    else:
+        if args.prompt is not None:
+            raise HelixInputError("--prompt", "needs --checkpoint DIR (a tokenizer); the presets decode a random "
+                                              "prompt of --prompt-len ids")
+        if args.model is not None and os.path.isabs(args.model):
+            raise HelixInputError("--model", f"names a preset, got the path {args.model!r}: a checkpoint directory "
+                                             "goes to --checkpoint")
+        args.model = "tiny-llama" if args.model is None else args.model
+    if args.prompt is not None:
+        for flag, value in (("--prompt-len", args.prompt_len), ("--seed", args.seed)):
+            if value is not None:
+                raise HelixInputError(flag, "shapes the random prompt, which --prompt replaces: drop one of them")
+    args.batch = args.batch if args.batch is not None else (1 if args.prompt is not None else 4)
+    args.prompt_len = 256 if args.prompt_len is None else args.prompt_len
+    args.seed = 0 if args.seed is None else args.seed

@@ -797,15 +797,23 @@ def default_group_sizes(cores: int | None = None) -> tuple[int, ...]:
     return tuple(p for p in (2, 4, 8, 16) if p <= cores)
 
 
-def calibrate(*, quick: bool = False, group_sizes: tuple[int, ...] | None = None, name: str = "") -> Calibration:
-    """Measure this machine; ``quick`` uses tiny sizes (tests), not a usable profile."""
+STAGES = ("compute", "collectives", "drifting rates", "fit")  # what calibrate(progress=) reports, in order
+
+
+def calibrate(*, quick: bool = False, group_sizes: tuple[int, ...] | None = None, name: str = "",
+              progress=None) -> Calibration:
+    """Measure this machine; ``quick`` uses tiny sizes (tests), not a usable profile. ``progress(stage)``
+    is called as each of ``STAGES`` ends (collectives too when there are no groups to measure)."""
+    done = progress or (lambda _stage: None)
     t0 = time.perf_counter()
     cores = os.cpu_count() or 1
     group_sizes = default_group_sizes(cores) if group_sizes is None else group_sizes
     plan = ComputePlan.quick() if quick else ComputePlan()
     measurements = measure_local(plan)
+    done(STAGES[0])
     if group_sizes:
         measurements += measure_collectives(group_sizes, CollectivePlan.quick() if quick else CollectivePlan())
+    done(STAGES[1])
     import torch
 
     threads = torch.get_num_threads()
@@ -814,7 +822,9 @@ def calibrate(*, quick: bool = False, group_sizes: tuple[int, ...] | None = None
         measurements += measure_drifting_rates(plan)  # the second round, after the collectives
     finally:
         torch.set_num_threads(threads)
+    done(STAGES[2])
     profile, coll_fit = build_profile(measurements, name=name or f"cpu-{socket.gethostname()}", cores=cores)
+    done(STAGES[3])
     return Calibration(profile, measurements, coll_fit, time.perf_counter() - t0,
                        single_rank_profile(profile, measurements))
 

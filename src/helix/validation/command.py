@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
 
 from helix import outputs
@@ -53,7 +52,15 @@ def _run_calibrate(args: argparse.Namespace) -> int:
     from helix.validation import calibrate as cal
 
     limit = cores if args.max_ranks is None else args.max_ranks
-    cal_result = cal.calibrate(quick=args.quick, group_sizes=cal.default_group_sizes(limit), name=args.name or "")
+    from helix.progress import bar
+
+    with bar(len(cal.STAGES), "calibrate", "stages") as shown:  # stderr, only when it is a terminal
+        def stage(name: str) -> None:
+            shown.set_postfix_str(name, refresh=False)
+            shown.update(1)
+
+        cal_result = cal.calibrate(quick=args.quick, group_sizes=cal.default_group_sizes(limit), name=args.name or "",
+                                   progress=stage)
     measurements_path = out.with_name(out.stem + ".measurements.csv")
     from helix.specs.hardware import load_hardware
 
@@ -109,8 +116,14 @@ def _run_validate(args: argparse.Namespace) -> int:
 
     single = single_rank_path(Path(args.hardware))
     hw_single = load_hardware(single) if Path(args.hardware).suffix in (".yaml", ".yml") and single.exists() else None
-    result = val.run_validation(grid, hw, repeats=args.repeats, progress=lambda m: print(m, file=sys.stderr),
-                                hw_single_rank=hw_single)
+    from helix.progress import bar
+
+    with bar(len(grid.points), "validate", "points") as shown:  # stderr, only when it is a terminal
+        def step(label: str, n: int) -> None:
+            shown.set_postfix_str(label, refresh=False)
+            shown.update(n)
+
+        result = val.run_validation(grid, hw, repeats=args.repeats, progress=step, hw_single_rank=hw_single)
     with outputs.committing():  # the figure and the three files, or the previous ones (each file atomic)
         paths = tables.write_outputs(result, out)
     print(tables.format_table(result))

@@ -286,7 +286,8 @@ def reference_attention_rate(kv_bytes: int = 128 * 1024 * 1024, repeats: int = 5
 def measure(grid: Grid, progress=None, drift: list[float] | None = None) -> tuple[list[Measured], object]:
     """Spawn one job per layout (its points share the process group and weight shards).
 
-    Returns the measurements and the simulator's ModelSpec of the model that ran. ``drift``, when
+    Returns the measurements and the simulator's ModelSpec of the model that ran. ``progress(label, n)``
+    is called after each layout with its label and the number of points it measured. ``drift``, when
     given, receives ``reference_attention_rate()`` before each layout and after the last.
     """
     import torch
@@ -315,7 +316,7 @@ def measure(grid: Grid, progress=None, drift: list[float] | None = None) -> tupl
         for j, p in enumerate(pts):
             out.append(combine_ranks(p, [ranks[r][j] for r in range(kvp * tpa)]))
         if progress:
-            progress(f"{pts[0].label.split(' HOP-B')[0]}: {len(pts)} points")
+            progress(pts[0].label.split(" HOP-B")[0], len(pts))
     if drift is not None:
         drift.append(reference_attention_rate())
     return out, model
