@@ -29,7 +29,7 @@ def _inputs(args):
     model = load_model_arg(args.model)
     hw = hardware_from_args(args)
     context = parse_tokens(args.context)
-    precision = precision_from_args(args)
+    precision = precision_from_args(args, model, hw, context)
     strategies = search.check_strategies(args.strategies)
     if args.max_gpus is not None and not 1 <= args.max_gpus <= 4096:
         raise HelixInputError("--max-gpus", f"must be an integer in 1..4096, got {args.max_gpus}")
