@@ -9,7 +9,7 @@ import pytest
 from helix.cli import main
 
 DATA = Path(__file__).parent / "data"
-BASE = ("simulate", "--json", "--strategy", "tp", "--gpus", "8", "--batch", "1", "--context", "2K")
+BASE = ("simulate", "--json", "--strategy", "tp", "--gpus", "8", "--batch", "1", "--context", "2K")  # later flags win
 
 
 def run(capsys, *argv):
@@ -72,3 +72,11 @@ def test_unknown_quantization_and_missing_window_are_one_line_errors(capsys, tmp
     code, out, err = run(capsys, *BASE, "--model", str(bad))
     assert (code, out) == (2, "")
     assert err == "helix simulate: error: config.json.sliding_window: must be >= 1 with windowed layers, got 0\n"
+
+
+def test_warning_only_once_inputs_are_good(capsys):
+    qwen = str(DATA / "qwen3-32b.config.json")
+    code, out, err = run(capsys, *BASE, "--model", qwen, "--context", "64K", "--hardware", "h100", "--precision", "fp4")
+    assert (code, out) == (2, "") and err.count("\n") == 1 and "warning" not in err  # the error alone
+    code, out, err = run(capsys, "sweep", "--model", qwen, "--context", "64K", "--max-gpus", "8")
+    assert code == 0 and "helix: warning: --context 64,000 exceeds" in err

@@ -45,12 +45,16 @@ def add_spec_args(p: argparse.ArgumentParser) -> None:
                        help=f"format of {TENSOR_CLASS_HELP[tc]} (default: --precision)")
 
 
-def precision_from_args(args, model, hw, context: int) -> PrecisionSpec:
-    """The flags over the hardware's and the checkpoint's defaults (helix.specs.precision.resolve); warns
-    on stderr when the context is beyond the config's max_position_embeddings."""
+def warn_context(model, context: int) -> None:
+    """One line on stderr (after every input is checked) when the context is beyond the config's
+    max_position_embeddings: the model was not trained that long, the cost model runs anyway."""
     if model.max_context and context > model.max_context:
         print(f"helix: warning: --context {context:,} exceeds {model.name}'s max_position_embeddings "
               f"({model.max_context:,})", file=sys.stderr)
+
+
+def precision_from_args(args, model, hw) -> PrecisionSpec:
+    """The flags over the hardware's and the checkpoint's defaults (helix.specs.precision.resolve)."""
     overrides = {tc: getattr(args, f"precision_{tc}") for tc in TENSOR_CLASSES if getattr(args, f"precision_{tc}")}
     return resolve_precision(args.precision, overrides, model.checkpoint_weight_formats, hw)
 
@@ -98,7 +102,7 @@ def run_simulate(args) -> int:
     model = load_model_arg(args.model)
     hw = hardware_from_args(args)
     context = parse_tokens(args.context)
-    precision = precision_from_args(args, model, hw, context)
+    precision = precision_from_args(args, model, hw)
     layout = layout_from_args(args)
     options = options_from_args(args)
     if args.tbo and layout.strategy != "dp_ep":
@@ -111,6 +115,7 @@ def run_simulate(args) -> int:
         raise HelixInputError("--expert-imbalance", f"must be a finite number >= 1, got {args.expert_imbalance}")
     if args.expert_imbalance != 1 and not model.is_moe:
         raise HelixInputError("--expert-imbalance", f"routes tokens to experts; {model.name!r} is dense (no experts)")
+    warn_context(model, context)
     result = simulate(model, hw, layout, args.batch, context, precision, overlap=overlap,
                       expert_imbalance=args.expert_imbalance, **options)
     if args.json:
