@@ -143,8 +143,9 @@ class ModelSpec:
 
     def mean_attended_tokens(self, context_tokens):
         """Cached tokens a layer holds and reads, averaged over the L layers: S, or with sliding-window
-        layers ((L - L_sw) S + L_sw min(S, W)) / L. The attention and KV terms are linear
-        in it, so the step's totals are exact; the same ceil(./KVP) per rank is the simplification."""
+        layers ((L - L_sw) S + L_sw min(S, W)) / L, so the KV bytes and attention reads summed over layers are
+        exact; simplified: every layer and PP stage carries the mean, each KVP rank ceil(mean / KVP) (a window
+        under 16 x KVP tokens really sits on fewer ranks' 16-token blocks)."""
         if not self.num_sliding_layers:
             return context_tokens
         window = np.minimum(context_tokens, self.sliding_window)
