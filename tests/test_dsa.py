@@ -30,9 +30,11 @@ def test_preset_and_hf_import():
     m = load_model("deepseek-v3.2")
     assert m.is_dsa and (m.index_heads, m.index_head_dim, m.index_topk) == (64, 128, 2048)
     hf = load_model(CONFIG)  # model_type deepseek_v32, the public DeepSeek-V3.2-Exp fields
+    checkpoint = ("attention_weights_format", "ffn_weights_format", "max_context")  # the config's, not the preset's
     for field in m.__slots__:
-        if field not in ("name", "source"):
+        if field not in ("name", "source", *checkpoint):
             assert getattr(hf, field) == getattr(m, field), field
+    assert (hf.ffn_weights_format, hf.max_context) == ("fp8_block", 163_840)  # quantization_config, 160K positions
     r1 = load_model("deepseek-r1")
     assert not r1.is_dsa and r1.index_key_bytes_per_token == 0.0
     # the indexer's weights: wq_b 1536 x 64 x 128, wk 7168 x 128, weights_proj 7168 x 64

@@ -13,7 +13,7 @@ from helix import outputs, search, search_budget
 from helix.commands import best_answer
 from helix.commands.layout_args import add_option_args, hardware_from_args, options_from_args
 from helix.commands.model_arg import load_model_arg
-from helix.commands.simulate import add_spec_args, format_result, precision_from_args
+from helix.commands.simulate import add_spec_args, format_result, precision_from_args, warn_context
 from helix.errors import HelixInputError
 from helix.flags import integer
 from helix.layout import STRATEGIES
@@ -46,7 +46,7 @@ def _inputs(args):
     model = load_model_arg(args.model)
     hw = hardware_from_args(args)
     context = parse_tokens(args.context)
-    precision = precision_from_args(args)
+    precision = precision_from_args(args, model, hw)
     strategies = search.check_strategies(args.strategies)
     if args.max_gpus is not None and not 1 <= args.max_gpus <= 4096:
         raise HelixInputError("--max-gpus", f"must be an integer in 1..4096, got {args.max_gpus}")
@@ -56,6 +56,7 @@ def _inputs(args):
     if args.tbo and "dp_ep" not in strategies:
         raise HelixInputError("--tbo", f"two-batch overlap applies to dp_ep points; it conflicts with --strategies "
                               f"{','.join(strategies)}")
+    warn_context(model, context)
     return model, hw, context, precision, strategies, options
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 
 from helix.commands.layout_args import (
     add_hardware_engine_arg,
@@ -21,6 +22,7 @@ from helix.specs import load_hardware, load_model, parse_tokens
 from helix.specs import model as model_specs
 from helix.specs.hardware import preset_names as hardware_presets
 from helix.specs.precision import BYTES_PER_ELEMENT, TENSOR_CLASS_HELP, TENSOR_CLASSES, PrecisionSpec
+from helix.specs.precision import resolve as resolve_precision
 from helix.step import simulate
 
 
@@ -34,17 +36,27 @@ def add_spec_args(p: argparse.ArgumentParser) -> None:
     add_hardware_engine_arg(p)
     p.add_argument("--context", default="1M", help="KV length per request: 1M = 10^6, 128K = 128,000 "
                    "(decimal; 1Mi = 2^20) (default: %(default)s)")
-    p.add_argument("--precision", default="fp4",
-                   help=f"format for every tensor class: {', '.join(BYTES_PER_ELEMENT)} (default: %(default)s)")
+    p.add_argument("--precision", default=None,
+                   help=f"format for every tensor class: {', '.join(BYTES_PER_ELEMENT)} (default: fp4; fp8 on "
+                        "hardware without FP4 units (h100, h200, h800); a config.json's quantization_config "
+                        "sets the weights')")
     for tc in TENSOR_CLASSES:
         p.add_argument(f"--{tc.replace('_', '-')}-precision", dest=f"precision_{tc}", default=None,
                        help=f"format of {TENSOR_CLASS_HELP[tc]} (default: --precision)")
 
 
-def precision_from_args(args) -> PrecisionSpec:
-    base = PrecisionSpec.uniform(args.precision)
+def warn_context(model, context: int) -> None:
+    """One line on stderr (after every input is checked) when the context is beyond the config's
+    max_position_embeddings: the model was not trained that long, the cost model runs anyway."""
+    if model.max_context and context > model.max_context:
+        print(f"helix: warning: --context {context:,} exceeds {model.name}'s max_position_embeddings "
+              f"({model.max_context:,})", file=sys.stderr)
+
+
+def precision_from_args(args, model, hw) -> PrecisionSpec:
+    """The flags over the hardware's and the checkpoint's defaults (helix.specs.precision.resolve)."""
     overrides = {tc: getattr(args, f"precision_{tc}") for tc in TENSOR_CLASSES if getattr(args, f"precision_{tc}")}
-    return PrecisionSpec(**{**{tc: getattr(base, tc) for tc in TENSOR_CLASSES}, **overrides})
+    return resolve_precision(args.precision, overrides, model.checkpoint_weight_formats, hw)
 
 
 def _ms(s: float) -> str:
@@ -90,7 +102,7 @@ def run_simulate(args) -> int:
     model = load_model_arg(args.model)
     hw = hardware_from_args(args)
     context = parse_tokens(args.context)
-    precision = precision_from_args(args)
+    precision = precision_from_args(args, model, hw)
     layout = layout_from_args(args)
     options = options_from_args(args)
     if args.tbo and layout.strategy != "dp_ep":
@@ -103,6 +115,7 @@ def run_simulate(args) -> int:
         raise HelixInputError("--expert-imbalance", f"must be a finite number >= 1, got {args.expert_imbalance}")
     if args.expert_imbalance != 1 and not model.is_moe:
         raise HelixInputError("--expert-imbalance", f"routes tokens to experts; {model.name!r} is dense (no experts)")
+    warn_context(model, context)
     result = simulate(model, hw, layout, args.batch, context, precision, overlap=overlap,
                       expert_imbalance=args.expert_imbalance, **options)
     if args.json:

@@ -87,8 +87,8 @@ class Shape:
 
     @property
     def kv_tokens_per_rank(self):
-        """S_loc = ceil(S / KVP)."""
-        return ceil_div(self.context_tokens, self.kvp).astype(np.float64)
+        """S_loc = ceil(S / KVP); S is the layers' mean attended context (sliding-window layers: ModelSpec)."""
+        return ceil_div(self.model.mean_attended_tokens(self.context_tokens), self.kvp).astype(np.float64)
 
     @property
     def selected_tokens_per_rank(self):

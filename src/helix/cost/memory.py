@@ -80,7 +80,8 @@ def attention_kv_bytes_per_token_per_layer_per_gpu(model, precision, tpa):
 def kv_bytes_per_gpu(model, precision, tpa, kvp, dp, pp, batch, context_tokens):
     requests = ceil_div(batch, dp) * pp
     per_layer = kv_bytes_per_token_per_layer_per_gpu(model, precision, tpa)
-    return (requests.astype(np.float64) * ceil_div(model.num_layers, pp) * ceil_div(context_tokens, kvp)
+    return (requests.astype(np.float64) * ceil_div(model.num_layers, pp)
+            * ceil_div(model.mean_attended_tokens(context_tokens), kvp)
             * per_layer)
 
 

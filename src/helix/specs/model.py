@@ -2,9 +2,11 @@
 
 Public fields are descriptive (paper symbol in the comment). Derived sizes are properties, so a
 spec is only its config. Presets live in ``presets/models/*.yaml``; any Hugging Face
-``config.json`` of a Llama, DeepSeek-V3 or DeepSeek-V3.2 model loads too (``load_model(path)``,
-helix.specs.hf_config). DeepSeek-V3.2's DSA is three optional fields (index_heads, index_head_dim,
-index_topk; all 0 = dense attention) [S30].
+``config.json`` of a supported family loads too (``load_model(path)``, helix.specs.hf_config).
+Sliding-window / chunked layers (gpt-oss, Mistral, Llama-4) are two optional fields, a checkpoint's
+quantisation two more, the config's max_position_embeddings one more (all default to today's
+behaviour). DeepSeek-V3.2's DSA is three optional fields (index_heads, index_head_dim, index_topk;
+all 0 = dense attention) [S30].
 
 References: paper App. A (GQA KV and weight terms); DeepSeek-V3 config and the absorbed MLA form
 ([S17], [S15]).
@@ -16,9 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from helix.cost import kernels
 from helix.errors import HelixInputError
 from helix.specs.fields import as_number, check_keys, read_yaml, split_value
+from helix.specs.precision import check_format
 
 PRESET_DIR = Path(__file__).parent / "presets" / "models"
 
@@ -27,6 +32,7 @@ _INT_FIELDS = (
     "q_lora_rank", "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim",
     "num_experts", "experts_per_token", "expert_ffn_dim", "num_shared_experts", "num_dense_layers",
     "num_expert_groups", "topk_expert_groups", "index_heads", "index_head_dim", "index_topk",
+    "sliding_window", "num_sliding_layers", "max_context",
 )
 _INDEX_FIELDS = ("index_heads", "index_head_dim", "index_topk")
 
@@ -61,6 +67,14 @@ class ModelSpec:
     index_heads: int = 0  # H_I (index_n_heads)
     index_head_dim: int = 0  # D_I
     index_topk: int = 0  # k
+    # Sliding-window (or chunked) layers: num_sliding_layers of the L layers hold and read at most
+    # sliding_window (W) cached tokens; 0 = every layer attends to the whole context
+    sliding_window: int = 0  # W
+    num_sliding_layers: int = 0
+    # The checkpoint's weight formats (its quantization_config); "" = the --precision default
+    attention_weights_format: str = ""
+    ffn_weights_format: str = ""
+    max_context: int = 0  # max_position_embeddings; 0 = unknown
     source: str = ""
 
     def __post_init__(self) -> None:
@@ -97,6 +111,14 @@ class ModelSpec:
                 raise HelixInputError(f"{where}.index_head_dim", f"must be >= qk_rope_head_dim "
                                       f"({self.qk_rope_head_dim}), got {self.index_head_dim}")
 
+        if self.num_sliding_layers > self.num_layers:
+            raise HelixInputError(f"{where}.num_sliding_layers", f"must be <= num_layers ({self.num_layers})")
+        if self.num_sliding_layers:
+            as_number(f"{where}.sliding_window", self.sliding_window, integer=True, strict=True)
+        for f in ("attention_weights_format", "ffn_weights_format"):
+            if getattr(self, f):
+                check_format(f"{where}.{f}", getattr(self, f))
+
     # ---- kinds
     @property
     def is_mla(self) -> bool:
@@ -118,6 +140,24 @@ class ModelSpec:
     @property
     def num_dense_ffn_layers(self) -> int:
         return self.num_layers - self.num_moe_layers
+
+    def mean_attended_tokens(self, context_tokens):
+        """Cached tokens a layer holds and reads, averaged over the L layers: S, or with sliding-window
+        layers ((L - L_sw) S + L_sw min(S, W)) / L, so the KV bytes and attention reads summed over layers are
+        exact; simplified: every layer and PP stage carries the mean, each KVP rank ceil(mean / KVP) (a window
+        under 16 x KVP tokens really sits on fewer ranks' 16-token blocks)."""
+        if not self.num_sliding_layers:
+            return context_tokens
+        window = np.minimum(context_tokens, self.sliding_window)
+        full = self.num_layers - self.num_sliding_layers
+        return np.ceil((full * np.asarray(context_tokens, dtype=np.float64) + self.num_sliding_layers * window)
+                       / self.num_layers).astype(np.int64)
+
+    @property
+    def checkpoint_weight_formats(self) -> dict[str, str]:
+        """Tensor class -> format the checkpoint stores (the precision default where no flag names it)."""
+        pairs = (("attention_weights", self.attention_weights_format), ("ffn_weights", self.ffn_weights_format))
+        return {tc: fmt for tc, fmt in pairs if fmt}
 
     # ---- attention geometry
     @property

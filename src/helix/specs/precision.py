@@ -63,3 +63,30 @@ class PrecisionSpec:
     def compute_class(self) -> str:
         """The tensor-core rate of GEMM math."""
         return COMPUTE_CLASS[self.compute]
+
+
+FP4_FORMATS = ("fp4", "nvfp4", "mxfp4")
+
+
+def resolve(uniform: str | None, per_class: dict[str, str], checkpoint: dict[str, str], hw) -> PrecisionSpec:
+    """The CLI's precision: a default (FP8 on hardware without FP4 units, peak_flops_per_s_fp4 = 0: the
+    Hopper presets; FP4 elsewhere, the paper's setting), then the checkpoint's weight formats (its
+    quantization_config), then --precision, then --<class>-precision; the later wins. Naming an FP4 format
+    in a flag on such hardware is an error; a checkpoint's MXFP4 weights stay (weight-only FP4 kernels
+    read them on Hopper), and the library's PrecisionSpec() default stays FP4 everywhere."""
+    if uniform is not None:
+        check_format("precision", uniform)
+    no_fp4 = hw.peak_flops_per_s_fp4 == 0
+    if no_fp4:
+        flags = {"--precision": uniform, **{f"--{tc.replace('_', '-')}-precision": f for tc, f in per_class.items()}}
+        for flag, fmt in flags.items():
+            if fmt in FP4_FORMATS:
+                allowed = ", ".join(f for f in BYTES_PER_ELEMENT if f not in FP4_FORMATS)
+                raise HelixInputError(flag, f"{fmt} needs FP4 tensor cores and {hw.name} has none "
+                                      f"(peak_flops_per_s_fp4 = 0); allowed: {allowed}")
+    values = dict.fromkeys(TENSOR_CLASSES, "fp8" if no_fp4 else "fp4")
+    if uniform is None:
+        values.update(checkpoint)
+    else:
+        values = dict.fromkeys(TENSOR_CLASSES, uniform)
+    return PrecisionSpec(**{**values, **per_class})
