@@ -28,6 +28,7 @@ from dataclasses import replace
 import numpy as np
 
 from helix.cost import collectives
+from helix.cost.inventory import layer_ops
 from helix.cost.messages import step_messages
 from helix.cost.op_timing import time_s
 from helix.cost.ops import ceil_div
@@ -157,11 +158,9 @@ def tbo_stages(shape, hw) -> dict:
     ``prepare`` (the attention ops before the attention kernel: input norm, projections, q/kv norms,
     RoPE; the KV-cache write runs inside the attention backend), ``core`` (the rest of the attention
     half-layer and the router) and ``shared`` (the shared expert)."""
-    from helix.cost.inventory import layer_ops  # the op list, as helix.step times it
-
     groups = layer_ops(shape)
     first = next(i for i, op in enumerate(groups["attention"]) if op.kind == "attention")
-    prepare = [op for op in groups["attention"][:first] if op.term != "rope_kv_write" or op.name == "rope"]
+    prepare = [op for op in groups["attention"][:first] if op.name != "kv_cache_write"]
     core = [op for op in groups["attention"] if all(op is not x for x in prepare)]
     core += [op for op in groups["moe_ffn"] if op.term == "moe_router"]
     shared = [op for op in groups["moe_ffn"] if op.term == "moe_shared_experts"]
