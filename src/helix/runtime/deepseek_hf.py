@@ -61,15 +61,24 @@ def tiny_deepseek(seed: int = 0):
     """A random-initialised ``DeepseekV3ForCausalLM`` (fp32, eval), perturbed norms and a random routing bias."""
     from transformers import DeepseekV3ForCausalLM
 
+    return random_tiny(DeepseekV3ForCausalLM, tiny_deepseek_config(), seed)
+
+
+def random_tiny(model_class, config, seed: int):
+    """``model_class(config)`` random-initialised under ``seed`` (fp32, eval), with what HF initialises to
+    constants perturbed so that it matters: norm weights (1 at init), norm biases such as V3.2's indexer
+    key norm (0) and the routing bias (0, so that it steers the choice)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = DeepseekV3ForCausalLM(tiny_deepseek_config())
+        model = model_class(config)
     gen = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if name.endswith("norm.weight"):  # HF initialises RMSNorm weights to 1: make them matter
+            if name.endswith("norm.weight"):
                 p.copy_(1.0 + 0.2 * torch.randn(p.shape, generator=gen))
+            elif name.endswith("k_norm.bias"):
+                p.copy_(0.2 * torch.randn(p.shape, generator=gen))
         for name, b in model.named_buffers():
-            if name.endswith("e_score_correction_bias"):  # zero at init: make the bias steer the choice
+            if name.endswith("e_score_correction_bias"):
                 b.copy_(0.05 * torch.randn(b.shape, generator=gen))
     return model.float().eval()

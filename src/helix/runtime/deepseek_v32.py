@@ -31,6 +31,7 @@ from helix.layout import Layout
 from helix.runtime import deepseek
 from helix.runtime.attention import helix_attention
 from helix.runtime.deepseek import DeepseekArch, HelixDeepseek
+from helix.runtime.deepseek_hf import random_tiny
 from helix.runtime.dsa import IndexerConfig, check_indexer, index_projection, index_scores, select_topk, shard_indexer
 from helix.runtime.dsa_messages import TIE_PHASE
 from helix.runtime.mla import mla_attend, o_projection, project
@@ -152,17 +153,4 @@ def tiny_deepseek_v32(seed: int = 0):
     indexer's key norm perturbed so that they matter."""
     from transformers import DeepseekV32ForCausalLM
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = DeepseekV32ForCausalLM(tiny_deepseek_v32_config())
-    gen = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("norm.weight"):  # HF initialises norm weights to 1: make them matter
-                p.copy_(1.0 + 0.2 * torch.randn(p.shape, generator=gen))
-            elif name.endswith("k_norm.bias"):
-                p.copy_(0.2 * torch.randn(p.shape, generator=gen))
-        for name, b in model.named_buffers():
-            if name.endswith("e_score_correction_bias"):
-                b.copy_(0.05 * torch.randn(b.shape, generator=gen))
-    return model.float().eval()
+    return random_tiny(DeepseekV32ForCausalLM, tiny_deepseek_v32_config(), seed)
