@@ -8,6 +8,7 @@ import pytest
 import torch
 from runtime_cases import BATCH, NEW_TOKENS, PROMPT_TOKENS
 
+from helix.layout import Layout
 from helix.runtime.launch import Job, RunSpec, prepare
 
 
@@ -23,7 +24,7 @@ class Reference:
 @pytest.fixture(scope="session")
 def reference() -> Reference:
     prompt = torch.randint(0, 211, (BATCH, PROMPT_TOKENS), generator=torch.Generator().manual_seed(1))
-    _, hf = prepare(Job("tiny-llama", 1, 1, prompt, (RunSpec(NEW_TOKENS),)))
+    _, hf = prepare(Job("tiny-llama", Layout.helix(kvp=1), prompt, (RunSpec(NEW_TOKENS),)))
     with torch.no_grad():
         tokens = hf.generate(prompt, max_new_tokens=NEW_TOKENS, do_sample=False)[:, PROMPT_TOKENS:]
         out = hf(torch.cat([prompt, tokens[:, :-1]], dim=1), output_hidden_states=True)

@@ -41,7 +41,7 @@ TIED_LAYER = 1
 
 
 def _job(prompt, layout: Layout, runs: tuple[RunSpec, ...] | None = None) -> Job:
-    return Job.from_layout("tiny-deepseek-v32", layout, prompt, tuple(RUNS.values()) if runs is None else runs)
+    return Job("tiny-deepseek-v32", layout, prompt, tuple(RUNS.values()) if runs is None else runs)
 
 
 def _generate(hf, prompt):

@@ -36,6 +36,7 @@ import sys
 from helix.errors import HelixInputError
 from helix.flags import integer
 from helix.flags import seed as seed_flag
+from helix.layout import Layout
 from helix.runtime.run_args import check_combinations, layout_args, positive, resolve_source
 
 # The DP+EP combine sends back what each rank received: per rank it depends on the routing, and
@@ -113,7 +114,8 @@ def handle(args) -> int:
     if args.prompt is None:
         check_prompt(args.batch, args.prompt_len)
     prompt, tok = _prompt(args)
-    job = Job(args.model, kvp, tpa, prompt, tuple(runs), timeout_s=args.timeout_s, ep=ep, strategy=strategy)
+    layout = Layout.dp_ep(ep) if strategy == "dp_ep" else Layout.helix(kvp=kvp, tpa=tpa, ep=ep)
+    job = Job(args.model, layout, prompt, tuple(runs), timeout_s=args.timeout_s)
     if under_torchrun:
         rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
         payload, hf = prepare(job)

@@ -31,8 +31,8 @@ B T k per layer; decode: B k per layer under Helix, this rank's B_loc k under DP
 returns the whole batch's (summed over the DP ranks) for ``launch.RunResult.extras["expert_loads"]``;
 ``helix.runtime.moe.expert_load_lines`` formats it for ``helix run``.
 
-Launch it like any family: ``launch.Job(..., ep=EP)`` (Helix, TPF = N / EP) or
-``Job(..., ep=N, strategy="dp_ep")``, or ``Job.from_layout``.
+Launch it like any family: ``launch.Job(model, Layout.helix(kvp=N, ep=EP), ...)`` (TPF = N / EP) or
+``Job(model, Layout.dp_ep(N), ...)``.
 
 References: paper §2.1-2.2, §3.1; Hugging Face transformers 5.24 ``modeling_deepseek_v3.py``.
 """
