@@ -29,12 +29,11 @@ import torch
 from helix.errors import HelixInputError
 from helix.layout import Layout
 from helix.runtime import deepseek
-from helix.runtime.attention import helix_attention
-from helix.runtime.deepseek import DeepseekArch, HelixDeepseek
-from helix.runtime.deepseek_hf import random_tiny
+from helix.runtime.deepseek import HelixDeepseek
+from helix.runtime.deepseek_hf import DeepseekArch, hf_arch_fields, random_tiny
 from helix.runtime.dsa import IndexerConfig, check_indexer, index_projection, index_scores, select_topk, shard_indexer
 from helix.runtime.dsa_messages import TIE_PHASE
-from helix.runtime.mla import mla_attend, o_projection, project
+from helix.runtime.mla import project
 from helix.specs.model import ModelSpec
 
 DATA_DEPENDENT_PHASES = (TIE_PHASE,)  # only on ties at the k-th score: not part of the step's formula
@@ -56,7 +55,7 @@ def arch_from_hf_config(cfg) -> DeepseekV32Arch:
     if list(cfg.mlp_layer_types) != ["dense"] * n_dense + ["sparse"] * (cfg.num_hidden_layers - n_dense):
         raise HelixInputError("model.mlp_layer_types", "must be dense layers first, then sparse (MoE) ones")
     # V3.2's MLA always rotates interleaved pairs (its indexer: half-split)
-    fields = deepseek.hf_arch_fields(cfg, hf.DeepseekV32RotaryEmbedding, hf.yarn_apply_mscale, True, n_dense)
+    fields = hf_arch_fields(cfg, hf.DeepseekV32RotaryEmbedding, hf.yarn_apply_mscale, True, n_dense)
     return DeepseekV32Arch(**fields, indexer=IndexerConfig(cfg.index_n_heads, cfg.index_head_dim, cfg.index_topk))
 
 
@@ -115,12 +114,8 @@ class HelixDeepseekV32(HelixDeepseek):
         keep, stats = select_topk(c, scores, positions, kv_positions, ix.topk, self.cache)  # [B, T, S_loc]
         for key, n in stats.items():
             self.dsa_stats[key] += n
-        attend = mla_attend(q_c, q_r, cached[:, 0, :, :d_c], cached[:, 0, :, d_c:d_cr], positions, kv_positions,
-                            w.attn, m, keep)  # sparse latent attention + W_UV, by requests
-        attn = helix_attention(c, attend, x.shape[0], self.options.hopb_chunks)  # [B, T, Q/N, v], exact
-        with c.phase("o_projection"):
-            o = o_projection(attn, w.attn)  # [B, T, H], partial sum over N
-        return c.all_reduce(o, "attention", "o_projection_all_reduce")  # [B, T, H], replicated
+        return self._attend(i, q_c, q_r, cached[:, 0, :, :d_c], cached[:, 0, :, d_c:d_cr], positions, kv_positions,
+                            keep)  # sparse: the selected tokens only
 
 
 DECODER = HelixDeepseekV32
