@@ -103,11 +103,12 @@ def test_job_timeout_under_torchrun_is_refused_not_ignored(capsys, monkeypatch):
 def test_defaults_equal_to_the_ignored_value_are_accepted():
     """--ownership / --block-tokens at their defaults with one KVP rank: nothing to refuse."""
     from helix.cli import build_parser
-    from helix.runtime.run_args import check_combinations
+    from helix.commands.run_args import check_combinations
+    from helix.layout import Layout
 
     args = build_parser().parse_args(["run", "--kvp", "1", "--tpa", "2", "--ownership", "round_robin",
                                       "--block-tokens", "16"])
-    assert check_combinations(args, kvp=1, strategy="helix", under_torchrun=False) is None
+    assert check_combinations(args, Layout.helix(kvp=1, tpa=2), under_torchrun=False) is None
 
 
 def test_helix_starts_without_importing_torch():

@@ -8,7 +8,7 @@ attention of every layer (helix.runtime.dsa):
 | qkv_projection | MLA projections as for V3, plus the indexer's query, weights and key (replicated) | — |
 | (KV append) | the token's [c \\| k_r \\| k_I] (d_c + d_r + D_I) on its owner KVP rank | — |
 | index_scores | the indexer over this rank's S_loc tokens, its k + 1 best per (request, query) | — |
-| dsa_topk_all_gather | the candidates: KVP B (k + 1) 4 bytes per layer (helix.cost.messages) | all-gather over KVP |
+| dsa_topk_all_gather | the candidates: KVP B (k + 1) 4 bytes per layer (helix.specs.dsa) | all-gather over KVP |
 | local_attention | absorbed MLA over the local tokens in the global top-k (none: LSE -inf, output 0) | — |
 | kvp_all_to_all, o_projection, FFN / MoE | as DeepSeek-V3 | as DeepSeek-V3 |
 
@@ -31,8 +31,15 @@ from helix.layout import Layout
 from helix.runtime import deepseek
 from helix.runtime.deepseek import HelixDeepseek
 from helix.runtime.deepseek_hf import DeepseekArch, hf_arch_fields, random_tiny
-from helix.runtime.dsa import IndexerConfig, check_indexer, index_projection, index_scores, select_topk, shard_indexer
-from helix.runtime.dsa_messages import TIE_PHASE
+from helix.runtime.dsa import (
+    TIE_PHASE,
+    IndexerConfig,
+    check_indexer,
+    index_projection,
+    index_scores,
+    select_topk,
+    shard_indexer,
+)
 from helix.runtime.mla import project
 from helix.specs.model import ModelSpec
 
@@ -60,7 +67,7 @@ def arch_from_hf_config(cfg) -> DeepseekV32Arch:
 
 
 def model_spec(arch: DeepseekV32Arch, name: str) -> ModelSpec:
-    """The simulator's view, indexer included (helix.cost.messages.step_messages then holds the top-k exchange)."""
+    """The simulator's view, indexer included (its step then holds the top-k exchange)."""
     ix = arch.indexer
     return dataclasses.replace(deepseek.model_spec(arch, name), index_heads=ix.num_heads, index_head_dim=ix.head_dim,
                                index_topk=ix.topk)
@@ -68,12 +75,6 @@ def model_spec(arch: DeepseekV32Arch, name: str) -> ModelSpec:
 
 def check_layout(layout: Layout, arch: DeepseekV32Arch, name: str = "deepseek-v32") -> None:
     deepseek.check_layout(layout, arch, name)
-
-
-def extra_step_messages(arch: DeepseekV32Arch, layout: Layout, batch: int) -> list:
-    """Collectives of one decode step beyond helix.cost.messages.step_messages: none (the top-k exchange is
-    there, since ``model_spec`` carries the indexer)."""
-    return []
 
 
 # ---------------------------------------------------------------- the decoder

@@ -3,9 +3,10 @@ with ``--prompt TEXT``) on torch.distributed, checked against HF.
 
 Run plainly, it validates its arguments, builds the model once and spawns one CPU worker (gloo) per
 rank of the layout. Under ``torchrun`` (RANK / WORLD_SIZE set) every rank builds the same seeded
-model and rank 0 prints. The report: per-step decode latency, the KV tokens each rank holds, the
-bytes of every collective per decode step beside the simulator's formula (helix.cost.messages),
-the expert load of MoE models, and whether the tokens equal Hugging Face ``generate`` on one device.
+model and rank 0 prints. The report (helix.commands.run_report): per-step decode latency, the KV tokens
+each rank holds, the bytes of every collective per decode step beside the simulator's formula
+(helix.validation.traffic), the expert load of MoE models, and whether the tokens equal Hugging Face
+``generate`` on one device.
 With ``--hopb`` the run is made without and with HOP-B and both step times are shown. The last line
 is compact JSON (``--json``: that line only).
 
@@ -21,27 +22,27 @@ limit; a healthy run is never cut short). Exit codes: 0 the tokens and traffic m
 remedy; ``HELIX_TRACEBACK=1`` adds every rank's traceback), 130 interrupted.
 
 This module is imported when the ``helix`` command starts: torch is imported inside the handler only,
-so ``helix simulate`` does not pay for it.
+so ``helix simulate`` does not pay for it. Where torch is not installed at all (``pip install -e .``
+without the ``runtime`` extra) importing it raises ModuleNotFoundError for torch, and helix.cli leaves
+``run`` out of the commands.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
-import json
 import os
-import statistics
 import sys
 
+from helix.commands.run_args import check_combinations, layout_args, positive, reshard_from_args, resolve_source
 from helix.errors import HelixInputError
 from helix.flags import integer
 from helix.flags import seed as seed_flag
 from helix.layout import Layout
-from helix.runtime.run_args import check_combinations, layout_args, positive, resolve_source
 
-# The DP+EP combine sends back what each rank received: per rank it depends on the routing, and
-# helix.cost.messages gives the mean over the EP group. Checked as that mean when every rank is known.
-ROUTING_DEPENDENT = ("moe_combine_all_to_all",)
+if importlib.util.find_spec("torch") is None:  # found without importing it: `helix simulate` stays fast
+    raise ModuleNotFoundError("helix run needs torch: pip install -e '.[runtime]'", name="torch")
 
 
 def register(subparsers) -> None:
@@ -87,7 +88,7 @@ def register(subparsers) -> None:
 
 
 def handle(args) -> int:
-    from helix.runtime import reshard
+    from helix.commands.run_report import report
     from helix.runtime.decoder import DecodeOptions  # torch: imported here, not when ``helix`` starts
     from helix.runtime.kv_cache import OWNERSHIP_RULES
     from helix.runtime.launch import Job, RunSpec, WorkerError, prepare, run_job, run_spawned
@@ -103,18 +104,18 @@ def handle(args) -> int:
     if args.ownership not in OWNERSHIP_RULES:
         raise HelixInputError("--ownership", f"unknown rule {args.ownership!r}; allowed: {', '.join(OWNERSHIP_RULES)}")
     kvp, tpa, ep, strategy = layout_args(args)
+    layout = Layout.dp_ep(ep) if strategy == "dp_ep" else Layout.helix(kvp=kvp, tpa=tpa, ep=ep)
     under_torchrun = "RANK" in os.environ and "WORLD_SIZE" in os.environ
-    check_combinations(args, kvp, strategy, under_torchrun)
+    check_combinations(args, layout, under_torchrun)
     chunks = args.hopb_chunks or args.batch
     base = DecodeOptions(block_tokens=args.block_tokens, ownership=args.ownership)
-    runs = [RunSpec(args.new_tokens, base, reshard.from_args(args, kvp, tpa, strategy))]
+    runs = [RunSpec(args.new_tokens, base, reshard_from_args(args, layout))]
     if args.hopb:
         runs.append(RunSpec(args.new_tokens, DecodeOptions(block_tokens=args.block_tokens, ownership=args.ownership,
                                                            hopb_chunks=chunks)))
     if args.prompt is None:
         check_prompt(args.batch, args.prompt_len)
     prompt, tok = _prompt(args)
-    layout = Layout.dp_ep(ep) if strategy == "dp_ep" else Layout.helix(kvp=kvp, tpa=tpa, ep=ep)
     job = Job(args.model, layout, prompt, tuple(runs), timeout_s=args.timeout_s)
     if under_torchrun:
         rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
@@ -144,9 +145,9 @@ def handle(args) -> int:
             return _failed(exc)  # an interrupt propagates to helix.cli; launch.spawn has ended the workers
         launcher = f"{job.layout.num_gpus} spawned CPU workers"
     if not args.json:
-        return _report(args, job, payload, hf, per_rank, launcher, tok)
+        return report(args, job, payload, hf, per_rank, launcher, tok)
     with contextlib.redirect_stdout(io.StringIO()) as text:  # the report's last line is the JSON object
-        code = _report(args, job, payload, hf, per_rank, launcher, tok)
+        code = report(args, job, payload, hf, per_rank, launcher, tok)
     print(text.getvalue().strip().splitlines()[-1])
     return code
 
@@ -176,123 +177,3 @@ def _prompt(args):
         return ids, tok
     g = torch.Generator().manual_seed(args.seed)
     return torch.randint(0, min(100, vocab), (args.batch, args.prompt_len), generator=g), None  # ids < V
-
-
-def _report(args, job, payload, hf, per_rank, launcher: str, tok=None) -> int:
-    """Print the report from ``per_rank[rank][run]`` (every rank when spawned, rank 0 under torchrun)."""
-    import torch
-
-    from helix.cost.messages import step_messages
-    from helix.runtime.registry import family
-    from helix.specs.precision import PrecisionSpec
-
-    layout, results = job.layout, per_rank[0]
-    base = results[0]
-    with torch.no_grad():
-        reference = hf.generate(job.prompt_ids, max_new_tokens=args.new_tokens, do_sample=False,
-                                min_new_tokens=args.new_tokens)[:, job.prompt_ids.shape[1]:]
-    match = all(torch.equal(r.tokens, reference) for r in results)
-    name = os.path.basename(args.model) if args.checkpoint else args.model
-    print(f"helix run: {name}, {layout.describe()}, {launcher}, batch {args.batch}, "
-          f"prompt {args.prompt_len}, {args.new_tokens} new tokens, KV {args.ownership} (block {args.block_tokens})")
-    step_ms = [1e3 * s for s in base.step_s]
-    print(f"prefill ms: {1e3 * base.prefill_s:.1f}")
-    print("decode step ms (rank 0): " + " ".join(f"{t:.1f}" for t in step_ms))
-    mean_ms = statistics.mean(step_ms) if step_ms else float("nan")
-    print(f"  mean {mean_ms:.2f}  median {statistics.median(step_ms) if step_ms else float('nan'):.2f}")
-    print("KV tokens per rank (S_loc): " + " ".join(f"r{r}={n}" for r, n in enumerate(base.kv_tokens)))
-    fam = family(payload.family)
-    spec = fam.model_spec(payload.arch, args.model)
-    extra = getattr(fam, "extra_step_messages", lambda *_: [])(payload.arch, layout, args.batch)  # DSA's top-k
-    rows, exact = _traffic_table(spec, layout, args.batch, [ranks[0] for ranks in per_rank],
-                                 PrecisionSpec.uniform("fp32"), step_messages, extra,
-                                 getattr(fam, "DATA_DEPENDENT_PHASES", ()))
-    summary = {"model": name, "strategy": layout.strategy, "kvp": layout.kvp, "tpa": layout.tpa,
-               "dp": layout.dp, "tpf": layout.tpf, "ep": layout.ep, "batch": args.batch,
-               "prompt_len": args.prompt_len, "new_tokens": args.new_tokens, "step_ms_mean": round(mean_ms, 3),
-               "kv_tokens_per_rank": base.kv_tokens, "collectives": rows, "traffic_matches_simulator": exact,
-               "tokens_match_hf": match}
-    loads = base.extras.get("expert_loads")
-    if loads:
-        from helix.runtime.moe import expert_load_lines
-
-        for line in expert_load_lines(loads, spec.num_dense_layers):
-            print(line)
-        decode = [load for step, load in loads.items() if step.startswith("decode")]
-        if decode:
-            total = torch.stack(decode).sum(dim=0)  # [MoE layers, E]
-            summary["expert_load_decode"] = total.tolist()
-            summary["expert_load_hottest_to_mean"] = [round(float(r.max() / r.float().mean()), 3) for r in total]
-    if args.hopb:
-        hopb_ms = statistics.mean(1e3 * s for s in results[1].step_s) if results[1].step_s else float("nan")
-        same = torch.equal(results[1].tokens, base.tokens)
-        print(f"HOP-B: decode step mean {mean_ms:.2f} ms without, {hopb_ms:.2f} ms with "
-              f"({args.hopb_chunks or args.batch} chunks); same tokens: {'yes' if same else 'NO'}")
-        summary.update(step_ms_mean_hopb=round(hopb_ms, 3), hopb_same_tokens=same)
-    if job.runs[0].reshard is not None:
-        from helix.runtime import reshard
-
-        lines, moved_ok, fields = reshard.report(args, job, payload.arch, per_rank)
-        print("\n".join(lines))
-        summary.update(fields)
-        exact = exact and moved_ok
-    print(f"tokens match Hugging Face generate (single device): {'yes' if match else 'NO'}")
-    if args.checkpoint:
-        summary["checkpoint"] = args.model
-    if tok is not None:
-        summary.update(prompt=args.prompt, text=tok.decode(base.tokens[0].tolist(), skip_special_tokens=True))
-        print(f"prompt: {args.prompt!r}\ngenerated: {summary['text']!r}")
-    print(json.dumps(summary, separators=(",", ":")))
-    return 0 if match and exact else 1
-
-
-def _traffic_table(spec, layout, batch: int, ranks: list, precision, step_messages, extra=(),
-                   data_dependent=()) -> tuple[list[dict], bool]:
-    """Print decode step 0's collectives beside the simulator's; ``ranks``: one RunResult per known rank.
-
-    ``extra``: the family's collectives beyond ``step_messages`` (DSA's top-k exchange);
-    ``data_dependent``: phases that run only for some inputs (DSA's tie gather), shown, not compared."""
-    expected = {m.phase: m for m in step_messages(spec, precision, layout.strategy, layout.tpa, layout.kvp,
-                                                  layout.dp, layout.tpf, layout.ep, 1, batch)}
-    expected.update({m.phase: m for m in extra})
-    traffic = [_per_phase(r, "decode0") for r in ranks]
-    every_rank = len(ranks) == layout.num_gpus
-    print(f"{'collective (decode step 0)':28} {'kind':11} {'group':>5} {'calls':>5} {'bytes/step':>11} "
-          f"{'simulator':>11}  match")
-    rows, exact = [], True
-    for phase, m in expected.items():
-        calls, group = int(m.calls_per_step), int(m.group_size)
-        want = int(m.n_bytes * calls) if group > 1 and calls > 0 else 0
-        got = [t.get(phase, (0, 0)) for t in traffic]
-        if phase in ROUTING_DEPENDENT and want:
-            n_calls, n_bytes = got[0][0], sum(n for _, n in got) / len(got)
-            if every_rank:
-                ok = {c for c, _ in got} == {calls} and n_bytes == want
-                verdict, note = ("yes" if ok else "NO"), f" (mean over {len(got)} ranks: routing-dependent)"
-            else:  # under torchrun rank 0 sees only its own share
-                ok, verdict, note = True, "n/a", " (rank 0 only: routing-dependent, not compared)"
-        else:
-            ok = all(g == ((calls if want else 0), want) for g in got)
-            (n_calls, n_bytes), verdict, note = got[0], ("yes" if ok else "NO"), ""
-        exact &= ok
-        if want or any(c for c, _ in got):
-            n_bytes = int(n_bytes) if float(n_bytes).is_integer() else round(n_bytes, 1)
-            print(f"{phase:28} {m.kind:11} {group:5d} {n_calls:5d} {n_bytes:11} {want:11d}  {verdict}{note}")
-            rows.append({"phase": phase, "kind": m.kind, "group": group, "calls": n_calls, "bytes": n_bytes,
-                         "simulator_bytes": want, "match": verdict})
-    unknown = set().union(*traffic) - set(expected)
-    for phase in sorted(unknown & set(data_dependent)):
-        calls, n_bytes = traffic[0].get(phase, (0, 0))
-        print(f"{phase:28} {'all_gather':11} {'':5} {calls:5d} {n_bytes:11} {'':11}  n/a (data-dependent)")
-    for phase in sorted(unknown - set(data_dependent)):
-        print(f"{phase:28} not in the simulator's step  NO")
-    return rows, exact and not unknown - set(data_dependent)
-
-
-def _per_phase(result, step: str) -> dict[str, tuple[int, int]]:
-    out: dict[str, tuple[int, int]] = {}
-    for r in result.traffic:
-        if r.step == step:
-            calls, n = out.get(r.phase, (0, 0))
-            out[r.phase] = (calls + 1, n + r.n_bytes)
-    return out
