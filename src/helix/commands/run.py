@@ -10,9 +10,10 @@ each rank holds, the bytes of every collective per decode step beside the simula
 With ``--hopb`` the run is made without and with HOP-B and both step times are shown. The last line
 is compact JSON (``--json``: that line only).
 
-Layouts (the flags of ``helix simulate``): ``--strategy helix`` (default) is KVP x TPA attention
-with the FFN as TPF x EP on the same N = KVP x TPA ranks (``--tpf``/``--ep``, TPF x EP = N); ``--strategy
-dp_ep`` is the DP+EP baseline on ``--gpus`` N ranks (DP = EP = N; MoE models only).
+Layouts (the flags and parser of ``helix simulate``, helix.commands.layout_args, at KVP 2 / N 2 when no
+width is given): ``--strategy helix`` (default) is KVP x TPA attention with the FFN as TPF x EP on the
+same N = KVP x TPA ranks (``--tpf``/``--ep``, TPF x EP = N); ``--strategy dp_ep`` is the DP+EP baseline
+on ``--gpus`` N ranks (DP = EP = N, whole experts; MoE models only).
 
 Limits: ``--timeout-s`` (default 60 s, 1 s to 1 day) bounds process-group setup and each collective,
 which is how a dead or stopped peer is found: a failed rank ends the job within about --timeout-s
@@ -35,11 +36,11 @@ import io
 import os
 import sys
 
-from helix.commands.run_args import check_combinations, layout_args, positive, reshard_from_args, resolve_source
+from helix.commands.layout_args import add_layout_args, layout_from_args
+from helix.commands.run_args import check_combinations, check_runnable, positive, reshard_from_args, resolve_source
 from helix.errors import HelixInputError
 from helix.flags import integer
 from helix.flags import seed as seed_flag
-from helix.layout import Layout
 
 if importlib.util.find_spec("torch") is None:  # found without importing it: `helix simulate` stays fast
     raise ModuleNotFoundError("helix run needs torch: pip install -e '.[runtime]'", name="torch")
@@ -54,15 +55,7 @@ def register(subparsers) -> None:
                    "(config.json, *.safetensors, tokenizer; model_type llama, deepseek_v3 or deepseek_v32)")
     p.add_argument("--prompt", default=None, help="prompt text, tokenized by the checkpoint's tokenizer "
                    "(--checkpoint; repeated --batch times, default batch 1); the output is decoded to text")
-    p.add_argument("--strategy", default="helix", choices=("helix", "dp_ep"),
-                   help="helix (default), or dp_ep: the DP+EP baseline (MoE models only)")
-    p.add_argument("--gpus", type=integer, default=None,
-                   help="N ranks: the DP+EP width (default 2); for helix N = KVP x TPA (KVP = N/TPA if --kvp is unset)")
-    p.add_argument("--kvp", type=integer, default=None, help="KV-parallel width KVP (helix; default 2)")
-    p.add_argument("--tpa", type=integer, default=None, help="attention tensor-parallel width TPA (helix; default 1)")
-    p.add_argument("--tpf", type=integer, default=None, help="FFN tensor-parallel width TPF (helix; TPF x EP = N)")
-    p.add_argument("--ep", type=integer, default=None,
-                   help="expert-parallel width EP (helix: default N/TPF, or 1; dp_ep: EP = N)")
+    add_layout_args(p, strategies=("helix", "dp_ep"), default_width=2, data_and_pipeline=False)
     p.add_argument("--batch", type=integer, default=None, help="requests decoded together B (default 4; "
                    "1 with --prompt)")
     p.add_argument("--prompt-len", type=integer, default=None, help="random prompt tokens per request (default 256)")
@@ -103,8 +96,8 @@ def handle(args) -> int:
         raise HelixInputError("--new-tokens", f"must be >= 2 (prefill, then decode steps), got {args.new_tokens}")
     if args.ownership not in OWNERSHIP_RULES:
         raise HelixInputError("--ownership", f"unknown rule {args.ownership!r}; allowed: {', '.join(OWNERSHIP_RULES)}")
-    kvp, tpa, ep, strategy = layout_args(args)
-    layout = Layout.dp_ep(ep) if strategy == "dp_ep" else Layout.helix(kvp=kvp, tpa=tpa, ep=ep)
+    layout = layout_from_args(args)
+    check_runnable(args, layout)
     under_torchrun = "RANK" in os.environ and "WORLD_SIZE" in os.environ
     check_combinations(args, layout, under_torchrun)
     chunks = args.hopb_chunks or args.batch
