@@ -18,6 +18,7 @@ import time
 
 import torch
 
+from helix.layout import Layout
 from helix.runtime import registry
 from helix.runtime.comm import Comm
 from helix.runtime.decoder import DecodeOptions
@@ -69,7 +70,7 @@ def main() -> None:
           f"median of {args.steps} decode steps, rank 0")
     print(f"{'KVP':>3} {'S':>7} {'S_loc':>6} {'step ms':>8} {'HOP-B ms':>9} {'a2a bytes/step':>15}")
     for kvp in args.kvp:
-        payload, _ = prepare(Job(MODEL, kvp, 1, prompt, (RunSpec(2),)))
+        payload, _ = prepare(Job(MODEL, Layout.helix(kvp=kvp), prompt, (RunSpec(2),)))
         t0 = time.perf_counter()
         rows = spawn(_worker, kvp, {"payload": payload, "contexts": args.contexts, "steps": args.steps},
                      timeout_s=3600)[0]

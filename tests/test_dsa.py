@@ -9,7 +9,7 @@ import pytest
 from helix import HelixInputError, Layout, load_hardware, load_model, simulate
 from helix.cost import kernels, memory
 from helix.cost.inventory import Shape, layer_ops
-from helix.cost.messages import step_messages, topk_exchange_bytes
+from helix.cost.messages import step_messages, topk_candidates, topk_exchange_bytes
 from helix.specs.model import ModelSpec
 from helix.specs.precision import PrecisionSpec
 
@@ -107,7 +107,7 @@ def test_round_robin_blocks_spread_the_selection_evenly():
     assert int(load.sum()) == 16 * k and int(load.max()) <= 1.15 * 16 * k / kvp  # the hottest rank: within 15 %
 
 
-def test_topk_exchange_is_the_runtimes_formula_and_bytes():
+def test_topk_exchange_is_one_message_whatever_s():
     m = load_model("deepseek-v3.2")
     msgs = {x.phase: x for x in step_messages(m, P, "helix", 1, 64, 1, 8, 8, 1, 16)}
     topk = msgs["dsa_topk_all_gather"]
@@ -115,11 +115,14 @@ def test_topk_exchange_is_the_runtimes_formula_and_bytes():
     assert topk.n_bytes == 64 * 16 * 2049 * 4 == 8_392_704  # KVP B (k + 1) fp32, whatever S is
     assert "dsa_topk_all_gather" not in {x.phase for x in step_messages(load_model("deepseek-r1"), P, "helix",
                                                                         1, 64, 1, 8, 8, 1, 16)}
-    torch = pytest.importorskip("torch")
-    from helix.runtime import dsa_messages
-    from helix.runtime.dsa import select_topk
+    from helix.specs import dsa  # what the runtime reads: the simulator's format, not a copy
 
-    assert dsa_messages.topk_exchange_bytes is topk_exchange_bytes  # one formula
+    assert dsa.topk_candidates is topk_candidates and dsa.TOPK_PHASE == "dsa_topk_all_gather"
+
+
+def test_the_runtime_sends_the_simulators_topk_bytes():
+    torch = pytest.importorskip("torch")
+    from helix.runtime.dsa import select_topk
 
     class Recorder:  # KVP = 4 ranks holding the same scores; counts the gathered output, as helix.runtime.comm
         sent: list = []

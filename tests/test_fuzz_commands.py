@@ -124,6 +124,8 @@ def example(command):
 
 @pytest.mark.parametrize("command", sorted(EXAMPLES))
 def test_a_surely_bad_input_among_random_flags_is_one_line_exit_2(tmp_path_factory, command):
+    if command == "run":  # without torch helix has no `run`: argparse's one line would pass for nothing
+        pytest.importorskip("torch")
     @settings(max_examples=EXAMPLES[command], deadline=None, database=None,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
     @given(example(command))

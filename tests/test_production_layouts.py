@@ -204,3 +204,21 @@ def test_sweep_and_best_flags(capsys):
     assert int(grid.replace(",", "")) % 35 == 0  # 35 layouts (test_search.py)
     more = uneven.split(" points evaluated")[0].split("\n")[-1]
     assert int(more.replace(",", "")) // 36 == int(grid.replace(",", "")) // 35  # 36 with N=3, DP=3 kept
+
+
+def _simulate_layout(*argv) -> Layout:
+    from helix.cli import build_parser
+    from helix.commands.layout_args import layout_from_args
+
+    return layout_from_args(build_parser().parse_args(["simulate", *argv]))
+
+
+def test_the_layout_flags_with_no_width_given():
+    """simulate's default width is 1 (one GPU); under dp_ep --ep (x --tpf) alone names N, as in production."""
+    assert _simulate_layout() == Layout.helix(kvp=1)
+    assert _simulate_layout("--tpa", "8") == Layout.helix(kvp=1, tpa=8)
+    assert _simulate_layout("--gpus", "64", "--tpf", "8") == Layout.helix(kvp=64, tpf=8, ep=8)
+    assert _simulate_layout("--strategy", "dp_ep") == Layout.dp_ep(1)
+    assert _simulate_layout("--strategy", "dp_ep", "--ep", "8") == Layout.dp_ep(8)
+    assert _simulate_layout("--strategy", "dp_ep", "--ep", "4", "--tpf", "2") == Layout.dp_ep(8, tpf=2)
+    assert _simulate_layout("--strategy", "tp") == Layout.tp(1)

@@ -30,7 +30,7 @@ COMMAND_MODULES = (
     "helix.commands.simulate",
     "helix.commands.search",
     "helix.commands.reproduce",
-    "helix.runtime.command",
+    "helix.commands.run",
     "helix.validation.command",
 )
 

@@ -16,7 +16,7 @@ PROMPT = torch.zeros(2, 5, dtype=torch.int64)
 
 
 def _job(kvp: int, tpa: int, model: str = "tiny-llama") -> Job:
-    return Job(model, kvp, tpa, PROMPT, (RunSpec(2),), timeout_s=10)
+    return Job(model, Layout.helix(kvp=kvp, tpa=tpa), PROMPT, (RunSpec(2),), timeout_s=10)
 
 
 @pytest.fixture(scope="module")

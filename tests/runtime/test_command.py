@@ -56,21 +56,23 @@ def test_helix_run_deepseek_dp_ep_reports_expert_load(capsys):
     (["--model", "gpt-17"], "helix run: error: --model: unknown runtime model 'gpt-17'"),
     (["--tpa", "3", "--kvp", "1"], "helix run: error: tpa: must divide the KV heads (4), got 3"),
     (["--batch", "0"], "helix run: error: --batch: must be >= 1, got 0"),
-    (["--kvp", "4", "--tpf", "3"], "helix run: error: --tpf: tpf*ep (=3*1) must equal kvp*tpa (=4)"),
-    (["--kvp", "2", "--gpus", "4"], "helix run: error: --gpus: must equal kvp*tpa (=2) for helix, got 4"),
+    (["--kvp", "4", "--tpf", "3"], "helix run: error: --tpf: must divide N = 4 (TPF x EP = N), got 3"),
+    (["--kvp", "2", "--gpus", "4"], "helix run: error: --gpus: conflicts with --kvp 2 x --tpa 1 = 2"),
     (["--ep", "2"], "helix run: error: ep: must be 1 for the dense model 'tiny-llama', got 2"),
     (["--strategy", "dp_ep", "--gpus", "2", "--batch", "2"],
      "helix run: error: strategy: must be helix for the dense model 'tiny-llama' (dp_ep needs an MoE model)"),
     (["--model", "tiny-deepseek", "--strategy", "dp_ep", "--kvp", "2"],
-     "helix run: error: --kvp: must be 1 under dp_ep"),
+     "helix run: error: --kvp: --strategy dp_ep runs attention data-parallel only (tpa = kvp = 1); drop --kvp"),
     (["--model", "tiny-deepseek", "--strategy", "dp_ep", "--gpus", "4", "--ep", "2"],
-     "helix run: error: --ep: dp_ep uses EP = N (--gpus 4), got 2"),
+     "helix run: error: --ep: the runtime's dp_ep moves whole experts (EP = N = 4, TPF = 1), got 2"),
+    (["--model", "tiny-deepseek", "--strategy", "dp_ep", "--gpus", "4", "--tpf", "2"],
+     "helix run: error: --tpf: the runtime's dp_ep moves whole experts (EP = N = 4, TPF = 1), got 2"),
     (["--model", "tiny-deepseek", "--strategy", "dp_ep", "--gpus", "4", "--batch", "6"],
      "helix run: error: --batch: must be a multiple of N (=4) under dp_ep"),
     (["--model", "tiny-deepseek", "--kvp", "2", "--tpa", "2"],
      "helix run: error: tpa: helix needs tpa <= KV heads (1) (MLA has one latent KV head, so TPA must be 1)"),
     (["--model", "tiny-deepseek", "--kvp", "4", "--ep", "3"],
-     "helix run: error: ep: must divide kvp*tpa*dp (=4), got 3"),
+     "helix run: error: --ep: must divide N = 4 (TPF x EP = N), got 3"),
     (["--ownership", "striped"], "helix run: error: --ownership: unknown rule 'striped'; allowed: round_robin"),
     # every flag does something: one the layout ignores is an error naming both
     (["--hopb-chunks", "4"], "helix run: error: --hopb-chunks: only applies with --hopb (the HOP-B run)"),
@@ -103,11 +105,31 @@ def test_job_timeout_under_torchrun_is_refused_not_ignored(capsys, monkeypatch):
 def test_defaults_equal_to_the_ignored_value_are_accepted():
     """--ownership / --block-tokens at their defaults with one KVP rank: nothing to refuse."""
     from helix.cli import build_parser
-    from helix.runtime.run_args import check_combinations
+    from helix.commands.layout_args import layout_from_args
+    from helix.commands.run_args import check_combinations
 
     args = build_parser().parse_args(["run", "--kvp", "1", "--tpa", "2", "--ownership", "round_robin",
                                       "--block-tokens", "16"])
-    assert check_combinations(args, kvp=1, strategy="helix", under_torchrun=False) is None
+    assert check_combinations(args, layout_from_args(args), under_torchrun=False) is None
+
+
+def test_run_reads_its_layout_with_simulates_parser_at_its_own_default_width():
+    """One flags -> Layout parser (helix.commands.layout_args); run's default is KVP 2 (dp_ep: N = 2), and
+    under dp_ep --ep alone names N."""
+    from helix.cli import build_parser
+    from helix.commands.layout_args import layout_from_args
+    from helix.layout import Layout
+
+    def layout(*argv):
+        return layout_from_args(build_parser().parse_args(["run", *argv]))
+
+    assert layout() == Layout.helix(kvp=2)
+    assert layout("--tpa", "2") == Layout.helix(kvp=2, tpa=2)
+    assert layout("--gpus", "4", "--tpa", "2") == Layout.helix(kvp=2, tpa=2)
+    assert layout("--kvp", "4", "--ep", "2") == Layout.helix(kvp=4, ep=2)
+    assert layout("--strategy", "dp_ep") == Layout.dp_ep(2)
+    assert layout("--strategy", "dp_ep", "--ep", "4") == Layout.dp_ep(4)
+    assert layout("--strategy", "dp_ep", "--gpus", "4") == Layout.dp_ep(4)
 
 
 def test_helix_starts_without_importing_torch():

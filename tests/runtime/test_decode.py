@@ -11,6 +11,7 @@ import torch
 from runtime_cases import BATCH, NEW_TOKENS, PROMPT_TOKENS
 
 from helix.cost.messages import step_messages
+from helix.layout import Layout
 from helix.runtime.decoder import DecodeOptions
 from helix.runtime.launch import Job, RunSpec, prepare, run_spawned
 from helix.runtime.llama import model_spec
@@ -32,7 +33,7 @@ CONTIGUOUS_PROMPT_16 = {1: [37], 2: [32, 5], 4: [16, 16, 5, 0], 8: [16, 16, 5, 0
 @pytest.fixture(scope="module", params=LAYOUTS, ids=lambda p: f"kvp{p[0]}-tpa{p[1]}")
 def helix(request, reference):
     kvp, tpa = request.param
-    payload, _ = prepare(Job("tiny-llama", kvp, tpa, reference.prompt, tuple(RUNS.values())))
+    payload, _ = prepare(Job("tiny-llama", Layout.helix(kvp=kvp, tpa=tpa), reference.prompt, tuple(RUNS.values())))
     per_rank = run_spawned(payload, timeout_s=120)
     results = {name: [ranks[i] for ranks in per_rank] for i, name in enumerate(RUNS)}
     return kvp, tpa, results

@@ -46,7 +46,7 @@ class Reference:
 
 
 def _job(prompt, layout: Layout) -> Job:
-    return Job.from_layout("tiny-deepseek", layout, prompt, tuple(RUNS.values()))
+    return Job("tiny-deepseek", layout, prompt, tuple(RUNS.values()))
 
 
 @pytest.fixture(scope="module")

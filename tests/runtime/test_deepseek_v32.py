@@ -14,17 +14,18 @@ import pytest
 import torch
 
 from helix.cli import main
-from helix.cost.messages import step_messages
+from helix.cost.messages import step_messages, topk_exchange_bytes
 from helix.layout import Layout
 from helix.runtime.comm import Comm
 from helix.runtime.decoder import DecodeOptions
-from helix.runtime.deepseek_v32 import extra_step_messages, model_spec
-from helix.runtime.dsa import select_topk
-from helix.runtime.dsa_messages import TIE_PHASE, TOPK_PHASE, tie_gather_bytes, topk_exchange_bytes
+from helix.runtime.deepseek_v32 import model_spec
+from helix.runtime.dsa import TIE_PHASE, select_topk
 from helix.runtime.kv_cache import KVCache
 from helix.runtime.launch import Job, RunSpec, prepare, run_job, run_spawned
 from helix.runtime.mla import latent_attention
+from helix.specs.dsa import TOPK_PHASE
 from helix.specs.precision import PrecisionSpec
+from helix.validation.traffic import tie_gather_bytes
 
 B, T, NEW, K, LAYERS = 3, 29, 5, 8, 3  # tiny-deepseek-v32: index_topk 8, 3 layers (1 dense)
 RUNS = {
@@ -41,7 +42,7 @@ TIED_LAYER = 1
 
 
 def _job(prompt, layout: Layout, runs: tuple[RunSpec, ...] | None = None) -> Job:
-    return Job.from_layout("tiny-deepseek-v32", layout, prompt, tuple(RUNS.values()) if runs is None else runs)
+    return Job("tiny-deepseek-v32", layout, prompt, tuple(RUNS.values()) if runs is None else runs)
 
 
 def _generate(hf, prompt):
@@ -134,7 +135,6 @@ def test_decode_traffic_equals_the_formulas_byte_for_byte(runs):
     arch = arch_from_hf_config(tiny_deepseek_v32_config())
     msgs = step_messages(model_spec(arch, "tiny-deepseek-v32"), PrecisionSpec.uniform("fp32"), layout.strategy,
                          layout.tpa, layout.kvp, layout.dp, layout.tpf, layout.ep, 1, B)
-    msgs += extra_step_messages(arch, layout, B)
     expected = {m.phase: [(m.kind, int(m.group_size), int(m.n_bytes))] * int(m.calls_per_step)
                 for m in msgs if int(m.group_size) > 1 and int(m.calls_per_step) > 0}
     assert expected[TOPK_PHASE] == [("all_gather", layout.kvp, layout.kvp * B * (K + 1) * 4)] * LAYERS

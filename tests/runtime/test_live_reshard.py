@@ -22,7 +22,7 @@ def runs():
     prompt = torch.randint(0, 211, (BATCH, PROMPT), generator=torch.Generator().manual_seed(3))
     specs = (RunSpec(NEW, DecodeOptions(), Reshard(AT, 4, 1)),  # 64 tokens: 4 blocks of 16, one lcm period
              RunSpec(NEW, DecodeOptions(block_tokens=4), Reshard(AT + 2, 4, 1)))  # 66: 16 blocks of 4 and 2 tokens
-    payload, hf = prepare(Job("tiny-llama", 2, 2, prompt, specs))
+    payload, hf = prepare(Job("tiny-llama", Layout.helix(kvp=2, tpa=2), prompt, specs))
     with torch.no_grad():
         ref = hf.generate(prompt, max_new_tokens=NEW, do_sample=False, min_new_tokens=NEW)[:, PROMPT:]
     return run_spawned(payload, timeout_s=120), ref

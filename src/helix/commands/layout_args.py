@@ -1,4 +1,5 @@
-"""Layout and production-option flags of ``simulate``, ``sweep`` and ``best``, checked before any work.
+"""Layout flags of ``simulate`` and ``run`` (one parser, ``layout_from_args``) and the production-option flags
+of ``simulate``, ``sweep`` and ``best``, checked before any work.
 
 Engine names map to the flags below (docs/architecture.md, "Layouts"): TensorRT-LLM ``tp_size`` /
 ``moe_tp_size`` / ``moe_ep_size`` / ``enable_attention_dp``, SGLang ``--tp`` / ``--ep`` /
@@ -32,18 +33,28 @@ def hardware_from_args(args):
     return load_hardware(args.hardware, engine=engine)
 
 
-def add_layout_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--strategy", choices=STRATEGIES, default="helix", help="sharding strategy (default: helix)")
+def add_layout_args(p: argparse.ArgumentParser, strategies: tuple[str, ...] = STRATEGIES, default_width: int = 1,
+                    data_and_pipeline: bool = True) -> None:
+    """The layout flags. ``default_width``: the attention's parallel width when no flag gives it (KVP of
+    helix and medha, DP of dp_ep, TPA of tp); ``data_and_pipeline=False`` (``helix run``: Helix with DP = 1,
+    PP = 1) leaves out --dp and --pp, read as 1."""
+    p.add_argument("--strategy", choices=strategies, default="helix",
+                   help=f"sharding strategy: {', '.join(strategies)} (default: helix)")
     p.add_argument("--gpus", type=integer, default=None,
-                   help="N per pipeline stage: attention TP of tp / tp_pp, attention DP of dp_ep, KVP x TPA x DP "
-                        "of helix and medha")
-    for axis, what in (("tpa", "attention TP width (helix, medha; tp: same as --gpus)"),
-                       ("kvp", "KV-parallel width (helix, medha)"),
-                       ("dp", "attention DP width (helix; dp_ep: same as --gpus)"),
-                       ("tpf", "MoE / FFN TP width: TPF x EP = N (default: N / EP; dp_ep: 1)"),
-                       ("ep", "expert-parallel width: TPF x EP = N (default: 1; dp_ep: N / TPF)")):
+                   help="N per pipeline stage: attention TP of tp / tp_pp, attention DP of dp_ep (default: "
+                        "--ep x --tpf), KVP x TPA x DP of helix and medha")
+    axes = [("tpa", "attention TP width (helix, medha; tp: same as --gpus)"),
+            ("kvp", f"KV-parallel width (helix, medha; default: --gpus / TPA, else {default_width})"),
+            ("dp", "attention DP width (helix; dp_ep: same as --gpus)"),
+            ("tpf", "MoE / FFN TP width: TPF x EP = N (default: N / EP; dp_ep: 1)"),
+            ("ep", "expert-parallel width: TPF x EP = N (default: 1; dp_ep: N / TPF)")]
+    for axis, what in axes if data_and_pipeline else [a for a in axes if a[0] != "dp"]:
         p.add_argument(f"--{axis}", type=integer, default=None, help=what)
-    p.add_argument("--pp", type=integer, default=1, help="pipeline stages (default: 1)")
+    if data_and_pipeline:
+        p.add_argument("--pp", type=integer, default=1, help="pipeline stages (default: 1)")
+    else:
+        p.set_defaults(dp=None, pp=1)
+    p.set_defaults(default_width=default_width)
 
 
 def add_option_args(p: argparse.ArgumentParser, *, tbo_help: str) -> None:
@@ -90,13 +101,14 @@ def _forbid(args, strategy: str, flags: tuple[str, ...], why: str) -> None:
             raise HelixInputError(f"--{flag}", f"--strategy {strategy} {why}; drop --{flag}")
 
 
-def _width(args, a: str, b: str, strategy: str) -> int:
-    """The one width two flags both name (--gpus and --tpa for tp): equal or only one of them given."""
+def _width(args, a: str, b: str, strategy: str, default: int) -> int:
+    """The one width two flags both name (--gpus and --tpa for tp): equal, only one of them given, or
+    neither (``default``)."""
     va, vb = getattr(args, a), getattr(args, b)
     if va is not None and vb is not None and va != vb:
         raise HelixInputError(f"--{a}", f"conflicts with --{b} {vb}: --strategy {strategy} sets both from one width "
                               f"(got --{a} {va}); give one of them")
-    return va or vb or 1
+    return va or vb or default
 
 
 def _ffn_split(args, n: int, default_ep: int) -> tuple[int, int]:
@@ -116,21 +128,24 @@ def _ffn_split(args, n: int, default_ep: int) -> tuple[int, int]:
 
 
 def layout_from_args(args) -> Layout:
-    """The layout the flags describe (see the module docstring for the rules)."""
+    """The layout the flags describe (see the module docstring for the rules), one parser for every command
+    that takes a layout (``simulate``, ``run``); each command's default width comes from ``add_layout_args``."""
     _positive(args)
-    s, n = args.strategy, args.gpus
+    s, n, default = args.strategy, args.gpus, args.default_width
     if s in ("tp", "tp_pp"):
         _forbid(args, s, ("kvp", "dp"), "has no KV or data parallelism in attention (kvp = dp = 1)")
         if s == "tp" and args.pp != 1:
             raise HelixInputError("--pp", "--strategy tp has one stage; use --strategy tp_pp for pipeline stages")
         if s == "tp_pp" and args.pp < 2:
             raise HelixInputError("--pp", "--strategy tp_pp needs --pp >= 2 (one stage is --strategy tp)")
-        width = _width(args, "gpus", "tpa", s)
+        width = _width(args, "gpus", "tpa", s, default)
         tpf, ep = _ffn_split(args, width, 1)
         return Layout(tpa=width, tpf=tpf, ep=ep, pp=args.pp, strategy=s)
     if s == "dp_ep":
         _forbid(args, s, ("tpa", "kvp"), "runs attention data-parallel only (tpa = kvp = 1)")
-        width = _width(args, "gpus", "dp", s)
+        # DP = EP = N in production: --ep (x --tpf) alone names the width too
+        ffn = args.ep * (args.tpf or 1) if args.ep is not None else default
+        width = _width(args, "gpus", "dp", s, ffn)
         tpf, ep = _ffn_split(args, width, width)
         return Layout(dp=width, tpf=tpf, ep=ep, pp=args.pp, strategy=s)
     tpa, dp = args.tpa or 1, args.dp or 1
@@ -139,12 +154,13 @@ def layout_from_args(args) -> Layout:
     if args.kvp is None:
         if n is not None and n % (tpa * dp):
             raise HelixInputError("--gpus", f"must be a multiple of --tpa x --dp = {tpa * dp}, got {n}")
-        kvp = n // (tpa * dp) if n else 1
+        kvp = n // (tpa * dp) if n else default
     else:
         kvp = args.kvp
         if n is not None and kvp * tpa * dp != n:
-            raise HelixInputError("--gpus", f"conflicts with --kvp {kvp} x --tpa {tpa} x --dp {dp} = "
-                                  f"{kvp * tpa * dp}; give --gpus or the widths, or make them agree")
+            with_dp = f" x --dp {dp}" if dp != 1 else ""
+            raise HelixInputError("--gpus", f"conflicts with --kvp {kvp} x --tpa {tpa}{with_dp} = {kvp * tpa * dp}; "
+                                  "give --gpus or the widths, or make them agree")
     if s == "medha":
         return Layout.medha(kvp, tpa, pp=args.pp)
     tpf, ep = _ffn_split(args, kvp * tpa * dp, 1)

@@ -12,11 +12,13 @@ Read in this order (docs/runtime.md is the guide):
 - ``llama``: the dense GQA decoder (KVP x TPA attention, TP = N O-projection, TPF = N FFN);
 - ``mla``, ``moe``, ``deepseek``: the DeepSeek-V3 decoder (absorbed MLA over KVP; MoE as Helix
   TPF x EP or the DP+EP baseline);
-- ``dsa``, ``dsa_messages``, ``deepseek_v32``: DeepSeek-V3.2's sparse attention (lightning indexer,
-  exact global top-k over KVP, its exchange's bytes) on the DeepSeek-V3 decoder;
+- ``dsa``, ``deepseek_v32``: DeepSeek-V3.2's sparse attention (lightning indexer, exact global top-k
+  over KVP; the exchange's format is helix.specs.dsa's) on the DeepSeek-V3 decoder;
 - ``registry``: runtime model presets and families; ``launch``: jobs, spawned CPU workers, torchrun;
-- ``command``: ``helix run``.
+- ``reshard``: re-sharding a live KV cache mid-generation.
 
-This package's ``__init__`` and ``command`` import nothing heavy (``helix`` imports ``command`` at
-start-up); the other modules need torch; transformers is needed only to build registry models.
+It reads helix.specs and helix.layout only: the simulator's formulas stay out of it, and
+what it counts is compared with them in helix.validation.traffic. ``helix run`` is
+helix.commands.run. This package's ``__init__`` and ``checkpoint`` import nothing
+heavy; the other modules need torch; transformers is needed only to build registry models.
 """

@@ -4,9 +4,9 @@ The runtime never calls ``torch.distributed`` collectives directly: it calls ``C
 ``Comm.all_to_all``, ``Comm.all_to_all_v`` (uneven rows) and ``Comm.all_gather`` with a *named*
 group (``GROUP_NAMES``: ``"tpa"``, ``"kvp"``, ``"attention"``, ``"stage"``, ``"tpf"``, ``"ep"``) and
 the simulator's phase name. Each call appends one
-``CollectiveRecord`` to the ``TrafficRecorder`` before it runs, using helix.cost.collectives'
-byte convention, so a decode step's records can be compared one for one with
-``helix.cost.messages.step_messages``:
+``CollectiveRecord`` to the ``TrafficRecorder`` before it runs, in the simulator's byte convention,
+so a decode step's records can be compared one for one with the simulator's messages of that step
+(helix.validation.traffic; the runtime only counts):
 
 - all_reduce: n = the full buffer;
 - all_gather: n = the output (group size x the input);
@@ -46,7 +46,7 @@ class CollectiveRecord:
     phase: str  # simulator term, e.g. "kvp_all_to_all"
     kind: str  # all_reduce | all_to_all | all_gather (all_to_all_v records as all_to_all)
     group_size: int
-    n_bytes: int  # helix.cost.collectives convention (see module docstring)
+    n_bytes: int  # the simulator's convention (see module docstring)
 
 
 @dataclass

@@ -31,8 +31,8 @@ B T k per layer; decode: B k per layer under Helix, this rank's B_loc k under DP
 returns the whole batch's (summed over the DP ranks) for ``launch.RunResult.extras["expert_loads"]``;
 ``helix.runtime.moe.expert_load_lines`` formats it for ``helix run``.
 
-Launch it like any family: ``launch.Job(..., ep=EP)`` (Helix, TPF = N / EP) or
-``Job(..., ep=N, strategy="dp_ep")``, or ``Job.from_layout``.
+Launch it like any family: ``launch.Job(model, Layout.helix(kvp=N, ep=EP), ...)`` (TPF = N / EP) or
+``Job(model, Layout.dp_ep(N), ...)``.
 
 References: paper §2.1-2.2, §3.1; Hugging Face transformers 5.24 ``modeling_deepseek_v3.py``.
 """
@@ -56,50 +56,14 @@ from helix.runtime.decoder import (
     vocab_parallel_embedding,
     vocab_range,
 )
-from helix.runtime.deepseek_hf import hf_arch_fields
+
+# the architecture and its simulator view, this family's interface beside check_layout and DECODER (registry)
+from helix.runtime.deepseek_hf import DeepseekArch, arch_from_hf_config, model_spec  # noqa: F401
 from helix.runtime.kv_cache import KVCache
-from helix.runtime.mla import MLAConfig, check_mla_layout, mla_attend, o_projection, project, shard_mla
-from helix.runtime.moe import MoEShard, RouterConfig, dp_ep_moe, helix_moe, shard_moe, swiglu
-from helix.specs.model import ModelSpec
+from helix.runtime.mla import check_mla_layout, mla_attend, o_projection, project, shard_mla
+from helix.runtime.moe import MoEShard, dp_ep_moe, helix_moe, shard_moe, swiglu
 
-# ---------------------------------------------------------------- architecture
-
-
-@dataclass(frozen=True, slots=True)
-class DeepseekArch:
-    """The numbers of a DeepSeek-V3 config the decoder needs (plain values: pickles without transformers)."""
-
-    vocab_size: int  # V
-    hidden_dim: int  # H
-    num_layers: int  # L
-    ffn_dim: int  # F (dense layers)
-    expert_ffn_dim: int  # Fe
-    num_shared_experts: int
-    num_dense_layers: int  # first_k_dense_replace
-    rms_norm_eps: float
-    mla: MLAConfig
-    router: RouterConfig
-
-
-def arch_from_hf_config(cfg) -> DeepseekArch:
-    """DeepseekArch from a transformers ``DeepseekV3Config``; RoPE and softmax scale via HF's own code."""
-    from transformers.models.deepseek_v3 import modeling_deepseek_v3 as hf
-
-    return DeepseekArch(**hf_arch_fields(cfg, hf.DeepseekV3RotaryEmbedding, hf.yarn_apply_mscale,
-                                         bool(cfg.rope_interleave), cfg.first_k_dense_replace))
-
-
-def model_spec(arch: DeepseekArch, name: str) -> ModelSpec:
-    """The simulator's view of the same model (layout checks, traffic formulas)."""
-    m, r = arch.mla, arch.router
-    return ModelSpec(
-        name=name, num_layers=arch.num_layers, hidden_dim=arch.hidden_dim, num_query_heads=m.num_heads,
-        num_kv_heads=m.num_heads, head_dim=m.d_nope + m.d_rope, ffn_dim=arch.ffn_dim, vocab_size=arch.vocab_size,
-        attention="mla", q_lora_rank=m.q_lora_rank, kv_lora_rank=m.d_latent, qk_nope_head_dim=m.d_nope,
-        qk_rope_head_dim=m.d_rope, v_head_dim=m.v_head_dim, num_experts=r.num_experts,
-        experts_per_token=r.experts_per_token, expert_ffn_dim=arch.expert_ffn_dim,
-        num_shared_experts=arch.num_shared_experts, num_dense_layers=arch.num_dense_layers,
-        num_expert_groups=r.num_groups, topk_expert_groups=r.topk_groups, source="runtime registry")
+# ---------------------------------------------------------------- the layouts it runs
 
 
 def check_layout(layout: Layout, arch: DeepseekArch, name: str = "deepseek") -> None:
@@ -265,9 +229,15 @@ class HelixDeepseek(HelixDecoder):
             entry = torch.cat([lat, k_r], dim=-1).unsqueeze(2)  # [B, T, 1, d_c + d_r]: one latent head
             self.cache.write(i, entry)  # only the tokens this KVP rank owns are kept
         cached, _, kv_positions = self.cache.view(i)  # [B, 1, S_loc, d_c + d_r], [S_loc]
-        attend = mla_attend(q_c, q_r, cached[:, 0, :, :d_c], cached[:, 0, :, d_c:], positions, kv_positions,
-                            w.attn, m)  # latent attention + W_UV, by requests
-        attn = helix_attention(c, attend, x.shape[0], self.options.hopb_chunks)  # [B, T, Q/N, v], exact
+        return self._attend(i, q_c, q_r, cached[:, 0, :, :d_c], cached[:, 0, :, d_c:], positions, kv_positions)
+
+    def _attend(self, i: int, q_c, q_r, latent, k_r, positions, kv_positions, keep=None) -> torch.Tensor:
+        """Absorbed MLA over this rank's cached tokens (``keep`` [B, T, S_loc]: only those, DSA), the KVP
+        all-to-all and exact combine, then W_O and its all-reduce -> o [B, T, H], replicated (V3 and V3.2)."""
+        w, c = self.layers[i], self.comm
+        attend = mla_attend(q_c, q_r, latent, k_r, positions, kv_positions, w.attn, self.arch.mla,
+                            keep)  # latent attention + W_UV, by requests
+        attn = helix_attention(c, attend, q_c.shape[0], self.options.hopb_chunks)  # [B, T, Q/N, v], exact
         with c.phase("o_projection"):
             o = o_projection(attn, w.attn)  # [B, T, H], partial sum over N
         return c.all_reduce(o, "attention", "o_projection_all_reduce")  # [B, T, H], replicated

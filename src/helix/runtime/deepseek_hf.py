@@ -1,13 +1,54 @@
-"""The DeepSeek-V3 family as Hugging Face describes it: a config's architecture fields (shared by V3 and
-V3.2, helix.runtime.deepseek and helix.runtime.deepseek_v32) and the registry's tiny V3 model."""
+"""The DeepSeek-V3 family as Hugging Face describes it: its architecture (``DeepseekArch``, read from a config
+by ``hf_arch_fields``, shared by V3 and V3.2, helix.runtime.deepseek and helix.runtime.deepseek_v32), the
+simulator's view of it (``model_spec``) and the registry's tiny V3 model."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 
 from helix.errors import HelixInputError
 from helix.runtime.mla import MLAConfig
 from helix.runtime.moe import RouterConfig
+from helix.specs.model import ModelSpec
+
+
+@dataclass(frozen=True, slots=True)
+class DeepseekArch:
+    """The numbers of a DeepSeek-V3 config the decoder needs (plain values: pickles without transformers)."""
+
+    vocab_size: int  # V
+    hidden_dim: int  # H
+    num_layers: int  # L
+    ffn_dim: int  # F (dense layers)
+    expert_ffn_dim: int  # Fe
+    num_shared_experts: int
+    num_dense_layers: int  # first_k_dense_replace
+    rms_norm_eps: float
+    mla: MLAConfig
+    router: RouterConfig
+
+
+def arch_from_hf_config(cfg) -> DeepseekArch:
+    """DeepseekArch from a transformers ``DeepseekV3Config``; RoPE and softmax scale via HF's own code."""
+    from transformers.models.deepseek_v3 import modeling_deepseek_v3 as hf
+
+    return DeepseekArch(**hf_arch_fields(cfg, hf.DeepseekV3RotaryEmbedding, hf.yarn_apply_mscale,
+                                         bool(cfg.rope_interleave), cfg.first_k_dense_replace))
+
+
+def model_spec(arch: DeepseekArch, name: str) -> ModelSpec:
+    """The simulator's view of the same model (layout checks, traffic formulas)."""
+    m, r = arch.mla, arch.router
+    return ModelSpec(
+        name=name, num_layers=arch.num_layers, hidden_dim=arch.hidden_dim, num_query_heads=m.num_heads,
+        num_kv_heads=m.num_heads, head_dim=m.d_nope + m.d_rope, ffn_dim=arch.ffn_dim, vocab_size=arch.vocab_size,
+        attention="mla", q_lora_rank=m.q_lora_rank, kv_lora_rank=m.d_latent, qk_nope_head_dim=m.d_nope,
+        qk_rope_head_dim=m.d_rope, v_head_dim=m.v_head_dim, num_experts=r.num_experts,
+        experts_per_token=r.experts_per_token, expert_ffn_dim=arch.expert_ffn_dim,
+        num_shared_experts=arch.num_shared_experts, num_dense_layers=arch.num_dense_layers,
+        num_expert_groups=r.num_groups, topk_expert_groups=r.topk_groups, source="runtime registry")
 
 
 def hf_arch_fields(cfg, rotary_class, yarn_apply_mscale, rope_interleave: bool, num_dense_layers: int) -> dict:

@@ -8,7 +8,7 @@ attention of every layer (helix.runtime.dsa):
 | qkv_projection | MLA projections as for V3, plus the indexer's query, weights and key (replicated) | — |
 | (KV append) | the token's [c \\| k_r \\| k_I] (d_c + d_r + D_I) on its owner KVP rank | — |
 | index_scores | the indexer over this rank's S_loc tokens, its k + 1 best per (request, query) | — |
-| dsa_topk_all_gather | the candidates: KVP B (k + 1) 4 bytes per layer (helix.cost.messages) | all-gather over KVP |
+| dsa_topk_all_gather | the candidates: KVP B (k + 1) 4 bytes per layer (helix.specs.dsa) | all-gather over KVP |
 | local_attention | absorbed MLA over the local tokens in the global top-k (none: LSE -inf, output 0) | — |
 | kvp_all_to_all, o_projection, FFN / MoE | as DeepSeek-V3 | as DeepSeek-V3 |
 
@@ -29,12 +29,18 @@ import torch
 from helix.errors import HelixInputError
 from helix.layout import Layout
 from helix.runtime import deepseek
-from helix.runtime.attention import helix_attention
-from helix.runtime.deepseek import DeepseekArch, HelixDeepseek
-from helix.runtime.deepseek_hf import random_tiny
-from helix.runtime.dsa import IndexerConfig, check_indexer, index_projection, index_scores, select_topk, shard_indexer
-from helix.runtime.dsa_messages import TIE_PHASE
-from helix.runtime.mla import mla_attend, o_projection, project
+from helix.runtime.deepseek import HelixDeepseek
+from helix.runtime.deepseek_hf import DeepseekArch, hf_arch_fields, random_tiny
+from helix.runtime.dsa import (
+    TIE_PHASE,
+    IndexerConfig,
+    check_indexer,
+    index_projection,
+    index_scores,
+    select_topk,
+    shard_indexer,
+)
+from helix.runtime.mla import project
 from helix.specs.model import ModelSpec
 
 DATA_DEPENDENT_PHASES = (TIE_PHASE,)  # only on ties at the k-th score: not part of the step's formula
@@ -56,12 +62,12 @@ def arch_from_hf_config(cfg) -> DeepseekV32Arch:
     if list(cfg.mlp_layer_types) != ["dense"] * n_dense + ["sparse"] * (cfg.num_hidden_layers - n_dense):
         raise HelixInputError("model.mlp_layer_types", "must be dense layers first, then sparse (MoE) ones")
     # V3.2's MLA always rotates interleaved pairs (its indexer: half-split)
-    fields = deepseek.hf_arch_fields(cfg, hf.DeepseekV32RotaryEmbedding, hf.yarn_apply_mscale, True, n_dense)
+    fields = hf_arch_fields(cfg, hf.DeepseekV32RotaryEmbedding, hf.yarn_apply_mscale, True, n_dense)
     return DeepseekV32Arch(**fields, indexer=IndexerConfig(cfg.index_n_heads, cfg.index_head_dim, cfg.index_topk))
 
 
 def model_spec(arch: DeepseekV32Arch, name: str) -> ModelSpec:
-    """The simulator's view, indexer included (helix.cost.messages.step_messages then holds the top-k exchange)."""
+    """The simulator's view, indexer included (its step then holds the top-k exchange)."""
     ix = arch.indexer
     return dataclasses.replace(deepseek.model_spec(arch, name), index_heads=ix.num_heads, index_head_dim=ix.head_dim,
                                index_topk=ix.topk)
@@ -69,12 +75,6 @@ def model_spec(arch: DeepseekV32Arch, name: str) -> ModelSpec:
 
 def check_layout(layout: Layout, arch: DeepseekV32Arch, name: str = "deepseek-v32") -> None:
     deepseek.check_layout(layout, arch, name)
-
-
-def extra_step_messages(arch: DeepseekV32Arch, layout: Layout, batch: int) -> list:
-    """Collectives of one decode step beyond helix.cost.messages.step_messages: none (the top-k exchange is
-    there, since ``model_spec`` carries the indexer)."""
-    return []
 
 
 # ---------------------------------------------------------------- the decoder
@@ -115,12 +115,8 @@ class HelixDeepseekV32(HelixDeepseek):
         keep, stats = select_topk(c, scores, positions, kv_positions, ix.topk, self.cache)  # [B, T, S_loc]
         for key, n in stats.items():
             self.dsa_stats[key] += n
-        attend = mla_attend(q_c, q_r, cached[:, 0, :, :d_c], cached[:, 0, :, d_c:d_cr], positions, kv_positions,
-                            w.attn, m, keep)  # sparse latent attention + W_UV, by requests
-        attn = helix_attention(c, attend, x.shape[0], self.options.hopb_chunks)  # [B, T, Q/N, v], exact
-        with c.phase("o_projection"):
-            o = o_projection(attn, w.attn)  # [B, T, H], partial sum over N
-        return c.all_reduce(o, "attention", "o_projection_all_reduce")  # [B, T, H], replicated
+        return self._attend(i, q_c, q_r, cached[:, 0, :, :d_c], cached[:, 0, :, d_c:d_cr], positions, kv_positions,
+                            keep)  # sparse: the selected tokens only
 
 
 DECODER = HelixDeepseekV32

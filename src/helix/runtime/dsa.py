@@ -14,7 +14,7 @@ Under Helix the cache is sharded over KVP, so the top-k must be global (``select
 
 1. each rank scores its own S_loc tokens and keeps its k + 1 best scores per (request, query);
 2. ``dsa_topk_all_gather`` over KVP: k + 1 fp32 scores per rank per (request, query), whatever S is
-   (helix.runtime.dsa_messages.topk_exchange_bytes);
+   (the format: helix.specs.dsa; its bytes, KVP B T (k + 1) 4 per layer, are the simulator's);
 3. every rank finds the global k-th score v and keeps its own tokens scoring above v, and those
    equal to v when all the tokens tied at v fit in the k. Positions need not travel: a rank only
    selects its own tokens, and the threshold decides. A (k + 1)-th score equal to v on some rank
@@ -40,9 +40,13 @@ import torch.nn.functional as F
 
 from helix.errors import HelixInputError
 from helix.runtime.decoder import rms_norm
-from helix.runtime.dsa_messages import TIE_PHASE, TOPK_PHASE, topk_candidates
 from helix.runtime.kv_cache import kv_owner
 from helix.runtime.mla import MLAConfig, MLAShard, rotary
+from helix.specs.dsa import TOPK_PHASE, topk_candidates
+
+# Only rows whose tokens tied at the k-th score do not all fit gather their whole row (data-dependent:
+# the simulator's step has no such message). Per layer and rank: KVP x rows x max S_loc x 4 bytes.
+TIE_PHASE = "dsa_topk_tie_all_gather"
 
 
 @dataclass(frozen=True, slots=True)

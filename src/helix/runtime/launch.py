@@ -1,9 +1,9 @@
 """Jobs: build the model once, start one worker per rank (spawned on CPU or under torchrun), collect.
 
-A ``Job`` names a registry model, a layout (or ``Job.from_layout``), a prompt batch and one or more
-``RunSpec`` (decode options + new tokens); a job's runs share one process group and one set of weight
-shards. Layouts (PP = 1): Helix KVP x TPA with the FFN as TPF x EP on the same N ranks (TPF = N / EP),
-or the DP+EP baseline (``strategy="dp_ep"``: N = DP = EP, whole requests and experts per rank).
+A ``Job`` names a registry model, a ``helix.layout.Layout``, a prompt batch and one or more ``RunSpec``
+(decode options + new tokens); a job's runs share one process group and one set of weight shards.
+Layouts (PP = 1), checked when the Job is made: Helix KVP x TPA with the FFN as TPF x EP on the same
+N ranks, or the DP+EP baseline (``Layout.dp_ep(N)``: N = DP = EP, whole requests and experts per rank).
 
 Every family checks the layout (``check_layout``) in the launcher and on every rank. What a decoder
 reports beyond tokens (DeepSeek: the expert load per step) comes back in ``RunResult.extras``.
@@ -58,37 +58,23 @@ RUNTIME_STRATEGIES = ("helix", "dp_ep")
 @dataclass(frozen=True)
 class Job:
     model: str
-    kvp: int  # Helix KVP (1 under dp_ep)
-    tpa: int  # Helix TPA (1 under dp_ep)
+    layout: Layout  # Helix (DP = PP = 1, TPF x EP = N) or DP+EP (PP = 1, N = DP = EP, whole experts per rank)
     prompt_ids: torch.Tensor  # [B, T] int64, every request the same length
     runs: tuple[RunSpec, ...]
     timeout_s: float = 60.0  # process-group setup and each collective
-    ep: int = 1  # expert-parallel width: Helix TPF = kvp*tpa / ep; dp_ep: N = DP = EP
-    strategy: str = "helix"  # helix | dp_ep
 
-    @property
-    def layout(self) -> Layout:
-        """The Layout (raises HelixInputError for an impossible one)."""
-        if self.strategy not in RUNTIME_STRATEGIES:
-            raise HelixInputError("strategy", f"the runtime runs {' or '.join(RUNTIME_STRATEGIES)}, "
-                                  f"got {self.strategy!r}")
-        if self.strategy == "dp_ep":  # Layout refuses kvp, tpa != 1 here
-            return Layout(tpa=self.tpa, kvp=self.kvp, dp=self.ep, ep=self.ep, strategy="dp_ep")
-        return Layout.helix(kvp=self.kvp, tpa=self.tpa, ep=self.ep)
-
-    @classmethod
-    def from_layout(cls, model: str, layout: Layout, prompt_ids: torch.Tensor, runs: tuple[RunSpec, ...],
-                    timeout_s: float = 60.0) -> Job:
-        """A job for ``layout``: Helix with DP = PP = 1 (TPF = N / EP), or DP+EP with PP = 1."""
+    def __post_init__(self) -> None:
+        # what any model needs; the family's check_layout adds the model's own limits once it is built
+        layout = self.layout
+        if not isinstance(layout, Layout):
+            raise HelixInputError("layout", f"must be a helix.layout.Layout, got {type(layout).__name__}")
         if layout.strategy not in RUNTIME_STRATEGIES:
             raise HelixInputError("strategy", f"the runtime runs {' or '.join(RUNTIME_STRATEGIES)}, "
                                   f"got {layout.strategy!r}")
         if layout.pp != 1 or (layout.strategy == "helix" and layout.dp != 1):
             raise HelixInputError("layout", f"the runtime runs PP = 1 and Helix with DP = 1, got {layout.describe()}")
-        job = cls(model, layout.kvp, layout.tpa, prompt_ids, runs, timeout_s, layout.ep, layout.strategy)
-        if job.layout != layout:  # Helix with TPF != N / EP cannot be built
-            raise HelixInputError("tpf", f"must be N/EP for Helix, got {layout.describe()}")
-        return job
+        if layout.strategy == "dp_ep" and layout.tpf != 1:  # its DP+EP MoE moves whole experts (moe.dp_ep_moe)
+            raise HelixInputError("tpf", f"must be 1 under dp_ep (whole experts per rank, EP = N), got {layout.tpf}")
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ locally normalised latent output and its natural-log LSE; an empty shard returns
 Exchanged tensor: the values AFTER W_UV ([B, Q, v_head_dim] + one fp32 LSE per (token, head)).
 W_UV is linear and the LSE combine is a weighted sum, so applying it before the exchange is exact,
 and it sends v_head_dim instead of kv_lora_rank per head (128 vs 512 for DeepSeek-V3: 4x less).
-This is what ``helix.cost.messages`` charges (``ModelSpec.attention_value_dim`` = v_head_dim).
+This is what the simulator's step charges (``ModelSpec.attention_value_dim`` = v_head_dim).
 
 RoPE, the softmax scale (YaRN mscale^2 when rope_scaling has mscale_all_dim) and the interleaved
 rotary layout are taken from the Hugging Face module, so the two agree by construction.
@@ -172,7 +172,7 @@ def mla_attend(q_c, q_r, c, k_r, q_positions, kv_positions, w: MLAShard, cfg: ML
     Latent attention of requests [b0, b1) over this rank's cache shard, then W_UV: returns the
     values [b1-b0, T, Q, v] (partial over KVP) and the LSE [b1-b0, T, Q]. ``helix_attention`` packs
     them as [KVP, Bc, T, Q/N, v + 1] fp32, so each rank sends B T Q (v + 1) 4 bytes per layer,
-    independent of S (helix.cost.messages, kvp_all_to_all), and returns [B, T, Q/N, v], exact.
+    independent of S (the simulator's kvp_all_to_all), and returns [B, T, Q/N, v], exact.
     ``keep`` [B, T, S_loc] (DSA) restricts each query to the selected tokens of this shard.
     """
     def attend(b0: int, b1: int):

@@ -18,7 +18,7 @@ B_loc whole requests and E/EP whole experts. Dispatch sends one row of H per (to
 expert), expert-major, with ``Comm.all_to_all_v`` (split sizes); the experts' (unweighted) outputs come
 back in the same order on the combine all-to-all, and the sender applies the routing weights. The
 receiver learns how many rows it gets per local expert from a count exchange (E int64 per rank,
-``moe_dispatch_counts``, E * 8 bytes, independent of B and H; helix.cost.messages models it).
+``moe_dispatch_counts``, E * 8 bytes, independent of B and H; the simulator's step has it too).
 
 References: paper §2.2 (MoE on a TPF x EP grid), §3.1 (DeepSeek-R1); Hugging Face transformers
 5.24 ``modeling_deepseek_v3.py`` (router, experts, shared experts).
@@ -165,7 +165,7 @@ def shared_partial(x: torch.Tensor, shard: MoEShard) -> torch.Tensor:
 def helix_moe(comm, x: torch.Tensor, shard: MoEShard):
     """Exact MoE output for the full batch x [B, H] (replicated over N) on every rank; and the load [E].
 
-    Collectives (helix.cost.messages): moe_tp_all_reduce over TPF (n = B H b), moe_ep_all_gather
+    Collectives (as the simulator's step names them): moe_tp_all_reduce over TPF (n = B H b), moe_ep_all_gather
     over EP (n = EP B H b), then the local reduction over EP.
     """
     with comm.phase("moe_router"):

@@ -9,8 +9,8 @@ TPA 1 on the same 4 ranks) and decodes the rest there:
   TPA <= K no piece is duplicated, so each (token, head) piece has one holder before and one after: a rank
   sends every piece it holds whose new owner is another rank, in one all-to-all over the N ranks, recorded
   as step ``"reshard"``, phase ``kv_reshard`` (n = the rank's send buffer; its own pieces stay put). Summed
-  over ranks it is helix.cost.reshard.reshard_bytes of one copy of the cache, exactly when the cache holds
-  whole periods of lcm(KVP_old, KVP_new) blocks (the test checks it byte for byte).
+  over ranks it is the simulator's re-shard bytes of one copy of the cache, exactly when the cache holds
+  whole periods of lcm(KVP_old, KVP_new) blocks (helix.validation.traffic compares them byte for byte).
 - Weights: every rank already holds the full Hugging Face state dict it was built from (helix.runtime.launch
   hands it to every worker), so the new layout's shards (Q, K, V by the new TPA slice, O by the new N slice)
   are re-sliced locally: no weight moves, nothing recorded. The FFN (TPF = N) and the vocabulary shards
@@ -176,52 +176,17 @@ def _switch(decoder, build, comm: Comm, new_layout: Layout):
     return fresh
 
 
-# ---------------------------------------------------------------- helix run --reshard-at T --reshard-kvp K
+# ---------------------------------------------------------------- what a re-shard run counted
 
 
-def from_args(args, kvp: int, tpa: int, strategy: str) -> Reshard | None:
-    """The Reshard that ``--reshard-at``/``--reshard-kvp``/``--reshard-tpa`` ask for (None: none); one-line
-    errors for a combination that cannot run."""
-    given = [f for f in ("reshard_at", "reshard_kvp", "reshard_tpa") if getattr(args, f, None) is not None]
-    if not given:
-        return None
-    if "reshard_at" not in given or "reshard_kvp" not in given:
-        missing = "--reshard-at" if "reshard_at" not in given else "--reshard-kvp"
-        raise HelixInputError(missing, "--reshard-at and --reshard-kvp go together (--reshard-tpa: default N/KVP)")
-    from helix.runtime.registry import get_model
-
-    if strategy != "helix" or get_model(args.model).family != "llama":
-        raise HelixInputError("--reshard-kvp", f"re-sharding runs Helix on the llama family, got {args.model!r} "
-                                               f"with --strategy {strategy}")
-    n = kvp * tpa
-    new_tpa = args.reshard_tpa if args.reshard_tpa is not None else n // max(args.reshard_kvp, 1)
-    out = Reshard(args.reshard_at, args.reshard_kvp, new_tpa)
-    if out.at_step > args.new_tokens - 2:
-        raise HelixInputError("--reshard-at", f"must be a decode step in 1..{args.new_tokens - 2} (--new-tokens "
-                                              f"{args.new_tokens}), got {out.at_step}")
-    if args.ownership != "round_robin":
-        raise HelixInputError("--reshard-at", f"re-sharding needs --ownership round_robin, got {args.ownership!r}")
-    out.layout(Layout.helix(kvp=kvp, tpa=tpa))  # N must match
-    return out
-
-
-def report(args, job, arch, per_rank) -> tuple[list[str], bool, dict]:
-    """(lines, bytes match the formula, summary fields) of a re-shard run: the bytes every rank sent in
-    ``kv_reshard`` against helix.cost.reshard.reshard_bytes_exact (with one rank's results only, that rank's)."""
-    from helix.cost.reshard import reshard_bytes_exact
-
+def report(job, per_rank) -> tuple[str, list[int], dict]:
+    """(line, bytes each known rank sent, summary fields) of a re-shard run: what the ranks' records count in
+    ``kv_reshard`` (``per_rank[rank][run]``; under torchrun rank 0's only). helix.validation.traffic holds
+    the bytes against the simulator's."""
     r = job.runs[0].reshard
     old, new = job.layout, r.layout(job.layout)
     tokens = job.prompt_ids.shape[1] + r.at_step
-    per_token = arch.num_layers * job.prompt_ids.shape[0] * arch.num_kv_heads * arch.head_dim * 2 * 4  # K, V fp32
-    expected = int(reshard_bytes_exact(tokens, job.runs[0].options.block_tokens, per_token, old.kvp, old.tpa, new.kvp,
-                                       new.tpa, arch.num_kv_heads))
     sent = [sum(x.n_bytes for x in ranks[0].traffic if x.step == STEP and x.phase == PHASE) for ranks in per_rank]
-    whole = len(per_rank) == old.num_gpus
-    ok = not whole or sum(sent) == expected
     line = (f"re-shard before decode step {r.at_step} ({tokens} cached tokens): {old.describe()} -> {new.describe()}, "
-            f"{PHASE} all-to-all sent {' + '.join(map(str, sent))} = {sum(sent):,} bytes"
-            + (f"; helix.cost.reshard: {expected:,} bytes: {'match' if ok else 'MISMATCH'}" if whole else
-               " (this rank only; the total needs every rank's records)"))
-    return [line], ok, {"reshard_at": r.at_step, "reshard_layout": new.describe(), "reshard_bytes_sent": sent,
-                        "reshard_bytes_formula": expected, "reshard_matches_simulator": ok}
+            f"{PHASE} all-to-all sent {' + '.join(map(str, sent))} = {sum(sent):,} bytes")
+    return line, sent, {"reshard_at": r.at_step, "reshard_layout": new.describe(), "reshard_bytes_sent": sent}

@@ -292,6 +292,7 @@ def measure(grid: Grid, progress=None, drift: list[float] | None = None) -> tupl
     """
     import torch
 
+    from helix.layout import Layout
     from helix.runtime import registry
     from helix.runtime.launch import Job, RunSpec, WorkerError, prepare, spawn
 
@@ -302,7 +303,7 @@ def measure(grid: Grid, progress=None, drift: list[float] | None = None) -> tupl
         if drift is not None:
             drift.append(reference_attention_rate())
         pts = tuple(p for p in grid.points if (p.kvp, p.tpa) == (kvp, tpa))
-        job = Job(grid.model, kvp, tpa, torch.zeros(1, 1, dtype=torch.int64), (RunSpec(2),),
+        job = Job(grid.model, Layout.helix(kvp=kvp, tpa=tpa), torch.zeros(1, 1, dtype=torch.int64), (RunSpec(2),),
                   timeout_s=grid.timeout_s)
         payload, _ = prepare(job)
         model = registry.family(payload.family).model_spec(payload.arch, grid.model)
@@ -496,7 +497,7 @@ def count_ops_per_phase(model_name: str, batch: int, context: int) -> dict[str, 
     from helix.runtime.decoder import DecodeOptions
     from helix.runtime.launch import Job, RunSpec, prepare
 
-    payload, _ = prepare(Job(model_name, 1, 1, torch.zeros(1, 1, dtype=torch.int64), (RunSpec(2),)))
+    payload, _ = prepare(Job(model_name, Layout.helix(kvp=1), torch.zeros(1, 1, dtype=torch.int64), (RunSpec(2),)))
     comm = Comm.create(Layout.helix(kvp=1, tpa=1), 0, 1, "env://")
     decoder = registry.family(payload.family).DECODER(payload.arch, payload.state_dict, comm, name=model_name)
     current, timed_phase = [OTHER], comm.phase

@@ -1,5 +1,6 @@
-"""The flags of ``helix run`` that shape the job, checked before torch or any worker: the layout
-(``layout_args``) and the flag combinations that would mean nothing (``check_combinations``).
+"""The flags of ``helix run`` that shape the job, checked before torch or any worker: what the runtime's
+layouts add to the layout flags (``check_runnable``; the flags themselves are helix.commands.layout_args'),
+what it decodes (``resolve_source``) and the flag combinations that would mean nothing (``check_combinations``).
 
 Every flag given must do something: one the chosen layout or launcher would ignore is an error naming
 both flags, or is accepted only at its default (``--ownership`` and ``--block-tokens`` with one KVP rank).
@@ -16,37 +17,24 @@ def positive(field: str, value: int) -> int:
     return value
 
 
-def layout_args(args) -> tuple[int, int, int, str]:
-    """(kvp, tpa, ep, strategy) of ``launch.Job`` from the flags; HelixInputError names the flag."""
-    for flag in ("gpus", "kvp", "tpa", "tpf", "ep"):
-        if getattr(args, flag) is not None:
-            positive("--" + flag, getattr(args, flag))
-    if args.strategy == "dp_ep":
-        for flag in ("kvp", "tpa", "tpf"):
-            if getattr(args, flag) not in (None, 1):
-                raise HelixInputError(f"--{flag}", f"must be 1 under dp_ep (data-parallel attention, whole "
-                                      f"experts; give the width with --gpus), got {getattr(args, flag)}")
-        n = args.gpus or args.ep or 2
-        if args.ep is not None and args.ep != n:
-            raise HelixInputError("--ep", f"dp_ep uses EP = N (--gpus {n}), got {args.ep}")
-        if args.batch % n:
-            raise HelixInputError("--batch", f"must be a multiple of N (={n}) under dp_ep (every rank owns "
-                                  f"B/N whole requests), got {args.batch}")
-        return 1, 1, n, "dp_ep"
-    tpa = args.tpa or 1
-    kvp = args.kvp or (max(args.gpus // tpa, 1) if args.gpus else 2)
-    n = kvp * tpa
-    if args.gpus is not None and n != args.gpus:
-        raise HelixInputError("--gpus", f"must equal kvp*tpa (={n}) for helix, got {args.gpus}")
-    ep = args.ep or (n // args.tpf if args.tpf else 1)
-    if args.tpf is not None and args.tpf * ep != n:
-        raise HelixInputError("--tpf", f"tpf*ep (={args.tpf}*{ep}) must equal kvp*tpa (={n}) for helix")
-    return kvp, tpa, ep, "helix"
+def check_runnable(args, layout) -> None:
+    """What the runtime's layouts add to ``layout_from_args``'s: DP+EP holds whole experts (EP = N, TPF = 1)
+    and whole requests (B a multiple of N). Named by the flag, before launch.Job repeats it by field."""
+    if layout.strategy != "dp_ep":
+        return
+    n = layout.dp
+    if layout.ep != n:
+        flag, value = ("--tpf", args.tpf) if args.tpf is not None else ("--ep", args.ep)
+        raise HelixInputError(flag, f"the runtime's dp_ep moves whole experts (EP = N = {n}, TPF = 1), got {value}")
+    if args.batch % n:
+        raise HelixInputError("--batch", f"must be a multiple of N (={n}) under dp_ep (every rank owns "
+                              f"B/N whole requests), got {args.batch}")
 
 
-def check_combinations(args, kvp: int, strategy: str, under_torchrun: bool) -> None:
+def check_combinations(args, layout, under_torchrun: bool) -> None:
     """Every flag given does something: one the layout or the launcher would ignore is an error naming both
     (--ownership and --block-tokens only at their defaults where one KVP rank holds every KV token)."""
+    kvp, strategy = layout.kvp, layout.strategy
     if args.hopb_chunks is not None:
         positive("--hopb-chunks", args.hopb_chunks)
     if args.hopb_chunks is not None and not args.hopb:
@@ -68,6 +56,33 @@ def check_combinations(args, kvp: int, strategy: str, under_torchrun: bool) -> N
     if under_torchrun and args.job_timeout_s is not None:
         raise HelixInputError("--job-timeout-s", "applies to spawned workers only; under torchrun use torchrun's "
                                                  "own limits (--max-restarts, its rendezvous timeout)")
+
+
+def reshard_from_args(args, layout):
+    """The helix.runtime.reshard.Reshard that ``--reshard-at``/``--reshard-kvp``/``--reshard-tpa`` ask for
+    (None: none); one-line errors for a combination that cannot run."""
+    given = [f for f in ("reshard_at", "reshard_kvp", "reshard_tpa") if getattr(args, f, None) is not None]
+    if not given:
+        return None
+    if "reshard_at" not in given or "reshard_kvp" not in given:
+        missing = "--reshard-at" if "reshard_at" not in given else "--reshard-kvp"
+        raise HelixInputError(missing, "--reshard-at and --reshard-kvp go together (--reshard-tpa: default N/KVP)")
+    from helix.runtime.registry import get_model
+    from helix.runtime.reshard import Reshard  # torch: only for a run that asks for a re-shard
+
+    if layout.strategy != "helix" or get_model(args.model).family != "llama":
+        raise HelixInputError("--reshard-kvp", f"re-sharding runs Helix on the llama family, got {args.model!r} "
+                                               f"with --strategy {layout.strategy}")
+    n = layout.num_gpus
+    new_tpa = args.reshard_tpa if args.reshard_tpa is not None else n // max(args.reshard_kvp, 1)
+    out = Reshard(args.reshard_at, args.reshard_kvp, new_tpa)
+    if out.at_step > args.new_tokens - 2:
+        raise HelixInputError("--reshard-at", f"must be a decode step in 1..{args.new_tokens - 2} (--new-tokens "
+                                              f"{args.new_tokens}), got {out.at_step}")
+    if args.ownership != "round_robin":
+        raise HelixInputError("--reshard-at", f"re-sharding needs --ownership round_robin, got {args.ownership!r}")
+    out.layout(layout)  # N must match
+    return out
 
 
 def resolve_source(args) -> None:
