@@ -32,6 +32,7 @@ COMMAND_MODULES = (
     "helix.commands.reproduce",
     "helix.runtime.command",
     "helix.validation.command",
+    "helix.commands.precision",
 )
 
 
