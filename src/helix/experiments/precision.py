@@ -57,14 +57,16 @@ def variants() -> list[tuple[str, str, PrecisionSpec]]:
     return out
 
 
-def metrics(ctx: Context, name: str, precision: PrecisionSpec) -> dict:
-    """Helix's frontier ends and the headline claims of one sweep (the nominal one is the cached sweep)."""
+def metrics(ctx: Context, name: str, precision: PrecisionSpec, fronts: bool = False) -> dict:
+    """Helix's frontier ends and the headline claims of one sweep (the nominal one is the cached sweep);
+    ``fronts`` adds the Helix and baseline frontiers (for the figure)."""
     nominal = precision == ctx.precision
     pts = ctx.sweep(name, strategies_for(name), precision=precision, cache=nominal).points
     feas = pts.take(pts.feasible)
     h, base = feas.of("helix"), feas.of(*WORDING[name].budget_baseline)
     union = search.helix_vs_baseline(pts)
-    worded = search.helix_vs_baseline(pts, baseline=WORDING[name].budget_baseline)
+    worded = union if WORDING[name].budget_baseline == search.BASELINE_STRATEGIES else \
+        search.helix_vs_baseline(pts, baseline=WORDING[name].budget_baseline)
     at = {v: ratio_at_multiples(h, base, v, (BUDGET_MULTIPLE,))[f"{BUDGET_MULTIPLE:g}"]
           for v in ("users", "tokens_per_s_per_gpu")} if len(h) and len(base) else {}
     return {"helix_min_ttl_ms": float(h.ttl_s.min()) * 1e3 if len(h) else np.nan,
@@ -75,7 +77,7 @@ def metrics(ctx: Context, name: str, precision: PrecisionSpec) -> dict:
             "users_ratio": worded.batch.max_ratio, "users_ratio_at_budget": at.get("users", np.nan),
             "tokens_per_s_per_gpu_ratio": worded.throughput.max_ratio,
             "tokens_per_s_per_gpu_ratio_at_budget": at.get("tokens_per_s_per_gpu", np.nan),
-            "_fronts": search.frontiers(pts, ("helix", *WORDING[name].budget_baseline))}
+            "_fronts": search.frontiers(pts, ("helix", *WORDING[name].budget_baseline)) if fronts else {}}
 
 
 FIELDS = ("helix_min_ttl_ms", "helix_max_tokens_per_s_per_gpu", "baseline_min_ttl_ms", "ttl_ratio_equal_batch",
@@ -160,7 +162,7 @@ def numerics_headline(rows: list[dict]) -> tuple[str, str]:
 def run(ctx: Context) -> Section:
     per_model, rows = {}, []
     for name, _ in MODELS:
-        per_model[name] = [(c, f, metrics(ctx, name, p)) for c, f, p in variants()]
+        per_model[name] = [(c, f, metrics(ctx, name, p, fronts=c == "every class")) for c, f, p in variants()]
         rows += [[name, c, f, *[m[k] for k in FIELDS]] for c, f, m in per_model[name]]
     write_csv(ctx.out / "precision_variants.csv", ["model", "class", "format", *FIELDS], rows)
     body = []
