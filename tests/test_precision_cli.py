@@ -48,3 +48,19 @@ def test_study_fields_are_checked():
         Study(seeds=())
     with pytest.raises(ValueError, match="^kvps:"):
         Study(kvps=(2, 3))
+
+
+def test_without_torch_the_command_is_one_line_exit_2(monkeypatch, tmp_path, capsys):
+    import sys
+
+    import helix.runtime
+
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch -> ModuleNotFoundError
+    for name in ("precision_error", "quantise", "attention"):  # as if never imported in this process
+        monkeypatch.delitem(sys.modules, f"helix.runtime.{name}", raising=False)
+        monkeypatch.delattr(helix.runtime, name, raising=False)
+    assert main(["precision", "--quick", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["helix precision: error: torch: not installed; helix precision needs it: "
+                   'pip install -e ".[runtime]"']
+    assert not (tmp_path / "out").exists()

@@ -121,7 +121,8 @@ def run_precision(args) -> int:
     except ModuleNotFoundError as exc:
         if exc.name != "torch":
             raise
-        raise HelixInputError("helix precision", "needs torch: pip install -e \".[runtime]\"") from None
+        raise HelixInputError("torch", "not installed; helix precision needs it: pip install -e \".[runtime]\"") \
+            from None
     log = (lambda *a: None) if args.quiet else (
         lambda context, seed: print(f"  {context:,} tokens, seed {seed}: done", file=sys.stderr))
     t0 = time.perf_counter()

@@ -16,6 +16,8 @@ Read in this order (docs/runtime.md is the guide):
   exact global top-k over KVP, its exchange's bytes) on the DeepSeek-V3 decoder;
 - ``registry``: runtime model presets and families; ``launch``: jobs, spawned CPU workers, torchrun;
 - ``command``: ``helix run``.
+- ``quantise``, ``precision_spec``, ``precision_error``: the precision study (``helix precision``): FP8 / NVFP4 /
+  MXFP4 / BF16 KV caches and payloads through ``local_attention`` and ``combine_partial_attention``.
 
 This package's ``__init__`` and ``command`` import nothing heavy (``helix`` imports ``command`` at
 start-up); the other modules need torch; transformers is needed only to build registry models.

@@ -16,8 +16,8 @@ Scaled formats (``KV_FORMATS``):
 - ``fp8_row``: one fp32 scale per row of ``ROW_ELEMENTS`` = 128 elements, i.e. per token per KV head at
   head_dim 128 (the per-token-per-head scale of FP8 KV caches; also the partial-output payload's scale);
 - ``nvfp4``: E2M1 values in 16-element blocks, one E4M3 block scale, one fp32 per-tensor scale
-  amax / (448 · 6), so block scales use E4M3's whole range [NVIDIA, "Introducing NVFP4 for efficient and
-  accurate low-precision inference", developer.nvidia.com/blog, 2025];
+  amax / (448 · 6), so block scales use E4M3's whole range (NVIDIA, "Introducing NVFP4 for efficient and
+  accurate low-precision inference" [S25]);
 - ``mxfp4``: E2M1 values in 32-element blocks, one E8M0 (power of two) scale 2^(floor(log2 amax) - 2), where
   2 is E2M1's largest exponent; elements beyond 6 after scaling saturate [OCP MX spec v1.0 §6.3];
 - ``bf16``: round to nearest even onto bfloat16; ``fp32``: unchanged (the unquantised run).
