@@ -85,7 +85,9 @@ def plot(path: Path, summary: list[dict], study: Study) -> None:
     pf = PLOT_PAYLOAD if PLOT_PAYLOAD in study.payload_formats else study.payload_formats[0]
     fig, axes = new_figure(len(study.kv_formats), width=3.6, height=3.4)
     axes = [axes] if len(study.kv_formats) == 1 else list(axes)
+    errs = [max(r["rel_l2_mean"], 1e-9) for r in summary if r["payload_format"] == pf]
     for ax, fmt in zip(axes, study.kv_formats, strict=True):
+        ax.set_ylim(min(errs) / 2, max(errs) * 2)  # one scale for every panel: the formats compare at a glance
         for kvp in study.kvps:
             pts = sorted((r["context"], r["rel_l2_mean"]) for r in summary
                          if r["kv_format"] == fmt and r["kvp"] == kvp and r["payload_format"] == pf)
