@@ -198,8 +198,10 @@ def run(ctx: Context) -> Section:
                   "budget ratios against the baseline each model's claims are worded against)."),
         figures=[frontier_figure(ctx, per_model)], body=body,
         points_evaluated={},
-        differs=("The paper assumes FP4 everywhere and shows no precision sweep. NVFP4 and MXFP4 differ from the "
-                 "paper's FP4 only by their block scales' bytes (4.5 and 4.25 bits per element against 4), and "
-                 "every FP4 format runs the same measured kernels here (no NVFP4-vs-MXFP4 kernel rates are "
-                 "modelled). Accuracy is not simulated: the numerics are a synthetic bound, not a benchmark."),
+        differs=("The paper assumes FP4 everywhere and shows no precision sweep; its setup cites the MX "
+                 "formats [paper §3.1], i.e. MXFP4 (4.25 bits), while its App. A counts 0.5 B (our fp4). NVFP4 "
+                 "and MXFP4 differ from that FP4 only by their block scales' bytes (4.5 and 4.25 bits per element "
+                 "against 4), and every FP4 format runs the same measured kernels here (no NVFP4-vs-MXFP4 "
+                 "kernel rates are modelled). Accuracy is not simulated: the numerics are a synthetic bound, "
+                 "not a benchmark."),
     )
