@@ -7,7 +7,7 @@ Helix runs it: KVP ranks own contiguous shards of the cache; each rank's partial
 come from ``helix.runtime.attention.local_attention`` on the dequantised cache (fp32 math); the partial
 outputs are rounded to the payload format (LSE stays fp32, as TensorRT-LLM sends it); the exchange is merged
 by ``combine_partial_attention``. The reference is the same attention with no quantisation and no split,
-in float64 (so the fp32 run's own round-off shows as error, ~1e-7).
+in float64 (so the fp32 run's own round-off shows as error, ~1e-6).
 
 Synthetic but heavy-tailed values (``SyntheticKV``): keys Student-t with 4 degrees of freedom (inverse CDF,
 one uniform per element) with ``outlier_channels`` channels scaled by ``outlier_scale`` (the per-channel
