@@ -32,6 +32,7 @@ COMMAND_MODULES = (
     "helix.commands.reproduce",
     "helix.commands.run",
     "helix.validation.command",
+    "helix.commands.precision",
 )
 
 

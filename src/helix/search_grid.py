@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from helix.errors import HelixInputError
@@ -27,8 +29,22 @@ def _divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
 
 
-def _candidates(model, strategy: str, max_gpus: int):
-    """Layouts of one strategy before the model's divisibility checks."""
+def _candidates(model, strategy: str, max_gpus: int) -> tuple[Layout, ...]:
+    """Layouts of one strategy before the model's divisibility checks. Kept per (model, strategy, max_gpus):
+    the experiments sweep one model under many hardware, precision and context variants, and building the
+    Layouts was most of each sweep's enumeration (Layouts are frozen, so sharing them is safe)."""
+    try:
+        return _kept_candidates(model, strategy, max_gpus)
+    except TypeError:  # a model spec that cannot be hashed: enumerate afresh
+        return tuple(_generate_candidates(model, strategy, max_gpus))
+
+
+@functools.lru_cache(maxsize=64)
+def _kept_candidates(model, strategy: str, max_gpus: int) -> tuple[Layout, ...]:
+    return tuple(_generate_candidates(model, strategy, max_gpus))
+
+
+def _generate_candidates(model, strategy: str, max_gpus: int):
     for pp in range(1, max_gpus + 1):
         for n in range(1, max_gpus // pp + 1):
             eps = _divisors(n) if model.is_moe else (1,)

@@ -18,10 +18,12 @@ from helix.experiments import (
     hopb,
     llama,
     medha_ablation,
+    precision,
     sensitivity,
 )
 
 EXPERIMENTS = (fig1_roofline, dsr1, llama, medha_ablation, hopb, config_ranges, context_scaling, batch_scaling,
-               failure_modes, dsa, dynamic)
+               failure_modes, dsa, dynamic,
+               precision)
 
 __all__ = ["EXPERIMENTS", "calibration", "sensitivity"]

@@ -15,7 +15,9 @@ Read in this order (docs/runtime.md is the guide):
 - ``dsa``, ``deepseek_v32``: DeepSeek-V3.2's sparse attention (lightning indexer, exact global top-k
   over KVP; the exchange's format is helix.specs.dsa's) on the DeepSeek-V3 decoder;
 - ``registry``: runtime model presets and families; ``launch``: jobs, spawned CPU workers, torchrun;
-- ``reshard``: re-sharding a live KV cache mid-generation.
+- ``reshard``: re-sharding a live KV cache mid-generation;
+- ``quantise``, ``precision_spec``, ``precision_error``: the precision study (``helix precision``): FP8 / NVFP4 /
+  MXFP4 / BF16 KV caches and payloads through ``local_attention`` and ``combine_partial_attention``.
 
 It reads helix.specs and helix.layout only: the simulator's formulas stay out of it, and
 what it counts is compared with them in helix.validation.traffic. ``helix run`` is
