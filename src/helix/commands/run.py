@@ -82,34 +82,19 @@ def register(subparsers) -> None:
 
 def handle(args) -> int:
     from helix.commands.run_report import report
-    from helix.runtime.decoder import DecodeOptions  # torch: imported here, not when ``helix`` starts
-    from helix.runtime.kv_cache import OWNERSHIP_RULES
-    from helix.runtime.launch import Job, RunSpec, WorkerError, prepare, run_job, run_spawned
-    from helix.runtime.limits import check_job_timeout, check_prompt, check_timeout
+    from helix.runtime.launch import Job, WorkerError, prepare, run_job, run_spawned  # torch: imported here
+    from helix.runtime.limits import check_prompt
 
-    resolve_source(args)
-    check_timeout("--timeout-s", args.timeout_s)
-    job_timeout = check_job_timeout("--job-timeout-s", args.job_timeout_s)
-    for name in ("batch", "prompt_len", "new_tokens", "block_tokens"):
-        positive("--" + name.replace("_", "-"), getattr(args, name))
-    if args.new_tokens < 2:
-        raise HelixInputError("--new-tokens", f"must be >= 2 (prefill, then decode steps), got {args.new_tokens}")
-    if args.ownership not in OWNERSHIP_RULES:
-        raise HelixInputError("--ownership", f"unknown rule {args.ownership!r}; allowed: {', '.join(OWNERSHIP_RULES)}")
+    job_timeout = _check_flags(args)
     layout = layout_from_args(args)
     check_runnable(args, layout)
     under_torchrun = "RANK" in os.environ and "WORLD_SIZE" in os.environ
     check_combinations(args, layout, under_torchrun)
-    chunks = args.hopb_chunks or args.batch
-    base = DecodeOptions(block_tokens=args.block_tokens, ownership=args.ownership)
-    runs = [RunSpec(args.new_tokens, base, reshard_from_args(args, layout))]
-    if args.hopb:
-        runs.append(RunSpec(args.new_tokens, DecodeOptions(block_tokens=args.block_tokens, ownership=args.ownership,
-                                                           hopb_chunks=chunks)))
+    runs = _runs(args, layout)
     if args.prompt is None:
         check_prompt(args.batch, args.prompt_len)
     prompt, tok = _prompt(args)
-    job = Job(args.model, layout, prompt, tuple(runs), timeout_s=args.timeout_s)
+    job = Job(args.model, layout, prompt, runs, timeout_s=args.timeout_s)
     if under_torchrun:
         rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
         payload, hf = prepare(job)
@@ -118,13 +103,7 @@ def handle(args) -> int:
         except HelixInputError:
             raise
         except Exception as exc:  # this rank's failure, one line (torchrun reports the others)
-            import traceback
-
-            from helix.runtime import failures
-
-            error = WorkerError({rank: (type(exc).__name__, "", str(exc), traceback.format_exc())},
-                                {rank: failures.PROGRESS.phase()}, args.timeout_s)
-            return _failed(error, f"helix run (rank {rank})")
+            return _failed(_rank_error(exc, rank, args.timeout_s), f"helix run (rank {rank})")
         if rank != 0:
             return 0
         launcher = f"torchrun, {world} ranks"
@@ -143,6 +122,47 @@ def handle(args) -> int:
         code = report(args, job, payload, hf, per_rank, launcher, tok)
     print(text.getvalue().strip().splitlines()[-1])
     return code
+
+
+def _check_flags(args):
+    """Every flag checked on its own (before the layout); returns the whole job's deadline or None."""
+    from helix.runtime.kv_cache import OWNERSHIP_RULES
+    from helix.runtime.limits import check_job_timeout, check_timeout
+
+    resolve_source(args)
+    check_timeout("--timeout-s", args.timeout_s)
+    job_timeout = check_job_timeout("--job-timeout-s", args.job_timeout_s)
+    for name in ("batch", "prompt_len", "new_tokens", "block_tokens"):
+        positive("--" + name.replace("_", "-"), getattr(args, name))
+    if args.new_tokens < 2:
+        raise HelixInputError("--new-tokens", f"must be >= 2 (prefill, then decode steps), got {args.new_tokens}")
+    if args.ownership not in OWNERSHIP_RULES:
+        raise HelixInputError("--ownership", f"unknown rule {args.ownership!r}; allowed: {', '.join(OWNERSHIP_RULES)}")
+    return job_timeout
+
+
+def _runs(args, layout) -> tuple:
+    """The job's RunSpecs: the plain run (with its re-shard, if any), then with --hopb the HOP-B run."""
+    from helix.runtime.decoder import DecodeOptions
+    from helix.runtime.launch import RunSpec
+
+    base = DecodeOptions(block_tokens=args.block_tokens, ownership=args.ownership)
+    runs = [RunSpec(args.new_tokens, base, reshard_from_args(args, layout))]
+    if args.hopb:
+        runs.append(RunSpec(args.new_tokens, DecodeOptions(block_tokens=args.block_tokens, ownership=args.ownership,
+                                                           hopb_chunks=args.hopb_chunks or args.batch)))
+    return tuple(runs)
+
+
+def _rank_error(exc: Exception, rank: int, timeout_s: float):
+    """Under torchrun, this rank's exception as a one-rank WorkerError (its phase, its traceback)."""
+    import traceback
+
+    from helix.runtime import failures
+    from helix.runtime.launch import WorkerError
+
+    return WorkerError({rank: (type(exc).__name__, "", str(exc), traceback.format_exc())},
+                       {rank: failures.PROGRESS.phase()}, timeout_s)
 
 
 def _failed(error, prog: str = "helix run") -> int:

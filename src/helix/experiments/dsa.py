@@ -90,47 +90,13 @@ def _findings(rows) -> str:
 def run(ctx: Context) -> Section:
     dsa, helix_dsa, points = compare(ctx, DSA_MODEL)
     dense, helix_dense, _ = compare(ctx, DSR1)
-    table, csv = [], []
-    for (context, batch), row in dsa.items():
-        h, base = row["helix"], row["baseline"]
-        table.append([f"{context:,}", batch, f"{base[0]} ({base[1]})" if base else "–", base[2] * 1e3 if base else None,
-                      h[0] if h else "–", h[1] * 1e3 if h else None, _label(row["ratio"], row),
-                      _label(dense[context, batch]["ratio"], dense[context, batch])])
-        csv.append([context, batch, base[0] if base else "", base[1] if base else "", base[2] * 1e3 if base else "",
-                    h[0] if h else "", h[1] * 1e3 if h else "", row["ratio"] or "",
-                    dense[context, batch]["ratio"] or ""])
+    table, csv = _context_rows(dsa, dense)
     headers = ["context", "batch", "best baseline (layout)", "TTL ms", "Helix layout", "Helix TTL ms",
                "baseline ÷ Helix TTL, V3.2 (DSA)", "same, R1 (dense MLA)"]
     write_csv(ctx.out / "dsa_context.csv", ["context", "batch", "baseline", "baseline_layout", "baseline_ttl_ms",
                                             "helix_layout", "helix_ttl_ms", "ratio_dsa", "ratio_dense_r1"], csv)
-    reads, read_rows = {}, []
-    for context in CONTEXTS:
-        h, d = helix_dsa.get((int(context), READ_BATCH)), helix_dense.get((int(context), READ_BATCH))
-        vals = [h[2]["attention"] / 1e9 if h else np.nan, h[2]["indexer"] / 1e9 if h else np.nan,
-                h[3] / 1e9 if h else np.nan, d[2]["attention"] / 1e9 if d else np.nan, d[3] / 1e9 if d else np.nan]
-        for key, v in zip(("sparse", "indexer", "kv_dsa", "dense", "kv_dense"), vals, strict=True):
-            reads.setdefault(key, []).append(v)
-        read_rows.append([f"{int(context):,}", h[0] if h else "–", *vals[:3], d[0] if d else "–", *vals[3:]])
-    fig, ax = new_figure(2, width=5.5)
-    for batch, marker in zip(BATCHES, "os^", strict=True):
-        for rows, ls, what in ((dsa, "-", "V3.2 (DSA)"), (dense, "--", "R1 (dense)")):
-            y = [rows[int(c), int(batch)]["ratio"] or np.nan for c in CONTEXTS]
-            ax[0].plot(CONTEXTS, y, marker=marker, ls=ls, color="#d62728" if ls == "-" else "#444444",
-                       label=f"{what}, B = {batch}")
-    ax[0].axhline(1.0, color="black", lw=0.8)
-    ax[0].set(xscale="log", xlabel="context (tokens)", ylabel="best baseline TTL ÷ Helix TTL",
-              title="Helix's gain at equal batch (missing: a side does not fit)")
-    ax[0].legend(fontsize=7)
-    for key, label, style in (("sparse", "V3.2 sparse MLA KV read", "-o"), ("indexer", "V3.2 indexer read", "-s"),
-                              ("kv_dsa", "V3.2 KV memory (latent + index keys)", "-^"),
-                              ("dense", "R1 dense MLA KV read", "--o"), ("kv_dense", "R1 KV memory", "--^")):
-        ax[1].plot(CONTEXTS, reads[key], style, label=label)
-    ax[1].set(xscale="log", yscale="log", xlabel="context (tokens)", ylabel="GB per GPU (reads: per step)",
-              title=f"Helix's best layout at B = {READ_BATCH}: per-GPU reads and KV")
-    ax[1].legend(fontsize=7)
-    for a in ax:
-        a.grid(True, which="both", alpha=0.3)
-    png = save_figure(fig, fig_path(ctx, "dsa_context.png"))
+    reads, read_rows = _read_rows(helix_dsa, helix_dense)
+    png = _figure(ctx, dsa, dense, reads)
     read_headers = ["context", f"Helix layout (B = {READ_BATCH})", "sparse MLA KV read GB/GPU/step",
                     "indexer read GB/GPU/step", "KV GB/GPU", "R1's Helix layout", "R1 dense KV read GB/GPU/step",
                     "R1 KV GB/GPU"]
@@ -153,3 +119,54 @@ def run(ctx: Context) -> Section:
                  "layouts under DSA trade KVP against it. The indexer's GEMMs are timed by the FP4 GEMM table like "
                  "every other weight (DeepSeek ships them in FP8/BF16)."),
     )
+
+
+def _context_rows(dsa: dict, dense: dict) -> tuple[list, list]:
+    """(report rows, CSV rows) per (context, batch): best baseline and Helix under DSA, and R1's ratio."""
+    table, csv = [], []
+    for (context, batch), row in dsa.items():
+        h, base = row["helix"], row["baseline"]
+        table.append([f"{context:,}", batch, f"{base[0]} ({base[1]})" if base else "–", base[2] * 1e3 if base else None,
+                      h[0] if h else "–", h[1] * 1e3 if h else None, _label(row["ratio"], row),
+                      _label(dense[context, batch]["ratio"], dense[context, batch])])
+        csv.append([context, batch, base[0] if base else "", base[1] if base else "", base[2] * 1e3 if base else "",
+                    h[0] if h else "", h[1] * 1e3 if h else "", row["ratio"] or "",
+                    dense[context, batch]["ratio"] or ""])
+    return table, csv
+
+
+def _read_rows(helix_dsa: dict, helix_dense: dict) -> tuple[dict, list]:
+    """Helix's best layout at READ_BATCH per context: per-GPU reads and KV, as plot series and table rows."""
+    reads, read_rows = {}, []
+    for context in CONTEXTS:
+        h, d = helix_dsa.get((int(context), READ_BATCH)), helix_dense.get((int(context), READ_BATCH))
+        vals = [h[2]["attention"] / 1e9 if h else np.nan, h[2]["indexer"] / 1e9 if h else np.nan,
+                h[3] / 1e9 if h else np.nan, d[2]["attention"] / 1e9 if d else np.nan, d[3] / 1e9 if d else np.nan]
+        for key, v in zip(("sparse", "indexer", "kv_dsa", "dense", "kv_dense"), vals, strict=True):
+            reads.setdefault(key, []).append(v)
+        read_rows.append([f"{int(context):,}", h[0] if h else "–", *vals[:3], d[0] if d else "–", *vals[3:]])
+    return reads, read_rows
+
+
+def _figure(ctx: Context, dsa: dict, dense: dict, reads: dict):
+    """Helix's gain at equal batch against context, and its per-GPU reads and KV at READ_BATCH."""
+    fig, ax = new_figure(2, width=5.5)
+    for batch, marker in zip(BATCHES, "os^", strict=True):
+        for rows, ls, what in ((dsa, "-", "V3.2 (DSA)"), (dense, "--", "R1 (dense)")):
+            y = [rows[int(c), int(batch)]["ratio"] or np.nan for c in CONTEXTS]
+            ax[0].plot(CONTEXTS, y, marker=marker, ls=ls, color="#d62728" if ls == "-" else "#444444",
+                       label=f"{what}, B = {batch}")
+    ax[0].axhline(1.0, color="black", lw=0.8)
+    ax[0].set(xscale="log", xlabel="context (tokens)", ylabel="best baseline TTL ÷ Helix TTL",
+              title="Helix's gain at equal batch (missing: a side does not fit)")
+    ax[0].legend(fontsize=7)
+    for key, label, style in (("sparse", "V3.2 sparse MLA KV read", "-o"), ("indexer", "V3.2 indexer read", "-s"),
+                              ("kv_dsa", "V3.2 KV memory (latent + index keys)", "-^"),
+                              ("dense", "R1 dense MLA KV read", "--o"), ("kv_dense", "R1 KV memory", "--^")):
+        ax[1].plot(CONTEXTS, reads[key], style, label=label)
+    ax[1].set(xscale="log", yscale="log", xlabel="context (tokens)", ylabel="GB per GPU (reads: per step)",
+              title=f"Helix's best layout at B = {READ_BATCH}: per-GPU reads and KV")
+    ax[1].legend(fontsize=7)
+    for a in ax:
+        a.grid(True, which="both", alpha=0.3)
+    return save_figure(fig, fig_path(ctx, "dsa_context.png"))

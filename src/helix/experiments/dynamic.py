@@ -134,41 +134,11 @@ def compare(ctx: Context, name: str):
 
 def run(ctx: Context) -> Section:
     results = [compare(ctx, name) for name in MODELS]
-    rows, switch_rows, csv = [], [], []
-    for res in results:
-        n, tok = res["gpus"], res["tokens"]
-        lay = res["lay"]
-        for what, total, layout in (("best static", res["static_s"], layout_text(lay, res["static"])),
-                                    ("dynamic", res["dynamic_s"], "")):
-            dyn = what == "dynamic"
-            rows.append([res["model"], what, layout or f"{len(res['switches'])} switches", total,
-                         tok / (total * n), len(res["switches"]) if dyn else 0, res["moved"] / 1e9 if dyn else 0.0,
-                         res["stall_s"] * 1e3 if dyn else 0.0])
-            csv.append([res["model"], what, layout, total, tok / (total * n), len(res["switches"]) if dyn else 0,
-                        res["moved"] if dyn else 0.0, res["stall_s"] if dyn else 0.0])
-        for step, i, j, size, stall in res["switches"]:
-            switch_rows.append([res["model"], f"{step:,}", f"{res['means'][step // SEGMENT_STEPS]:,}",
-                                layout_text(lay, i), layout_text(lay, j), size / 1e9, stall * 1e3])
+    rows, switch_rows, csv = _tables(results)
     headers = ["model", "policy", "layout", "decode time s", "tokens/s/GPU", "switches", "GB moved", "stall ms"]
     write_csv(ctx.out / "dynamic_reshard.csv", ["model", "policy", "layout", "decode_s", "tokens_per_s_per_gpu",
                                                 "switches", "bytes_moved", "stall_s"], csv)
-    fig, ax = new_figure(2, width=5.5)
-    for res, color in zip(results, ("#d62728", "#1f77b4"), strict=True):
-        steps = np.arange(len(res["means"])) * SEGMENT_STEPS
-        if res is results[0]:  # one trace for every model
-            ax[0].plot(steps, res["means"], color="black")
-        dyn_ttl = res["ttl"][res["chosen"], np.arange(len(res["chosen"]))]
-        ax[1].plot(steps, res["ttl"][res["static"]] * 1e3, "--", color=color, label=f"{res['model']}, static")
-        ax[1].plot(steps, dyn_ttl * 1e3, "-", color=color, label=f"{res['model']}, dynamic")
-        for step, *_ in res["switches"]:
-            ax[1].axvline(step, color=color, lw=0.6, alpha=0.5)
-    ax[0].set(yscale="log", xlabel="decode step", ylabel="batch mean context (tokens)",
-              title=f"the trace: {results[0]['slots']} sessions on {results[0]['gpus']} GPUs")
-    ax[1].set(xlabel="decode step", ylabel="TTL ms", title="TTL, static vs dynamic (lines: switches)")
-    ax[1].legend(fontsize=7)
-    for a in ax:
-        a.grid(True, which="both", alpha=0.3)
-    png = save_figure(fig, fig_path(ctx, "dynamic_reshard.png"))
+    png = _figure(ctx, results)
     gain = "; ".join(f"{r['model']}: dynamic ÷ static tokens/s/GPU = {r['static_s'] / r['dynamic_s']:.3f} with "
                      f"{len(r['switches'])} switches, {r['moved'] / 1e9:.3g} GB moved, {r['stall_s'] * 1e3:.3g} ms "
                      "stalled" for r in results)
@@ -195,3 +165,44 @@ def run(ctx: Context) -> Section:
                  "its mean context; prefill and the arrival of new inputs are not timed (disaggregated), and a "
                  "switch moves the whole live cache at once while decoding waits."),
     )
+
+
+def _tables(results: list[dict]) -> tuple[list, list, list]:
+    """(report rows, switch rows, CSV rows): per model the best static layout and the dynamic policy."""
+    rows, switch_rows, csv = [], [], []
+    for res in results:
+        n, tok = res["gpus"], res["tokens"]
+        lay = res["lay"]
+        for what, total, layout in (("best static", res["static_s"], layout_text(lay, res["static"])),
+                                    ("dynamic", res["dynamic_s"], "")):
+            dyn = what == "dynamic"
+            rows.append([res["model"], what, layout or f"{len(res['switches'])} switches", total,
+                         tok / (total * n), len(res["switches"]) if dyn else 0, res["moved"] / 1e9 if dyn else 0.0,
+                         res["stall_s"] * 1e3 if dyn else 0.0])
+            csv.append([res["model"], what, layout, total, tok / (total * n), len(res["switches"]) if dyn else 0,
+                        res["moved"] if dyn else 0.0, res["stall_s"] if dyn else 0.0])
+        for step, i, j, size, stall in res["switches"]:
+            switch_rows.append([res["model"], f"{step:,}", f"{res['means'][step // SEGMENT_STEPS]:,}",
+                                layout_text(lay, i), layout_text(lay, j), size / 1e9, stall * 1e3])
+    return rows, switch_rows, csv
+
+
+def _figure(ctx: Context, results: list[dict]):
+    """The trace's batch mean context, and TTL per step under the static and the dynamic layout."""
+    fig, ax = new_figure(2, width=5.5)
+    for res, color in zip(results, ("#d62728", "#1f77b4"), strict=True):
+        steps = np.arange(len(res["means"])) * SEGMENT_STEPS
+        if res is results[0]:  # one trace for every model
+            ax[0].plot(steps, res["means"], color="black")
+        dyn_ttl = res["ttl"][res["chosen"], np.arange(len(res["chosen"]))]
+        ax[1].plot(steps, res["ttl"][res["static"]] * 1e3, "--", color=color, label=f"{res['model']}, static")
+        ax[1].plot(steps, dyn_ttl * 1e3, "-", color=color, label=f"{res['model']}, dynamic")
+        for step, *_ in res["switches"]:
+            ax[1].axvline(step, color=color, lw=0.6, alpha=0.5)
+    ax[0].set(yscale="log", xlabel="decode step", ylabel="batch mean context (tokens)",
+              title=f"the trace: {results[0]['slots']} sessions on {results[0]['gpus']} GPUs")
+    ax[1].set(xlabel="decode step", ylabel="TTL ms", title="TTL, static vs dynamic (lines: switches)")
+    ax[1].legend(fontsize=7)
+    for a in ax:
+        a.grid(True, which="both", alpha=0.3)
+    return save_figure(fig, fig_path(ctx, "dynamic_reshard.png"))

@@ -97,26 +97,7 @@ def run(ctx: Context) -> Section:
     imb_h = ["hot-expert factor"] + [f"{what} ms {name} B={b}" for name in imb_names for b in IMBALANCE_BATCHES
                                      for what in ("TTL", "experts")]
     t, kv = kv_hotspots()
-    fig, ax = new_figure(3, width=4.6)
-    ax[0].plot([r[0] for r in dup], [r[2] for r in dup], "o-", label="TP")
-    ax[0].plot([r[0] for r in dup], [r[3] for r in dup], "s-", label="Helix (TPA ≤ K, KVP)")
-    ax[0].set(xscale="log", yscale="log", xlabel="GPUs (N)", ylabel="KV per GPU per 1M-token request (GB)",
-              title="TP > K duplicates KV")
-    ax[0].set_xticks([r[0] for r in dup], [str(r[0]) for r in dup], minor=False)  # GPU counts, not 10^k
-    ax[0].tick_params(axis="x", which="minor", bottom=False, labelbottom=False)
-    for j, (name, b) in enumerate((n, b) for n in imb_names for b in IMBALANCE_BATCHES):
-        base = imb_rows[0][1 + 2 * j]
-        ax[1].plot(IMBALANCE, [r[1 + 2 * j] / base for r in imb_rows], "o-", label=f"{name.split('(')[0]} B={b}")
-    ax[1].set(xlabel="hottest expert rank load ÷ mean", ylabel="TTL ÷ TTL at factor 1 (ratio)",
-              title="DeepSeek-R1 expert imbalance")
-    for name, v in kv.items():
-        ax[2].plot(t, v.max(axis=1) / v.mean(axis=1), label=name)
-    ax[2].set(xlabel="decode steps after a 100K-token prefill", ylabel="max ÷ mean KV tokens per rank (ratio)",
-              title="KV hotspots (KVP = 8)")
-    for a in ax:
-        a.grid(True, alpha=0.3)
-        a.legend()
-    png = save_figure(fig, fig_path(ctx, "failure_modes.png"))
+    png = _figure(ctx, dup, imb_names, imb_rows, t, kv)
     write_csv(ctx.out / "failure_tp_duplication.csv", dup_h, dup)
     write_csv(ctx.out / "failure_hopb_exposure.csv", exp_h, exp_rows)
     write_csv(ctx.out / "failure_expert_imbalance.csv", imb_h, imb_rows)
@@ -148,3 +129,27 @@ def run(ctx: Context) -> Section:
                  "on one rank at a time; 'last rank' concentrates it on one rank forever; round-robin stays within "
                  "one 16-token block of even."),
     )
+
+
+def _figure(ctx: Context, dup: list, imb_names: list[str], imb_rows: list, t, kv: dict):
+    """Three panels: KV per GPU past TP = K, TTL against the hot-expert factor, KV max ÷ mean per rank."""
+    fig, ax = new_figure(3, width=4.6)
+    ax[0].plot([r[0] for r in dup], [r[2] for r in dup], "o-", label="TP")
+    ax[0].plot([r[0] for r in dup], [r[3] for r in dup], "s-", label="Helix (TPA ≤ K, KVP)")
+    ax[0].set(xscale="log", yscale="log", xlabel="GPUs (N)", ylabel="KV per GPU per 1M-token request (GB)",
+              title="TP > K duplicates KV")
+    ax[0].set_xticks([r[0] for r in dup], [str(r[0]) for r in dup], minor=False)  # GPU counts, not 10^k
+    ax[0].tick_params(axis="x", which="minor", bottom=False, labelbottom=False)
+    for j, (name, b) in enumerate((n, b) for n in imb_names for b in IMBALANCE_BATCHES):
+        base = imb_rows[0][1 + 2 * j]
+        ax[1].plot(IMBALANCE, [r[1 + 2 * j] / base for r in imb_rows], "o-", label=f"{name.split('(')[0]} B={b}")
+    ax[1].set(xlabel="hottest expert rank load ÷ mean", ylabel="TTL ÷ TTL at factor 1 (ratio)",
+              title="DeepSeek-R1 expert imbalance")
+    for name, v in kv.items():
+        ax[2].plot(t, v.max(axis=1) / v.mean(axis=1), label=name)
+    ax[2].set(xlabel="decode steps after a 100K-token prefill", ylabel="max ÷ mean KV tokens per rank (ratio)",
+              title="KV hotspots (KVP = 8)")
+    for a in ax:
+        a.grid(True, alpha=0.3)
+        a.legend()
+    return save_figure(fig, fig_path(ctx, "failure_modes.png"))

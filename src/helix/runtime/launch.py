@@ -228,51 +228,60 @@ def spawn(fn, world_size: int, payload, timeout_s: float | None = None, grace_s:
         init_method = f"file://{tmp}/store"
         procs = [ctx.Process(target=_entry, args=(fn, r, world_size, init_method, payload, results, phases),
                              daemon=True) for r in range(world_size)]
-        done: dict[int, object] = {}
-        failures: dict[int, tuple[str, str, str, str]] = {}
-        start = time.monotonic()
-        first_failure = first_done = None
-        why = ""
+        start = time.monotonic()  # the job deadline counts the workers' start-up
         try:
             for p in procs:
                 p.start()
-            while len(done) + len(failures) < world_size:
-                now = time.monotonic()
-                if timeout_s is not None and now - start > timeout_s:
-                    why = f"no result within {timeout_s:g} s (the job deadline)"
-                elif first_failure is not None and now - first_failure > grace_s:
-                    why = "still running after another rank failed"
-                elif first_done is not None and now - first_done > stall_s:
-                    why = f"no result {stall_s:g} s after rank {min(done)} finished"
-                if why:
-                    break
-                try:
-                    status, rank, value = results.get(timeout=0.2)
-                except queue_module.Empty:
-                    for r, p in enumerate(procs):  # died without reporting (killed, crashed)
-                        if p.exitcode not in (None, 0) and r not in done and r not in failures:
-                            failures[r] = ("WorkerDied", "", progress.exit_reason(p.exitcode), "")
-                    if failures and first_failure is None:
-                        first_failure = time.monotonic()
-                    continue
-                if status == "ok":
-                    done[rank] = pickle.loads(value)
-                    first_done = first_done or time.monotonic()
-                else:
-                    failures[rank] = value
-                    first_failure = first_failure or time.monotonic()
-            for r, p in enumerate(procs):  # what the silent ones were doing, before they are ended
-                if r not in done and r not in failures:
-                    state = progress.process_state(p.pid)
-                    kind = "JobTimeout" if why.endswith("(the job deadline)") else "Timeout"
-                    state = f"; process {state}" if state and kind == "Timeout" else ""
-                    failures[r] = (kind, "", why + state, "")
+            done, failures = _collect(procs, results, start, timeout_s, grace_s, stall_s)
         finally:
             _end(procs)
             results.cancel_join_thread()
         if failures:
             raise WorkerError(failures, progress.phases_of(phases, world_size), collective_timeout_s, tuple(done))
         return [done[r] for r in range(world_size)]
+
+
+def _collect(procs, results, start: float, timeout_s: float | None, grace_s: float,
+             stall_s: float) -> tuple[dict, dict]:
+    """(results, failures) by rank, polling ``results`` until every rank has reported or a limit of ``spawn``
+    passes; a rank still silent then is a failure: JobTimeout at the deadline, else Timeout with its state."""
+    world_size = len(procs)
+    done: dict[int, object] = {}
+    failures: dict[int, tuple[str, str, str, str]] = {}
+    first_failure = first_done = None
+    why = ""
+    while len(done) + len(failures) < world_size:
+        now = time.monotonic()
+        if timeout_s is not None and now - start > timeout_s:
+            why = f"no result within {timeout_s:g} s (the job deadline)"
+        elif first_failure is not None and now - first_failure > grace_s:
+            why = "still running after another rank failed"
+        elif first_done is not None and now - first_done > stall_s:
+            why = f"no result {stall_s:g} s after rank {min(done)} finished"
+        if why:
+            break
+        try:
+            status, rank, value = results.get(timeout=0.2)
+        except queue_module.Empty:
+            for r, p in enumerate(procs):  # died without reporting (killed, crashed)
+                if p.exitcode not in (None, 0) and r not in done and r not in failures:
+                    failures[r] = ("WorkerDied", "", progress.exit_reason(p.exitcode), "")
+            if failures and first_failure is None:
+                first_failure = time.monotonic()
+            continue
+        if status == "ok":
+            done[rank] = pickle.loads(value)
+            first_done = first_done or time.monotonic()
+        else:
+            failures[rank] = value
+            first_failure = first_failure or time.monotonic()
+    for r, p in enumerate(procs):  # what the silent ones were doing, before they are ended
+        if r not in done and r not in failures:
+            state = progress.process_state(p.pid)
+            kind = "JobTimeout" if why.endswith("(the job deadline)") else "Timeout"
+            state = f"; process {state}" if state and kind == "Timeout" else ""
+            failures[r] = (kind, "", why + state, "")
+    return done, failures
 
 
 def run_spawned(payload: Payload, timeout_s: float | None = None) -> list[list[RunResult]]:

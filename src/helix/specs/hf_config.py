@@ -43,6 +43,33 @@ QUANT_FORMATS = ("fp8", "mxfp4")  # quantization_config.quant_method values unde
 
 def from_hf_config(path: Path) -> ModelSpec:
     """Build a spec from a Hugging Face ``config.json`` (model_type one of SUPPORTED)."""
+    top, cfg, where, kind = _load(path)
+    get, num = _accessors(cfg, where, kind)
+    name = str(cfg.get("_name_or_path") or path.stem.replace(".config", ""))
+    common = dict(
+        name=name,
+        num_layers=get("num_hidden_layers"),
+        hidden_dim=get("hidden_size"),
+        num_query_heads=get("num_attention_heads"),
+        vocab_size=get("vocab_size"),
+        ffn_dim=get("intermediate_size"),
+        source=f"Hugging Face config.json ({path})",
+    )
+    common.update(max_context=get("max_position_embeddings", 0),
+                  **_weight_formats(top.get("quantization_config"), f"{path.name}.quantization_config"))
+    if kind not in MLA:
+        spec_fields = {**common, **_gqa_fields(kind, cfg, where, get, num)}
+    else:
+        spec_fields = dict(common, **_mla_fields(kind, get, num))
+    for k, v in spec_fields.items():
+        if k in _INT_FIELDS:
+            spec_fields[k] = as_number(f"{where}.{k}", v, integer=True)
+    return ModelSpec(**spec_fields)
+
+
+def _load(path: Path) -> tuple[dict, dict, str, str]:
+    """(the whole JSON object, the decoder's config, its name in errors, model_type); llama4's decoder is
+    its text_config."""
     where = path.name
     text = read_text(path, "--model")
     try:
@@ -60,6 +87,12 @@ def from_hf_config(path: Path) -> ModelSpec:
         if not isinstance(cfg, dict):
             raise HelixInputError(f"{where}.text_config", "missing (required for model_type 'llama4')")
         where = f"{where}.text_config"
+    return top, cfg, where, kind
+
+
+def _accessors(cfg: dict, where: str, kind: str):
+    """(get, num): a field (required unless given a default), and an integer field checked before any
+    arithmetic uses it; both name ``where.key`` in their errors."""
 
     def get(key: str, default: Any = None) -> Any:
         if key in cfg and cfg[key] is not None:
@@ -71,55 +104,43 @@ def from_hf_config(path: Path) -> ModelSpec:
         return default
 
     def num(key: str, default: Any = None) -> int:
-        """An integer field checked before any arithmetic uses it."""
         return as_number(f"{where}.{key}", get(key, default), integer=True)
 
-    name = str(cfg.get("_name_or_path") or path.stem.replace(".config", ""))
-    common = dict(
-        name=name,
-        num_layers=get("num_hidden_layers"),
-        hidden_dim=get("hidden_size"),
-        num_query_heads=get("num_attention_heads"),
-        vocab_size=get("vocab_size"),
-        ffn_dim=get("intermediate_size"),
-        source=f"Hugging Face config.json ({path})",
+    return get, num
+
+
+def _gqa_fields(kind: str, cfg: dict, where: str, get, num) -> dict:
+    """GQA attention's heads and head_dim, then the family's MoE and sliding-window fields."""
+    heads = num("num_attention_heads")
+    if heads < 1:
+        raise HelixInputError(f"{where}.num_attention_heads", f"must be >= 1, got {heads}")
+    out = dict(num_kv_heads=get("num_key_value_heads", heads), head_dim=get("head_dim", num("hidden_size") // heads))
+    out.update(_moe_fields(kind, cfg, get, num), **_window_fields(kind, cfg, where, get, num))
+    return out
+
+
+def _mla_fields(kind: str, get, num) -> dict:
+    """deepseek_v2 / deepseek_v3 / deepseek_v32: MLA's ranks and head dims, DeepSeek's MoE, and DSA's indexer."""
+    out = dict(
+        attention="mla",
+        num_kv_heads=get("num_key_value_heads", get("num_attention_heads")),
+        head_dim=num("qk_nope_head_dim") + num("qk_rope_head_dim"),
+        q_lora_rank=get("q_lora_rank", 0),
+        kv_lora_rank=get("kv_lora_rank"),
+        qk_nope_head_dim=get("qk_nope_head_dim"),
+        qk_rope_head_dim=get("qk_rope_head_dim"),
+        v_head_dim=get("v_head_dim"),
+        num_experts=get("n_routed_experts", 0),
+        experts_per_token=get("num_experts_per_tok", 0),
+        expert_ffn_dim=get("moe_intermediate_size", 0),
+        num_shared_experts=get("n_shared_experts", 0),
+        num_dense_layers=get("first_k_dense_replace", 0),
+        num_expert_groups=get("n_group", 1),
+        topk_expert_groups=get("topk_group", 1),
     )
-    common.update(max_context=get("max_position_embeddings", 0),
-                  **_weight_formats(top.get("quantization_config"), f"{path.name}.quantization_config"))
-    if kind not in MLA:
-        heads = num("num_attention_heads")
-        if heads < 1:
-            raise HelixInputError(f"{where}.num_attention_heads", f"must be >= 1, got {heads}")
-        common.update(num_kv_heads=get("num_key_value_heads", heads),
-                      head_dim=get("head_dim", num("hidden_size") // heads))
-        common.update(_moe_fields(kind, cfg, get, num), **_window_fields(kind, cfg, where, get, num))
-        spec_fields = common
-    else:  # deepseek_v2 / deepseek_v3 / deepseek_v32
-        spec_fields = dict(
-            common,
-            attention="mla",
-            num_kv_heads=get("num_key_value_heads", get("num_attention_heads")),
-            head_dim=num("qk_nope_head_dim") + num("qk_rope_head_dim"),
-            q_lora_rank=get("q_lora_rank", 0),
-            kv_lora_rank=get("kv_lora_rank"),
-            qk_nope_head_dim=get("qk_nope_head_dim"),
-            qk_rope_head_dim=get("qk_rope_head_dim"),
-            v_head_dim=get("v_head_dim"),
-            num_experts=get("n_routed_experts", 0),
-            experts_per_token=get("num_experts_per_tok", 0),
-            expert_ffn_dim=get("moe_intermediate_size", 0),
-            num_shared_experts=get("n_shared_experts", 0),
-            num_dense_layers=get("first_k_dense_replace", 0),
-            num_expert_groups=get("n_group", 1),
-            topk_expert_groups=get("topk_group", 1),
-        )
-        if kind == "deepseek_v32":  # DSA: transformers' DeepseekV32Config names (5.24)
-            spec_fields.update(index_heads=get("index_n_heads"), index_head_dim=get("index_head_dim"),
-                               index_topk=get("index_topk"))
-    for k, v in spec_fields.items():
-        if k in _INT_FIELDS:
-            spec_fields[k] = as_number(f"{where}.{k}", v, integer=True)
-    return ModelSpec(**spec_fields)
+    if kind == "deepseek_v32":  # DSA: transformers' DeepseekV32Config names (5.24)
+        out.update(index_heads=get("index_n_heads"), index_head_dim=get("index_head_dim"), index_topk=get("index_topk"))
+    return out
 
 
 def _moe_fields(kind: str, cfg: dict, get, num) -> dict:
