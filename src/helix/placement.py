@@ -34,6 +34,7 @@ import functools
 
 import numpy as np
 
+RUNS_FROM = 256  # arrays longer than this are run-length compressed first
 # group kinds a collective runs over (helix.cost.messages.Message.group)
 GROUPS = ("tpa", "kvp", "attention", "dp", "tpf", "ep", "ffn", "stage", "pp")
 
@@ -76,6 +77,14 @@ def span(stride, size, total, domain: int):
     dom = int(domain)
     if np.all((t <= dom) | (p == 1)):  # the whole job in one domain: today's single-domain costs exactly
         return np.ones(p.shape, dtype=np.int64), p.copy()
+    if s.ndim == 1 and s.size > RUNS_FROM:
+        # a sweep repeats each layout over its batch grid: work on the runs of equal rows, then expand
+        key = (s * 2**21 + p) * 2**21 + t
+        heads = np.flatnonzero(np.concatenate([[True], key[1:] != key[:-1]]))
+        if len(heads) * 4 < s.size:
+            d, k = span(s[heads], p[heads], t[heads], dom)
+            lengths = np.diff(np.append(heads, s.size))
+            return np.repeat(d, lengths), np.repeat(k, lengths)
     block = s * p
     inside = (t <= dom) | (p == 1) | ((block <= dom) & (dom % block == 0))
     spread = (block % dom == 0) & (s < dom) & (dom % s == 0)  # dom / s ranks of a group in each of block / dom
