@@ -122,15 +122,18 @@ class Layout:
         return cls(tpa=tp, kvp=kvp, tpf=tp, pp=pp, strategy="medha")
 
     @classmethod
-    def helix(cls, kvp: int, tpa: int = 1, tpf: int | None = None, ep: int = 1, dp: int = 1, pp: int = 1) -> Layout:
-        """Helix: attention KVP x TPA (x DP), FFN TPF x EP on the same GPUs (TPF defaults to N / EP)."""
+    def helix(cls, kvp: int, tpa: int = 1, tpf: int | None = None, ep: int = 1, dp: int = 1, pp: int = 1,
+              kvp_inner: bool = False, ep_inner: bool = False) -> Layout:
+        """Helix: attention KVP x TPA (x DP), FFN TPF x EP on the same GPUs (TPF defaults to N / EP); the rank
+        order's innermost dimensions (``kvp_inner``, ``ep_inner``) as the fields say."""
         n = kvp * tpa * dp
         if tpf is None:
             _positive_int("ep", ep)
             if n % ep:
                 raise HelixInputError("ep", f"must divide kvp*tpa*dp (={n}), got {ep}")
             tpf = n // ep
-        return cls(tpa=tpa, kvp=kvp, dp=dp, tpf=tpf, ep=ep, pp=pp, strategy="helix")
+        return cls(tpa=tpa, kvp=kvp, dp=dp, tpf=tpf, ep=ep, pp=pp, strategy="helix", kvp_inner=kvp_inner,
+                   ep_inner=ep_inner)
 
     # ---- sizes
     @property
