@@ -8,13 +8,17 @@ import pytest
 
 from helix.errors import HelixInputError
 from helix.layout import Layout
-from helix.placement import layout_placement, progression_span, span
+from helix.placement import layout_placement, progression_span, span, used_per_domain
 from helix.search import enumerate_layouts, rank_orders
 from helix.specs import load_model
 
 
 def _brute(layout: Layout, domain: int) -> dict:
-    """(most domains a group touches, fewest ranks of a group in one domain) from the layout's own groups."""
+    """(most domains a group touches, fewest ranks of a group in one domain) from the layout's own groups,
+    the job spread evenly over ceil(G / D) domains where that divides."""
+    g = layout.num_gpus
+    d = -(-g // domain)
+    domain = g // d if g % d == 0 else domain
     out = {}
     for name, groups in (("tpa", layout.tpa_groups()), ("kvp", layout.kvp_groups()),
                          ("attention", layout.attention_groups()), ("tpf", layout.tpf_groups()),
@@ -88,6 +92,14 @@ def test_placement_agrees_with_the_layouts_groups_rank_by_rank():
         domain = int(rng.choice([4, 6, 8, 72]))
         got, want = layout_placement(lay, domain), _brute(lay, domain)
         assert all(got[k] == want[k] for k in want), (lay.describe(), domain, got, want)
+
+
+def test_a_job_spreads_evenly_over_its_domains_where_it_divides():
+    # 128 GPUs on two NVL72 racks run 64 + 64 (100: 50 + 50); 101 fill one rack and 29 of the next; 576 fill 8
+    assert used_per_domain([128, 100, 101, 576, 64, 16], 72).tolist() == [64, 50, 72, 72, 64, 16]
+    p = layout_placement(Layout.helix(kvp=64, dp=2, tpf=16, ep=8), 72)
+    assert p["kvp"] == (1, 64) and p["ep"] == (2, 4) and p["stage"] == (2, 64)
+    assert layout_placement(Layout.helix(kvp=8, tpf=8, pp=16), 72)["pp"] == (2, 8)
 
 
 def test_span_closed_forms_equal_the_count_and_a_whole_job_in_one_domain_is_untouched():

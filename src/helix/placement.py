@@ -3,8 +3,9 @@ many of its ranks share a domain.
 
 The rule (docs/architecture.md, "Domains and placement"):
 
-- domains are filled in global-rank order from rank 0: ranks [0, D) are domain 0, [D, 2D) domain 1, ...
-  (a job is placed on whole nodes / racks; D = ``hw.scale_up_domain_gpus``);
+- a job of G GPUs runs on d = ceil(G / D) domains (D = ``hw.scale_up_domain_gpus``) and uses G / d GPUs
+  of each where that divides (128 GPUs on two NVL72 racks: 64 + 64), else fills them (``used_per_domain``);
+  the domains take consecutive global ranks from rank 0: [0, U) is domain 0, [U, 2U) domain 1, ...;
 - global rank = pp_rank * N + r (PP outermost); inside a stage the layout's rank order applies
   (helix.layout): attention DP, then KVP, then TPA innermost (``kvp_inner``: DP, TPA, KVP innermost);
   FFN replica, then EP, then TPF innermost (``ep_inner``: replica, TPF, EP innermost);
@@ -50,13 +51,21 @@ def group_stride(group: str, tpa, kvp, tpf, ep, stage, kvp_inner=False, ep_inner
     return np.asarray(strides[group](), dtype=np.int64)
 
 
+def used_per_domain(total, domain: int):
+    """GPUs a job of ``total`` uses in each of its ceil(total / domain) domains: total / d where that
+    divides (the job spread evenly), else ``domain`` (full domains, the last one partly)."""
+    t = np.asarray(total, dtype=np.int64)
+    d = np.maximum(-(-t // domain), 1)
+    return np.where(t % d == 0, t // d, domain)
+
+
 @functools.lru_cache(maxsize=65536)
 def progression_span(stride: int, size: int, total: int, domain: int) -> tuple[int, int]:
     """(domains, per_domain) of the least favoured group, counted rank by rank: the groups of ``size``
     ranks ``stride`` apart tile blocks of stride * size ranks over ranks 0..total-1."""
     block = stride * size
     ranks = np.arange(total // block * block).reshape(-1, size, stride).transpose(0, 2, 1).reshape(-1, size)
-    dom = ranks // domain  # non-decreasing along each group
+    dom = ranks // int(used_per_domain(total, domain))  # non-decreasing along each group
     change = np.diff(dom, axis=1) != 0
     domains = 1 + change.sum(axis=1)
     # run lengths of equal domains along each group: positions where a run ends
@@ -70,21 +79,21 @@ def progression_span(stride: int, size: int, total: int, domain: int) -> tuple[i
 
 def span(stride, size, total, domain: int):
     """(domains, per_domain) arrays for groups of ``size`` ranks ``stride`` apart among ``total`` ranks
-    (N x PP) on domains of ``domain`` GPUs. Closed forms where the blocks align with the domains; the rest
-    counted rank by rank once per distinct (stride, size, total)."""
+    (N x PP) on domains of ``domain`` GPUs (``used_per_domain`` of them used). Closed forms where the
+    blocks align with the domains; the rest counted rank by rank once per distinct (stride, size, total)."""
     s, p, t = (np.asarray(a, dtype=np.int64) for a in (stride, size, total))
     s, p, t = np.broadcast_arrays(s, p, t)
-    dom = int(domain)
-    if np.all((t <= dom) | (p == 1)):  # the whole job in one domain: today's single-domain costs exactly
+    if np.all((t <= domain) | (p == 1)):  # the whole job in one domain: today's single-domain costs exactly
         return np.ones(p.shape, dtype=np.int64), p.copy()
     if s.ndim == 1 and s.size > RUNS_FROM:
         # a sweep repeats each layout over its batch grid: work on the runs of equal rows, then expand
         key = (s * 2**21 + p) * 2**21 + t
         heads = np.flatnonzero(np.concatenate([[True], key[1:] != key[:-1]]))
         if len(heads) * 4 < s.size:
-            d, k = span(s[heads], p[heads], t[heads], dom)
+            d, k = span(s[heads], p[heads], t[heads], domain)
             lengths = np.diff(np.append(heads, s.size))
             return np.repeat(d, lengths), np.repeat(k, lengths)
+    dom = used_per_domain(t, domain)
     block = s * p
     inside = (t <= dom) | (p == 1) | ((block <= dom) & (dom % block == 0))
     spread = (block % dom == 0) & (s < dom) & (dom % s == 0)  # dom / s ranks of a group in each of block / dom
@@ -94,7 +103,7 @@ def span(stride, size, total, domain: int):
     rest = ~(inside | spread | apart)
     if rest.any():
         keys, inverse = np.unique(np.stack([s[rest], p[rest], t[rest]]), axis=1, return_inverse=True)
-        found = np.array([progression_span(int(a), int(b), int(c), dom) for a, b, c in keys.T], dtype=np.int64)
+        found = np.array([progression_span(int(a), int(b), int(c), domain) for a, b, c in keys.T], dtype=np.int64)
         domains[rest], per_domain[rest] = found[inverse.ravel(), 0], found[inverse.ravel(), 1]
     return domains, per_domain
 

@@ -27,10 +27,13 @@ def _divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
 
 
-def _candidates(model, strategy: str, max_gpus: int):
-    """Layouts of one strategy before the model's divisibility checks."""
+def _candidates(model, strategy: str, max_gpus: int, gpu_counts=None):
+    """Layouts of one strategy before the model's divisibility checks (only on ``gpu_counts`` GPUs, N x PP,
+    where given)."""
     for pp in range(1, max_gpus + 1):
         for n in range(1, max_gpus // pp + 1):
+            if gpu_counts is not None and n * pp not in gpu_counts:
+                continue
             eps = _divisors(n) if model.is_moe else (1,)
             if strategy == "tp" and pp == 1:
                 yield from (Layout.tp(n, ep=ep) for ep in eps)
@@ -70,9 +73,7 @@ def enumerate_layouts(model, strategy: str, max_gpus: int, allow_uneven: bool = 
     ``gpu_counts``, only layouts whose total GPU count (N x PP) is one of them; with ``domain_gpus``, every
     rank order of a layout beyond one domain (``rank_orders``) as its own row."""
     rows = []
-    for layout in _candidates(model, strategy, max_gpus):
-        if gpu_counts is not None and layout.num_gpus not in gpu_counts:
-            continue
+    for layout in _candidates(model, strategy, max_gpus, gpu_counts):
         try:
             check_layout_for_model(layout, model, allow_uneven=allow_uneven, redundant_experts=redundant_experts)
         except HelixInputError:
