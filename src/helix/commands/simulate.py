@@ -171,6 +171,7 @@ def run_hardware(args) -> int:
         rows.append({"name": name, "peak_flops_per_s_fp4": h.peak_flops_per_s_fp4, "peak_flops_per_s_fp8":
                      h.peak_flops_per_s_fp8, "hbm_capacity_bytes": h.hbm_capacity_bytes, "hbm_bytes_per_s":
                      h.hbm_bytes_per_s, "scale_up_domain_gpus": h.scale_up_domain_gpus,
+                     "scale_out_network": h.scale_out_network,
                      "link_bytes_per_s_per_direction": h.link_bytes_per_s_per_direction,
                      "kernel_launch_s": h.kernel_launch_s, "engines": sorted(h.op_models),
                      "description": h.description})
