@@ -76,7 +76,9 @@ class Layout:
             _positive_int(name, getattr(self, name))
         for name in ("kvp_inner", "ep_inner"):
             value = getattr(self, name)
-            if not (isinstance(value, bool) or (isinstance(value, int) and value in (0, 1))):
+            if value is False or value is True:  # the common case, checked first (the search builds ~10^5)
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value not in (0, 1):
                 raise HelixInputError(name, f"must be true or false, got {value!r}")
             object.__setattr__(self, name, bool(value))
         if self.kvp_inner and self.strategy != "helix":
