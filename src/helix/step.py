@@ -210,9 +210,14 @@ def evaluate(model, hw, precision: PrecisionSpec, strategy: str, tpa, kvp, dp, t
 def place_messages(msgs, hw, tpa, kvp, dp, tpf, ep, pp, kvp_inner=False, ep_inner=False) -> list:
     """Each message with its group's placement on the scale-up domains (domains spanned, fewest ranks in
     one), from the layout's rank order (helix.placement)."""
+    total = np.asarray(tpa) * kvp * dp * pp
+    if np.all(total <= hw.scale_up_domain_gpus):  # the whole job in one domain (the paper's <= 64 GPUs): no work
+        return [replace(m, domains=1, per_domain=m.group_size) for m in msgs]
     placed = []
     for m in msgs:
-        if m.group:
+        if not m.group:  # a group of one
+            m = replace(m, domains=1, per_domain=m.group_size)
+        else:
             d, k = group_span(m.group, m.group_size, tpa, kvp, dp, tpf, ep, pp, hw.scale_up_domain_gpus, kvp_inner,
                               ep_inner)
             m = replace(m, domains=d, per_domain=k)
