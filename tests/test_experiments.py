@@ -85,7 +85,8 @@ def test_report_has_every_section_and_its_figures(results):
     text = (results / "report.md").read_text()
     for title in ("Fig. 1", "DeepSeek-R1, 1M", "Llama-405B, 1M", "Medha ablation", "HOP-B ablation",
                   "Configuration ranges", "Context scaling", "Batch scaling", "Failure modes", "Sensitivity",
-                  "Sensitivity as interactions", "Sparse attention (DeepSeek-V3.2's DSA) as context grows"):
+                  "Sensitivity as interactions", "Sparse attention (DeepSeek-V3.2's DSA) as context grows",
+                  "Larger scales: beyond one NVLink domain"):
         assert f"## {title}" in text, title
     for cid in CLAIM_IDS:
         assert cid in text

@@ -11,8 +11,12 @@ FFN runs at the attention TP width in every KVP group (``ffn_replicas = kvp``) [
 
 Rank order (global rank = ``pp_rank * N + r``; inside a stage, the first named axis varies fastest):
 
-- attention: ``r = (dp_rank * kvp + kvp_rank) * tpa + tpa_rank``;
-- FFN:       ``r = ep_rank * tpf + tpf_rank``.
+- attention: ``r = (dp_rank * kvp + kvp_rank) * tpa + tpa_rank``; with ``kvp_inner``
+  ``r = (dp_rank * tpa + tpa_rank) * kvp + kvp_rank`` (KVP innermost);
+- FFN:       ``r = ep_rank * tpf + tpf_rank``; with ``ep_inner`` ``r = tpf_rank * ep + ep_rank``.
+
+The innermost dimension's groups are consecutive ranks, so they are the ones kept inside one scale-up
+domain when the layout spans several (helix.placement); the search tries both orders where they differ.
 
 Worked examples (pinned by tests/test_layout.py):
 
@@ -64,10 +68,22 @@ class Layout:
     ep: int = 1  # EP: expert-parallel width
     pp: int = 1  # PP: pipeline stages
     strategy: str = "helix"
+    kvp_inner: bool = False  # rank order: KVP (not TPA) innermost in attention (helix.placement)
+    ep_inner: bool = False  # rank order: EP (not TPF) innermost in the FFN
 
     def __post_init__(self) -> None:
         for name in ("tpa", "kvp", "dp", "tpf", "ep", "pp"):
             _positive_int(name, getattr(self, name))
+        for name in ("kvp_inner", "ep_inner"):
+            value = getattr(self, name)
+            if value is False or value is True:  # the common case, checked first (the search builds ~10^5)
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value not in (0, 1):
+                raise HelixInputError(name, f"must be true or false, got {value!r}")
+            object.__setattr__(self, name, bool(value))
+        if self.kvp_inner and self.strategy != "helix":
+            raise HelixInputError("kvp_inner", f"a KVP-innermost rank order is Helix's (Medha ties its FFN TP group "
+                                  f"to attention TP), got strategy {self.strategy!r}")
         if self.strategy not in STRATEGIES:
             raise HelixInputError("strategy", f"unknown {self.strategy!r}; allowed: {', '.join(STRATEGIES)}")
         attn, ffn = self.tpa * self.kvp * self.dp, self.tpf * self.ep * self.ffn_replicas
@@ -108,15 +124,18 @@ class Layout:
         return cls(tpa=tp, kvp=kvp, tpf=tp, pp=pp, strategy="medha")
 
     @classmethod
-    def helix(cls, kvp: int, tpa: int = 1, tpf: int | None = None, ep: int = 1, dp: int = 1, pp: int = 1) -> Layout:
-        """Helix: attention KVP x TPA (x DP), FFN TPF x EP on the same GPUs (TPF defaults to N / EP)."""
+    def helix(cls, kvp: int, tpa: int = 1, tpf: int | None = None, ep: int = 1, dp: int = 1, pp: int = 1,
+              kvp_inner: bool = False, ep_inner: bool = False) -> Layout:
+        """Helix: attention KVP x TPA (x DP), FFN TPF x EP on the same GPUs (TPF defaults to N / EP); the rank
+        order's innermost dimensions (``kvp_inner``, ``ep_inner``) as the fields say."""
         n = kvp * tpa * dp
         if tpf is None:
             _positive_int("ep", ep)
             if n % ep:
                 raise HelixInputError("ep", f"must divide kvp*tpa*dp (={n}), got {ep}")
             tpf = n // ep
-        return cls(tpa=tpa, kvp=kvp, dp=dp, tpf=tpf, ep=ep, pp=pp, strategy="helix")
+        return cls(tpa=tpa, kvp=kvp, dp=dp, tpf=tpf, ep=ep, pp=pp, strategy="helix", kvp_inner=kvp_inner,
+                   ep_inner=ep_inner)
 
     # ---- sizes
     @property
@@ -134,6 +153,7 @@ class Layout:
 
     def describe(self) -> str:
         parts = [f"{k}={getattr(self, k)}" for k in ("tpa", "kvp", "dp", "tpf", "ep", "pp")]
+        parts += [k for k in ("kvp_inner", "ep_inner") if getattr(self, k)]  # the default order is not named
         return f"{self.strategy}(" + ", ".join(parts) + ")"
 
     # ---- ranks and groups (global ranks)
@@ -142,14 +162,20 @@ class Layout:
         n = self.gpus_per_stage
         pp_rank, r = divmod(rank, n)
         dp_rank, r = divmod(r, self.kvp * self.tpa)
-        kvp_rank, tpa_rank = divmod(r, self.tpa)
+        if self.kvp_inner:
+            tpa_rank, kvp_rank = divmod(r, self.kvp)
+        else:
+            kvp_rank, tpa_rank = divmod(r, self.tpa)
         return pp_rank, dp_rank, kvp_rank, tpa_rank
 
     def ffn_coords(self, rank: int) -> tuple[int, int, int, int]:
         """(pp_rank, replica, ep_rank, tpf_rank) of a global rank; replica is the Medha KVP group."""
         pp_rank, r = divmod(rank, self.gpus_per_stage)
         replica, r = divmod(r, self.tpf * self.ep)
-        ep_rank, tpf_rank = divmod(r, self.tpf)
+        if self.ep_inner:
+            tpf_rank, ep_rank = divmod(r, self.ep)
+        else:
+            ep_rank, tpf_rank = divmod(r, self.tpf)
         return pp_rank, replica, ep_rank, tpf_rank
 
     def _groups(self, key) -> list[list[int]]:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from helix.report_html import write_html
-from helix.search import LAYOUT_FIELDS, Points
+from helix.search import LAYOUT_FIELDS, ORDER_FIELDS, Points
 
 
 def _pyplot():
@@ -112,15 +112,15 @@ def markdown_table(headers: list[str], rows: list[list], digits: int = 3) -> str
     return "\n".join(lines)
 
 
-POINT_COLUMNS = ("strategy", *LAYOUT_FIELDS, "batch", "users", "num_gpus", "ttl_ms", "tokens_per_s_per_user",
-                 "tokens_per_s_per_gpu", "memory_per_gpu_gb", "weights_per_gpu_gb", "kv_per_gpu_gb", "feasible",
-                 "infeasible_reason")
+POINT_COLUMNS = ("strategy", *LAYOUT_FIELDS, *ORDER_FIELDS, "batch", "users", "num_gpus", "ttl_ms",
+                 "tokens_per_s_per_user", "tokens_per_s_per_gpu", "memory_per_gpu_gb", "weights_per_gpu_gb",
+                 "kv_per_gpu_gb", "feasible", "infeasible_reason")
 
 
 def point_rows(p: Points) -> list[list]:
     from helix.cost.memory import REASONS
 
-    cols = [p.strategy.tolist(), *(getattr(p, f).tolist() for f in LAYOUT_FIELDS), p.batch.tolist(),
+    cols = [p.strategy.tolist(), *(getattr(p, f).tolist() for f in LAYOUT_FIELDS + ORDER_FIELDS), p.batch.tolist(),
             p.users.tolist(), p.num_gpus.tolist(), np.round(p.ttl_s * 1e3, 6).tolist(),
             np.round(p.tokens_per_s_per_user, 5).tolist(), np.round(p.tokens_per_s_per_gpu, 5).tolist(),
             np.round(p.memory_per_gpu_bytes / 1e9, 4).tolist(), np.round(p.weight_bytes_per_gpu / 1e9, 4).tolist(),

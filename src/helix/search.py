@@ -46,9 +46,19 @@ import numpy as np
 
 from helix.cost import memory
 from helix.errors import HelixInputError
-from helix.layout import STRATEGIES, Layout, check_layout_for_model, check_redundant_experts
+from helix.layout import STRATEGIES, Layout, check_redundant_experts
 from helix.progress import bar
-from helix.search_grid import DENSE_BATCH_LIMIT, POINTS_PER_OCTAVE, _candidates, batch_grid, check_sweep_memory  # noqa
+from helix.search_grid import (  # noqa: F401  (the search API: helix.search.enumerate_layouts, ...)
+    DENSE_BATCH_LIMIT,
+    LAYOUT_FIELDS,
+    ORDER_FIELDS,
+    POINTS_PER_OCTAVE,
+    _candidates,
+    batch_grid,
+    check_sweep_memory,
+    enumerate_layouts,
+    rank_orders,
+)
 from helix.search_metrics import (  # noqa: F401  (the search API: helix.search.frontier, ...)
     BASELINE_STRATEGIES,
     REL_TOL,
@@ -71,26 +81,6 @@ from helix.specs.precision import PrecisionSpec
 from helix.step import evaluate
 
 PROGRESS_CHUNK = 100_000  # points per evaluate call when reporting progress
-
-
-LAYOUT_FIELDS = ("tpa", "kvp", "dp", "tpf", "ep", "pp")
-
-
-def enumerate_layouts(model, strategy: str, max_gpus: int, allow_uneven: bool = False,
-                      redundant_experts: int = 0, gpu_counts=None) -> dict[str, np.ndarray]:
-    """Every layout of ``strategy`` on 1..max_gpus GPUs that passes ``check_layout_for_model``; with
-    ``gpu_counts``, only layouts whose total GPU count (N x PP) is one of them."""
-    rows = []
-    for layout in _candidates(model, strategy, max_gpus):
-        if gpu_counts is not None and layout.num_gpus not in gpu_counts:
-            continue
-        try:
-            check_layout_for_model(layout, model, allow_uneven=allow_uneven, redundant_experts=redundant_experts)
-        except HelixInputError:
-            continue
-        rows.append(tuple(getattr(layout, f) for f in LAYOUT_FIELDS))
-    table = np.array(rows, dtype=np.int64).reshape(-1, len(LAYOUT_FIELDS))
-    return {f: table[:, i] for i, f in enumerate(LAYOUT_FIELDS)}
 
 
 def max_batch_per_layout(model, hw, precision, strategy: str, layouts: dict[str, np.ndarray], context_tokens: int,
@@ -127,6 +117,13 @@ class Points:
     kv_bytes_per_gpu: np.ndarray
     feasible: np.ndarray
     reason_code: np.ndarray
+    kvp_inner: np.ndarray | None = None  # rank order (0: the default order)
+    ep_inner: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        for f in ORDER_FIELDS:
+            if getattr(self, f) is None:
+                object.__setattr__(self, f, np.zeros(len(self.batch), dtype=np.int64))
 
     def __len__(self) -> int:
         return len(self.batch)
@@ -152,7 +149,8 @@ class Points:
         return self.take(np.isin(self.strategy, strategies))
 
     def layout(self, i: int) -> Layout:
-        return Layout(**{f: int(getattr(self, f)[i]) for f in LAYOUT_FIELDS}, strategy=str(self.strategy[i]))
+        return Layout(**{f: int(getattr(self, f)[i]) for f in LAYOUT_FIELDS}, strategy=str(self.strategy[i]),
+                      **{f: bool(getattr(self, f)[i]) for f in ORDER_FIELDS})
 
     def describe(self, i: int) -> str:
         return f"{self.layout(i).describe()} B={int(self.batch[i])}"
@@ -174,8 +172,10 @@ def evaluate_points(model, hw, precision, strategy: str, layouts: dict[str, np.n
                                  context_tokens)
     feasible, code = memory.feasibility(w, kv, hw, batch, layouts["dp"])
     sel = feasible if feasible_only else np.ones(n, dtype=bool)
+    orders = {f: np.asarray(layouts[f]) if f in layouts else np.zeros(n, dtype=np.int64) for f in ORDER_FIELDS}
     r = evaluate(model, hw, precision, strategy, *(f[sel] for f in fields_), batch[sel], context_tokens,
-                 overlap=overlap, expert_imbalance=expert_imbalance, **options)
+                 overlap=overlap, expert_imbalance=expert_imbalance, **{f: v[sel] for f, v in orders.items()},
+                 **options)
     timing = {}
     for name in ("ttl_s", "tokens_per_s_per_user", "tokens_per_s_per_gpu"):
         col = np.full(n, np.nan)
@@ -184,7 +184,7 @@ def evaluate_points(model, hw, precision, strategy: str, layouts: dict[str, np.n
     pts = Points(strategy=np.full(n, strategy, dtype=object), **{f: layouts[f] for f in LAYOUT_FIELDS},
                  batch=batch, num_gpus=layouts["tpa"] * layouts["kvp"] * layouts["dp"] * layouts["pp"],
                  **timing, memory_per_gpu_bytes=w + kv, weight_bytes_per_gpu=w + 0 * kv, kv_bytes_per_gpu=kv,
-                 feasible=feasible, reason_code=code)
+                 feasible=feasible, reason_code=code, **orders)
     return pts, r
 
 
@@ -194,7 +194,8 @@ def resimulate(model, hw, precision, pts: Points, context_tokens: int, overlap: 
     out = {}
     for s in dict.fromkeys(pts.strategy.tolist()):
         sel = pts.of(s)
-        out[s] = (sel, evaluate_points(model, hw, precision, s, {f: getattr(sel, f) for f in LAYOUT_FIELDS},
+        out[s] = (sel, evaluate_points(model, hw, precision, s,
+                                       {f: getattr(sel, f) for f in LAYOUT_FIELDS + ORDER_FIELDS},
                                        sel.batch, context_tokens, overlap, expert_imbalance,
                                        **_options_for(s, options))[1])
     return out
@@ -260,8 +261,8 @@ def sweep(model, hw, context_tokens: int, *, strategies=STRATEGIES, max_gpus: in
     check_redundant_experts(model, redundant_experts)
     precision = precision or PrecisionSpec()
     t0 = time.perf_counter()
-    layouts = {s: enumerate_layouts(model, s, max_gpus, allow_uneven, redundant_experts, gpu_counts)
-               for s in strategies}
+    layouts = {s: enumerate_layouts(model, s, max_gpus, allow_uneven, redundant_experts, gpu_counts,
+                                    hw.scale_up_domain_gpus) for s in strategies}
     options["redundant_experts"] = redundant_experts
     if max_batch is None:
         limits = [max_batch_per_layout(model, hw, precision, s, lay, context_tokens, redundant_experts)

@@ -36,6 +36,7 @@ from helix.cost.op_timing import time_s
 from helix.cost.terms import mtp_projection_ops
 from helix.errors import HelixInputError
 from helix.layout import Layout, check_layout_for_model
+from helix.placement import group_span
 from helix.specs.precision import PrecisionSpec
 
 COMPUTE_TERMS = ("norms", "qkv_projection", "rope_kv_write", "attention", "combine", "o_projection", "ffn",
@@ -141,7 +142,8 @@ def _check(overlap, hopb_chunks, expert_imbalance, redundant_experts, tbo, strat
 def evaluate(model, hw, precision: PrecisionSpec, strategy: str, tpa, kvp, dp, tpf, ep, pp, batch, context_tokens,
              overlap: str = "auto", expert_imbalance: float = 1.0, hopb_chunks: int | None = None,
              redundant_experts: int = 0, tbo: bool = False, mtp_tokens: int = 0,
-             mtp_acceptance: float | None = None, fused_combine: bool = False) -> StepResult:
+             mtp_acceptance: float | None = None, fused_combine: bool = False, kvp_inner=False,
+             ep_inner=False) -> StepResult:
     """Vectorised decode-step model; layout fields, batch and context broadcast against each other.
 
     ``hopb_chunks``: the number of request chunks of the pipelined phase (HOP-B) when it is pipelined;
@@ -150,6 +152,8 @@ def evaluate(model, hw, precision: PrecisionSpec, strategy: str, tpa, kvp, dp, t
     expert slots (EP divides E + R). ``tbo``: DP+EP two-batch overlap. ``mtp_tokens`` K and
     ``mtp_acceptance`` A: MTP speculative decoding (see the module docstring). ``fused_combine``: the KVP
     combine runs inside another kernel (no op of its own; a structural variant of the sensitivity study).
+    ``kvp_inner`` / ``ep_inner`` (booleans or arrays): the layout's rank order (helix.layout), which places
+    each collective's group on the scale-up domains (helix.placement).
     """
     accepted = _check(overlap, hopb_chunks, expert_imbalance, redundant_experts, tbo, strategy, mtp_tokens,
                       mtp_acceptance)
@@ -159,8 +163,8 @@ def evaluate(model, hw, precision: PrecisionSpec, strategy: str, tpa, kvp, dp, t
                   int(redundant_experts), float(expert_imbalance), bool(fused_combine))
     full = np.broadcast(tpa, kvp, dp, tpf, ep, pp, batch, S).shape
     counts = layer_counts(model, pp)
-    msgs = {m.phase: m for m in step_messages(model, precision, strategy, tpa, kvp, dp, tpf, ep, pp, batch,
-                                              shape.query_tokens)}
+    msgs = step_messages(model, precision, strategy, tpa, kvp, dp, tpf, ep, pp, batch, shape.query_tokens)
+    msgs = {m.phase: m for m in place_messages(msgs, hw, tpa, kvp, dp, tpf, ep, pp, kvp_inner, ep_inner)}
     mode = step_overlap.DEFAULT_OVERLAP[strategy] if overlap == "auto" else overlap
     if tbo:
         t, reads, comm_total, comm_exposed = step_overlap.two_batch_overlap(shape, hw, msgs, counts, group_terms)
@@ -182,7 +186,7 @@ def evaluate(model, hw, precision: PrecisionSpec, strategy: str, tpa, kvp, dp, t
         elif mode == "per_request":
             step_overlap.per_request_exposed(shape, hw, msgs, comm_total, comm_exposed)
     if mtp_tokens:
-        t["mtp_draft"] = t.get("mtp_draft", 0.0) + mtp_tokens * _draft_pass_s(shape, hw, expert_imbalance)
+        t["mtp_draft"] = t.get("mtp_draft", 0.0) + mtp_tokens * _draft_pass_s(shape, hw, expert_imbalance, msgs)
     if hw.step_overhead_s:
         t["step_overhead"] = float(hw.step_overhead_s)
     breakdown = {k: np.broadcast_to(t.get(k, 0.0), full) for k in compute_terms(model)}
@@ -203,7 +207,25 @@ def evaluate(model, hw, precision: PrecisionSpec, strategy: str, tpa, kvp, dp, t
         tokens_per_step_per_user=accepted)
 
 
-def _draft_pass_s(shape: Shape, hw, expert_imbalance: float):
+def place_messages(msgs, hw, tpa, kvp, dp, tpf, ep, pp, kvp_inner=False, ep_inner=False) -> list:
+    """Each message with its group's placement on the scale-up domains (domains spanned, fewest ranks in
+    one), from the layout's rank order (helix.placement)."""
+    total = np.asarray(tpa) * kvp * dp * pp
+    if np.all(total <= hw.scale_up_domain_gpus):  # the whole job in one domain (the paper's <= 64 GPUs): no work
+        return [replace(m, domains=1, per_domain=m.group_size) for m in msgs]
+    placed = []
+    for m in msgs:
+        if not m.group:  # a group of one
+            m = replace(m, domains=1, per_domain=m.group_size)
+        else:
+            d, k = group_span(m.group, m.group_size, tpa, kvp, dp, tpf, ep, pp, hw.scale_up_domain_gpus, kvp_inner,
+                              ep_inner)
+            m = replace(m, domains=d, per_domain=k)
+        placed.append(m)
+    return placed
+
+
+def _draft_pass_s(shape: Shape, hw, expert_imbalance: float, placed: dict):
     """One MTP draft pass at one token per request: a decoder layer of the model's last kind, its
     collectives (serial), the 2H -> H projection, LM head and sampling."""
     one = replace(shape, query_tokens=1)
@@ -213,6 +235,7 @@ def _draft_pass_s(shape: Shape, hw, expert_imbalance: float):
     compute = compute + sum(time_s(op, hw) for op in mtp_projection_ops(one))
     msgs = step_messages(shape.model, shape.precision, shape.strategy, shape.tpa, shape.kvp, shape.dp, shape.tpf,
                          shape.ep, shape.pp, shape.batch, 1)
+    msgs = [replace(m, domains=placed[m.phase].domains, per_domain=placed[m.phase].per_domain) for m in msgs]
     comm = sum(step_overlap.message_s(m, hw, expert_imbalance) for m in msgs
                if step_overlap.PHASE_GROUP.get(m.phase) in ("attention", ffn, "step"))
     return compute + comm
@@ -232,4 +255,5 @@ def simulate(model, hw, layout: Layout, batch_size: int, context_tokens: int, pr
     return evaluate(model, hw, precision or PrecisionSpec(), layout.strategy, layout.tpa, layout.kvp, layout.dp,
                     layout.tpf, layout.ep, layout.pp, batch_size, context_tokens, overlap=overlap,
                     expert_imbalance=expert_imbalance, hopb_chunks=hopb_chunks, redundant_experts=redundant_experts,
-                    tbo=tbo, mtp_tokens=mtp_tokens, mtp_acceptance=mtp_acceptance, fused_combine=fused_combine)
+                    tbo=tbo, mtp_tokens=mtp_tokens, mtp_acceptance=mtp_acceptance, fused_combine=fused_combine,
+                    kvp_inner=layout.kvp_inner, ep_inner=layout.ep_inner)

@@ -65,7 +65,8 @@ def message_s(m, hw, expert_imbalance: float = 1.0):
     if m.phase == "moe_dispatch_counts" and counts_ride_in_dispatch(hw):
         return 0.0 * m.n_bytes
     hot = expert_imbalance if m.phase in HOT_RANK_PHASES else 1.0
-    return collectives.collective_s(m.kind, hot * m.n_bytes, m.group_size, hw, m.table, m.experts)
+    return collectives.collective_s(m.kind, hot * m.n_bytes, m.group_size, hw, m.table, m.experts, m.domains,
+                                    m.per_domain)
 
 
 ARRAY_FIELDS = ("tpa", "kvp", "dp", "tpf", "ep", "pp", "batch", "context_tokens")
@@ -94,7 +95,7 @@ def pipeline_exposed(shape, hw, msgs, traversed, hopb_chunks, comm_exposed):
     with_o = phase == "o_projection_all_reduce"
     eta = float(hw.comm_overlap_efficiency)
 
-    def pipeline(sub, chunks, message_bytes, group):
+    def pipeline(sub, chunks, message_bytes, group, domains=m.domains, per_domain=m.per_domain):
         """(pipelined time, the chunks' compute summed) of the phase for the points of ``sub``."""
         requests = sub.requests_per_rank
         rows = ceil_div(sub.batch, chunks * sub.dp)
@@ -102,7 +103,7 @@ def pipeline_exposed(shape, hw, msgs, traversed, hopb_chunks, comm_exposed):
         ops = attention_ops(chunk) + combine_ops(chunk) + (o_projection_ops(chunk) if with_o else [])
         a = sum(time_s(op, hw) for op in ops)
         c = collectives.collective_s(m.kind, rows * message_bytes / np.maximum(requests, 1.0), group, hw, m.table,
-                                     m.experts)
+                                     m.experts, domains, per_domain)
         n = np.minimum(chunks, requests)
         return pipelined_s(a, c, n, eta), n * a
 
@@ -120,7 +121,9 @@ def pipeline_exposed(shape, hw, msgs, traversed, hopb_chunks, comm_exposed):
             if not sel.any():
                 break
             sub = _subset(shape, sel, full)
-            t, a = pipeline(sub, c, np.broadcast_to(m.n_bytes, full)[sel], np.broadcast_to(m.group_size, full)[sel])
+            placed = [None if x is None else np.broadcast_to(x, full)[sel] for x in (m.domains, m.per_domain)]
+            t, a = pipeline(sub, c, np.broadcast_to(m.n_bytes, full)[sel], np.broadcast_to(m.group_size, full)[sel],
+                            *placed)
             better = t < total[sel]
             total[sel] = np.where(better, t, total[sel])
             compute[sel] = np.where(better, a, compute[sel])
@@ -142,7 +145,8 @@ def per_request_exposed(shape, hw, msgs, comm_total, comm_exposed) -> None:
         return
     m = msgs[phase]
     requests = np.maximum(shape.requests_per_rank, 1.0)
-    one = collectives.collective_s(m.kind, m.n_bytes / requests, m.group_size, hw, m.table, m.experts)
+    one = collectives.collective_s(m.kind, m.n_bytes / requests, m.group_size, hw, m.table, m.experts, m.domains,
+                                   m.per_domain)
     comm_total[phase] = comm_exposed[phase] = m.calls_per_step * requests * one
 
 
@@ -187,9 +191,10 @@ def two_batch_overlap(shape, hw, msgs, counts, group_terms):
         t[term] = t.get(term, 0.0) + sec
     for key, b in full_reads["step"].items():
         reads[key] = reads.get(key, 0.0) + b
-    half_msgs = {x.phase: x for x in step_messages(shape.model, shape.precision, shape.strategy, shape.tpa,
-                                                   shape.kvp, shape.dp, shape.tpf, shape.ep, shape.pp, half.batch,
-                                                   shape.query_tokens)}
+    # the same groups, so the same placement, as the full batch's messages
+    half_msgs = {x.phase: replace(x, domains=msgs[x.phase].domains, per_domain=msgs[x.phase].per_domain)
+                 for x in step_messages(shape.model, shape.precision, shape.strategy, shape.tpa, shape.kvp, shape.dp,
+                                        shape.tpf, shape.ep, shape.pp, half.batch, shape.query_tokens)}
     one = {name: message_s(m, hw, shape.expert_imbalance) for name, m in half_msgs.items()}
     comm_total = {}
     for name, m in msgs.items():

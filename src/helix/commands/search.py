@@ -11,6 +11,7 @@ import numpy as np
 
 from helix import outputs, search, search_budget
 from helix.commands import best_answer
+from helix.commands.domain_args import hardware_with_scale_out
 from helix.commands.layout_args import add_option_args, hardware_from_args, options_from_args
 from helix.commands.model_arg import load_model_arg
 from helix.commands.simulate import add_spec_args, format_result, precision_from_args, warn_context
@@ -75,7 +76,7 @@ def _check_parquet(args) -> None:
 def _inputs(args):
     """Every input validated before any work or any file is written."""
     model = load_model_arg(args.model)
-    hw = hardware_from_args(args)
+    hw = hardware_with_scale_out(hardware_from_args(args), args)
     context = parse_tokens(args.context)
     precision = precision_from_args(args, model, hw)
     strategies = search.check_strategies(args.strategies)

@@ -7,6 +7,12 @@ import json
 import math
 import sys
 
+from helix.commands.domain_args import (
+    add_rank_order_args,
+    add_scale_out_arg,
+    hardware_with_scale_out,
+    layout_with_rank_order,
+)
 from helix.commands.layout_args import (
     add_hardware_engine_arg,
     add_layout_args,
@@ -34,6 +40,7 @@ def add_spec_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hardware", default="gb200-nvl72",
                    help="preset (see `helix hardware`) or path to a YAML profile (default: %(default)s)")
     add_hardware_engine_arg(p)
+    add_scale_out_arg(p)
     p.add_argument("--context", default="1M", help="KV length per request: 1M = 10^6, 128K = 128,000 "
                    "(decimal; 1Mi = 2^20) (default: %(default)s)")
     p.add_argument("--precision", default=None,
@@ -100,10 +107,10 @@ def run_simulate(args) -> int:
     if args.batch < 1:
         raise HelixInputError("--batch", f"must be >= 1, got {args.batch}")
     model = load_model_arg(args.model)
-    hw = hardware_from_args(args)
+    hw = hardware_with_scale_out(hardware_from_args(args), args)
     context = parse_tokens(args.context)
     precision = precision_from_args(args, model, hw)
-    layout = layout_from_args(args)
+    layout = layout_with_rank_order(layout_from_args(args), args)
     options = options_from_args(args)
     if args.tbo and layout.strategy != "dp_ep":
         raise HelixInputError("--tbo", f"two-batch overlap runs DP attention + EP; it conflicts with --strategy "
@@ -164,6 +171,7 @@ def run_hardware(args) -> int:
         rows.append({"name": name, "peak_flops_per_s_fp4": h.peak_flops_per_s_fp4, "peak_flops_per_s_fp8":
                      h.peak_flops_per_s_fp8, "hbm_capacity_bytes": h.hbm_capacity_bytes, "hbm_bytes_per_s":
                      h.hbm_bytes_per_s, "scale_up_domain_gpus": h.scale_up_domain_gpus,
+                     "scale_out_network": h.scale_out_network,
                      "link_bytes_per_s_per_direction": h.link_bytes_per_s_per_direction,
                      "kernel_launch_s": h.kernel_launch_s, "engines": sorted(h.op_models),
                      "description": h.description})
@@ -200,6 +208,7 @@ def register(sub) -> None:
     add_spec_args(p)
     p.add_argument("--batch", type=integer, default=16, help="concurrent requests B (default: %(default)s)")
     add_layout_args(p)
+    add_rank_order_args(p)
     add_option_args(p, tbo_help="DP+EP two-batch overlap: two micro-batches, one's dispatch/combine hidden behind "
                                 "the other's compute (--strategy dp_ep)")
     p.add_argument("--no-hopb", action="store_true", help="Helix without HOP-B (all-to-all exposed)")

@@ -31,7 +31,8 @@ With MTP verification every request carries q = 1 + K query tokens, so every per
 q times larger (the KVP partials too: one output and LSE per query token and head).
 Per step: embedding_all_reduce over the vocabulary-parallel group (n = B_loc * H * b; a rank holds
 V/group rows and contributes zeros for the others), pp_handoff (PP - 1 point-to-point sends of
-B_loc * H * b) and lm_head_all_gather over the vocabulary-parallel group (each rank's (max logit,
+B_loc * H * b along the PP group, whose size it carries)
+and lm_head_all_gather over the vocabulary-parallel group (each rank's (max logit,
 index) per token: n = group * B_loc * 8).
 """
 
@@ -69,6 +70,9 @@ class Message:
     calls_per_step: object  # int or int array
     table: str = ""  # the fitted collective form that times it when not the kind's own (moe_dispatch, moe_combine)
     experts: object = None  # expert slots (E + redundant) of a MoE all-to-all; its measured form reads them
+    group: str = ""  # the group kind it runs over (helix.placement.GROUPS; "" = a group of one)
+    domains: object = None  # scale-up domains one group spans (helix.placement; None = consecutive ranks)
+    per_domain: object = None  # the fewest of a group's ranks in one of those domains
 
 
 def o_projection_group(strategy: str, tpa, kvp):
@@ -112,36 +116,38 @@ def step_messages(model, precision, strategy: str, tpa, kvp, dp, tpf, ep, pp, ba
 
     if model.is_dsa:  # KVP = 1 (every strategy but Helix and Medha): a group of one, no traffic
         msgs.append(Message(DSA_TOPK_PHASE, "all_gather", kvp, topk_exchange_bytes(B_loc, kvp, model.index_topk),
-                            traversed))
+                            traversed, group="kvp"))
     partial = B_loc * (Q / tpa) * (v * b + LSE_BYTES)
     if strategy == "helix":
-        msgs.append(Message("kvp_all_to_all", "all_to_all", kvp, partial, traversed))
+        msgs.append(Message("kvp_all_to_all", "all_to_all", kvp, partial, traversed, group="kvp"))
     if strategy == "medha":
-        msgs.append(Message("kvp_all_reduce", "all_reduce", kvp, partial, traversed))
+        msgs.append(Message("kvp_all_reduce", "all_reduce", kvp, partial, traversed, group="kvp"))
     msgs.append(Message("o_projection_all_reduce", "all_reduce", o_projection_group(strategy, tpa, kvp),
-                        B_loc * H * b, traversed))
+                        B_loc * H * b, traversed, group="attention" if strategy == "helix" else "tpa"))
     if strategy == "helix":
-        msgs.append(Message("ffn_dp_all_gather", "all_gather", dp, B * H * b, traversed))
+        msgs.append(Message("ffn_dp_all_gather", "all_gather", dp, B * H * b, traversed, group="dp"))
     if strategy != "dp_ep":
         msgs.append(Message("ffn_all_reduce", "all_reduce", dense_ffn_group(strategy, tpf, ep), B * H * b,
-                            dense_layers))
+                            dense_layers, group={"dp_ep": "", "medha": "tpf"}.get(strategy, "ffn")))
     if model.is_moe:
         if strategy == "dp_ep":
             rows = B_loc * model.experts_per_token * H
-            msgs.append(Message("moe_dispatch_counts", "all_to_all", ep, model.num_experts * 8.0 + 0 * B, moe_layers))
+            msgs.append(Message("moe_dispatch_counts", "all_to_all", ep, model.num_experts * 8.0 + 0 * B, moe_layers,
+                                group="ep"))
             # experts: the model's routed experts, as the measured tables count them (redundant slots, a
             # fraction of an octave more, are left out)
             msgs.append(Message("moe_dispatch_all_to_all", "all_to_all", ep, rows * precision.bytes_of("moe_dispatch"),
-                                moe_layers, "moe_dispatch", model.num_experts))
+                                moe_layers, "moe_dispatch", model.num_experts, group="ep"))
             msgs.append(Message("moe_combine_all_to_all", "all_to_all", ep, rows * precision.bytes_of("moe_combine"),
-                                moe_layers, "moe_combine", model.num_experts))
+                                moe_layers, "moe_combine", model.num_experts, group="ep"))
         elif strategy in ("tp", "tp_pp"):
-            msgs.append(Message("moe_tp_all_reduce", "all_reduce", tpf * ep, B * H * b, moe_layers))
+            msgs.append(Message("moe_tp_all_reduce", "all_reduce", tpf * ep, B * H * b, moe_layers, group="ffn"))
         else:
-            msgs.append(Message("moe_tp_all_reduce", "all_reduce", tpf, B * H * b, moe_layers))
-            msgs.append(Message("moe_ep_all_gather", "all_gather", ep, ep * B * H * b, moe_layers))
+            msgs.append(Message("moe_tp_all_reduce", "all_reduce", tpf, B * H * b, moe_layers, group="tpf"))
+            msgs.append(Message("moe_ep_all_gather", "all_gather", ep, ep * B * H * b, moe_layers, group="ep"))
     vg = vocab_group(strategy, tpa, kvp, dp, tpf, ep)
-    msgs.append(Message("embedding_all_reduce", "all_reduce", vg, B_loc * H * b, 1))
-    msgs.append(Message("pp_handoff", "p2p", np.where(np.asarray(pp) > 1, 2, 1), B_loc * H * b, pp - 1))
-    msgs.append(Message("lm_head_all_gather", "all_gather", vg, vg * B_loc * ARGMAX_BYTES, 1))
+    vocab = {"dp_ep": "", "medha": "tpa"}.get(strategy, "stage")
+    msgs.append(Message("embedding_all_reduce", "all_reduce", vg, B_loc * H * b, 1, group=vocab))
+    msgs.append(Message("pp_handoff", "p2p", np.asarray(pp), B_loc * H * b, pp - 1, group="pp"))
+    msgs.append(Message("lm_head_all_gather", "all_gather", vg, vg * B_loc * ARGMAX_BYTES, 1, group=vocab))
     return msgs

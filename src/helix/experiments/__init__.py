@@ -16,6 +16,7 @@ from helix.experiments import (
     failure_modes,
     fig1_roofline,
     hopb,
+    larger_scales,
     llama,
     medha_ablation,
     precision,
@@ -23,7 +24,6 @@ from helix.experiments import (
 )
 
 EXPERIMENTS = (fig1_roofline, dsr1, llama, medha_ablation, hopb, config_ranges, context_scaling, batch_scaling,
-               failure_modes, dsa, dynamic,
-               precision)
+               failure_modes, dsa, dynamic, precision, larger_scales)
 
 __all__ = ["EXPERIMENTS", "calibration", "sensitivity"]

@@ -16,6 +16,7 @@ from typing import Any
 from helix.cost.optime import OpModel, op_model_from_mapping
 from helix.errors import HelixInputError
 from helix.specs.fields import as_number, check_keys, parse_nested, read_text, read_yaml, split_value
+from helix.specs.networks import check_network
 
 PRESET_DIR = Path(__file__).parent / "presets" / "hardware"
 
@@ -56,6 +57,8 @@ class HardwareSpec:
     # engine -> fitted op-model file (relative to the preset directory); the chosen one is loaded as op_model
     op_models: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
     engine: str = ""  # the engine whose measured kernel tables time the ops ("" = the plain roofline)
+    # the named scale-out network (helix.specs.networks; "" = unnamed, a user profile's own bandwidth)
+    scale_out_network: str = ""
     op_model: OpModel | None = field(default=None, compare=False, hash=False)
     description: str = ""
     sources: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
@@ -93,16 +96,16 @@ class HardwareSpec:
 ALL_REDUCE_ALGORITHMS = ("ring", "one_shot", "two_shot", "nvls")
 NUMBER_FIELDS = tuple(f.name for f in fields(HardwareSpec)
                       if f.name not in ("name", "description", "sources", "empirical", "all_reduce_algorithms",
-                                        "op_models", "engine", "op_model"))
+                                        "op_models", "engine", "op_model", "scale_out_network"))
 # Fields a user YAML may leave out (defaults: no per-step overhead, every all-reduce algorithm the
 # hardware has, perfect compute-communication overlap); built-in presets and calibrated profiles give
 # them with a source.
 OPTIONAL_FIELDS = ("step_overhead_s", "all_reduce_algorithms", "comm_overlap_efficiency",
-                   "scale_out_latency_per_doubling_s", "collective_bandwidth_scale", "op_models")
+                   "scale_out_latency_per_doubling_s", "collective_bandwidth_scale", "op_models", "scale_out_network")
 # Fractions: at most 1 (> 0 but for comm_overlap_efficiency, where 0 = no overlap).
 UNIT_FIELDS = ("hbm_usable_fraction", "hbm_efficiency", "flop_efficiency", "link_efficiency",
                "comm_overlap_efficiency")
-SOURCED_FIELDS = NUMBER_FIELDS + ("all_reduce_algorithms",)
+SOURCED_FIELDS = NUMBER_FIELDS + ("all_reduce_algorithms", "scale_out_network")
 ENGINES = ("trtllm", "sglang", "vllm")
 NO_ENGINE = "none"  # the plain roofline with the preset's fixed costs, whatever op models the preset has
 DEFAULT_ENGINE = "trtllm"  # TensorRT-LLM: the paper's stack and the engine that ships Helix
@@ -144,6 +147,8 @@ def hardware_from_mapping(where: str, data: dict[str, Any]) -> HardwareSpec:
             values[key] = check_all_reduce_algorithms(f"{where}.{key}", value)
         elif key == "op_models":
             values[key] = _check_op_models(f"{where}.{key}", value)
+        elif key == "scale_out_network":
+            values[key] = check_network(f"{where}.{key}", value)
         else:
             values[key] = as_number(f"{where}.{key}", value, integer=(key == "scale_up_domain_gpus"),
                                     strict=key in _STRICTLY_POSITIVE, maximum=1.0 if key in UNIT_FIELDS else None)
