@@ -165,11 +165,3 @@ def summarize_errors(errors) -> dict[str, float]:
         return {"median_abs": float("nan"), "max_abs": float("nan"), "median": float("nan"), "points": 0}
     return {"median_abs": float(np.median(np.abs(e))), "max_abs": float(np.max(np.abs(e))),
             "median": float(np.median(e)), "points": int(e.size)}
-
-
-def robust_median_s(samples_s) -> float:
-    """Median of repeated timings (seconds); raises on an empty sample."""
-    s = np.asarray(samples_s, dtype=np.float64)
-    if s.size == 0:
-        raise ValueError("no timing samples")
-    return float(np.median(s))
