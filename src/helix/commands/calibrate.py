@@ -21,7 +21,6 @@ from helix.errors import HelixInputError
 from helix.flags import integer
 from helix.specs.hardware import load_hardware
 from helix.validation.measurement import measurements_csv
-from helix.validation.perf_db import command as perf_db
 from helix.validation.profile import profile_yaml, single_rank_path
 
 
@@ -95,6 +94,8 @@ def run(args: argparse.Namespace) -> int:
     if args.from_perf_db:
         if args.out_dir is not None and args.out_dir.strip():  # unwritable: refused before minutes of fitting
             outputs.check_destination("--out-dir", args.out_dir, parents=True)
+        from helix.validation.perf_db import command as perf_db  # scipy: ~0.2 s, paid only when it runs
+
         return perf_db.run(args)
     out, ranks = _check(args)
     from helix.validation import calibrate as cal  # torch: imported when the command runs (torch_commands)

@@ -172,13 +172,6 @@ def all_gather_alpha_beta(p, hw):
     return np.where(p > 1, alpha + extra, 0.0), link_traffic("all_gather", p) / bw
 
 
-def all_reduce_ring_alpha_beta(p, hw):
-    """(alpha s, beta s/byte) of the ring all-reduce of an n-byte buffer: 2(p-1) hops, 2(p-1)/p of n per link."""
-    p = np.asarray(p, dtype=np.float64)
-    bw, extra = _link(p, hw)
-    return np.where(p > 1, ring_latency_s("all_reduce", p, hw) + extra, 0.0), link_traffic("all_reduce", p) / bw
-
-
 def link_traffic(kind: str, p):
     """The fraction of the message ``n`` each link carries per direction: 2(p-1)/p for the ring (and two-shot)
     all-reduce, (p-1)/p for the all-gather and the all-to-all (the module docstring's forms)."""

@@ -13,13 +13,11 @@ import numpy as np
 from helix.cost import collectives
 from helix.cost.messages import step_messages
 from helix.layout import Layout
-from helix.specs.precision import PrecisionSpec
 from helix.step import simulate
 from helix.validation import fit, launches
 from helix.validation.grid import GridPoint
+from helix.validation.launches import FP32
 from helix.validation.timing import last_arrival
-
-FP32 = PrecisionSpec.uniform("fp32")  # the runtime computes in fp32
 
 # Simulator breakdown term -> runtime phases that implement it.
 TERM_PHASES = {
