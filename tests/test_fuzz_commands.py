@@ -1,5 +1,5 @@
 """A fuzz suite for the commands test_fuzz_cli.py does not cover: `sweep`, `reproduce`, `models`, `hardware`,
-`calibrate`, `validate` and `run`.
+`calibrate`, `validate`, `gpu-check` and `run`.
 
 Every example holds one input that is surely bad (a number out of range, a file that is not a spec, an
 unwritable or taken --out, a flag the command does not take) among random other flags, good or bad, so no
@@ -33,6 +33,7 @@ BASE = {
     "hardware": [],
     "calibrate": ["--quick", "--out", "p.yaml"],
     "validate": ["--quick", "--hardware", "h100", "--out", "v"],
+    "gpu-check": ["--cpu-smoke", "--out", "g"],
     "run": ["--model", "tiny-llama", "--prompt-len", "16", "--new-tokens", "4"],
 }
 # one of these in every example: each alone makes the command exit 2 before any work
@@ -50,6 +51,7 @@ SURELY_BAD = {
                                                                   ("--engine", "trtllm"), ("--out-dir", "d")]),
     "validate": (bad("--repeats", NUMBERS + ["10001"]) + bad("--hardware", ["nope", ""] + BAD_FILES)
                  + bad("--out", BAD_OUT)),
+    "gpu-check": bad("--out", BAD_OUT) + [("--bogus", None), ("positional", None), ("--cpu-smoke=1", None)],
     "run": (bad("--timeout-s", ["0", "-1", "nan", "inf", "1e18", "abc", "0.5"])
             + bad("--job-timeout-s", ["0", "-1", "nan", "1e400", "abc"]) + bad("--batch", ["0", "-1", "abc", "1e3"])
             + bad("--new-tokens", ["0", "1", "-1"]) + bad("--kvp", ["0", "-1", "abc"]) + bad("--tpa", ["0", "-1"])
@@ -68,11 +70,13 @@ EXTRAS = {
     "hardware": {"--json": None},
     "calibrate": {"--name": ["smoke", "cpu"], "--max-ranks": ["1"], "--quick": None},
     "validate": {"--repeats": ["1", "3"], "--quick": None},
+    "gpu-check": {"--cpu-smoke": None},
     "run": {"--hopb": None, "--seed": ["0", "7"], "--ownership": ["round_robin", "contiguous"], "--batch": ["2", "4"],
             "--block-tokens": ["16", "8"], "--tpa": ["1", "2"], "--kvp": ["1", "2"], "--timeout-s": ["30"],
             "--strategy": ["helix", "dp_ep"], "--gpus": ["2", "3"], "--tpf": ["1", "2"], "--ep": ["1", "2"]},
 }
-EXAMPLES = {"sweep": 40, "reproduce": 15, "models": 6, "hardware": 6, "calibrate": 30, "validate": 30, "run": 40}
+EXAMPLES = {"sweep": 40, "reproduce": 15, "models": 6, "hardware": 6, "calibrate": 30, "validate": 30,
+            "gpu-check": 15, "run": 40}
 FIXTURES = ["adir", "afile", "binary.yaml", "deep.json", "empty.yaml", "foreign", "utf16.yaml"]
 
 
@@ -116,7 +120,7 @@ def example(command):
         for extra in (draw_(st.lists(st.sampled_from(pool), max_size=3, unique=True)) if pool else []):
             values = EXTRAS[command][extra]
             argv += [extra] if values is None else [extra, draw_(st.sampled_from(values))]
-        if flag == "positional" or flag.startswith("--quick=") or flag in ("extra", "--bogus"):
+        if flag == "positional" or flag.startswith(("--quick=", "--cpu-smoke=")) or flag in ("extra", "--bogus"):
             return argv + [flag]
         return argv + ([flag] if value is None else [flag, value])
     return draw()

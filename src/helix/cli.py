@@ -31,7 +31,9 @@ COMMAND_MODULES = (
     "helix.commands.search",
     "helix.commands.reproduce",
     "helix.commands.run",
-    "helix.validation.command",
+    "helix.commands.calibrate",
+    "helix.commands.validate",
+    "helix.commands.gpu_check",
     "helix.commands.precision",
 )
 

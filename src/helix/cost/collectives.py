@@ -95,7 +95,9 @@ def all_to_all_alpha_beta(p, hw, network=None):
     p = np.asarray(p, dtype=np.float64)
     bw, extra = _link(p, hw, network)
     ring = hw.ring_base_latency_s + (p - 1) * hw.ring_hop_latency_s
-    alpha = np.where(p > 1, np.minimum(ring, hw.sync_latency_s) + extra, 0.0)
+    # without peer memory (gloo: ``[ring]``) the all-to-all is pairwise sends, the direct form alone
+    latency = np.minimum(ring, hw.sync_latency_s) if has_peer_memory(hw) else hw.sync_latency_s + 0 * p
+    alpha = np.where(p > 1, latency + extra, 0.0)
     return alpha, (p - 1) / p / bw
 
 
@@ -105,8 +107,10 @@ def all_to_all_s(n_bytes, p, hw, network=None):
 
 
 def all_gather_s(n_bytes, p, hw, network=None):
-    # Same traffic and step structure as the all-to-all: (p-1)/p of the output crosses each link.
-    return all_to_all_s(n_bytes, p, hw, network)
+    # Same traffic as the all-to-all, (p-1)/p of the output crosses each link; its latency is
+    # all_gather_alpha_beta's (the ring unless the library reaches peer memory).
+    alpha, beta = all_gather_alpha_beta(p, hw, network)
+    return alpha + beta * np.asarray(n_bytes, dtype=np.float64)
 
 
 def p2p_s(n_bytes, hw, crossing=0.0):
@@ -194,6 +198,50 @@ def collective_s(kind: str, n_bytes, p, hw, table: str = "", experts=None, domai
         return measured_collective_s(kind, n_bytes, p, hw, table, experts, domains, per_domain)
     if domains is None:
         domains, per_domain = contiguous_placement(p, hw.scale_up_domain_gpus)
-    timed = all_reduce_s if kind == "all_reduce" else all_to_all_s
+    timed = {"all_reduce": all_reduce_s, "all_to_all": all_to_all_s, "all_gather": all_gather_s}[kind]
     return hierarchical_s(kind, n_bytes, p, domains, per_domain, lambda k_, n, g: timed(n, g, hw, False),
                           lambda k_, n, g: timed(n, g, hw, True))
+
+
+# Peer-memory algorithms: a library that runs one of these can also gather straight from its peers'
+# buffers (the direct form); one that lists only the ring (gloo, NCCL without peer memory) cannot.
+PEER_MEMORY_ALGORITHMS = ("one_shot", "two_shot", "nvls")
+
+
+def has_peer_memory(hw) -> bool:
+    """Whether the hardware's library reaches peer memory (one of ``PEER_MEMORY_ALGORITHMS`` listed)."""
+    return any(a in PEER_MEMORY_ALGORITHMS for a in hw.all_reduce_algorithms)
+
+
+def ring_latency_s(kind: str, p, hw):
+    """Latency of the ring form: base + steps x hop, steps = 2(p-1) for the all-reduce (reduce-scatter then
+    all-gather), p-1 for every other kind; 0 when p = 1 (no group, no call)."""
+    p = np.asarray(p, dtype=np.float64)
+    steps = 2 * (p - 1) if kind == "all_reduce" else p - 1
+    return np.where(p > 1, hw.ring_base_latency_s + steps * hw.ring_hop_latency_s, 0.0)
+
+
+def all_gather_alpha_beta(p, hw, network=None):
+    """(alpha s, beta s/byte) of the all-gather of an n-byte output: beta = (p-1)/p / bw, as the all-to-all.
+
+    alpha is the ring's latency, or the direct form's (sync) where that is lower and the library reaches
+    peer memory (``PEER_MEMORY_ALGORITHMS`` in ``hw.all_reduce_algorithms``). Why not min(ring, sync)
+    everywhere, as the all-to-all: gloo (and NCCL without peer memory) gathers around a ring and has no
+    direct form, and on a calibrated CPU profile (``[ring]``) sync is the all-to-all's fitted latency, which
+    an all-gather never pays: the gloo all-gathers measured by ``helix calibrate`` take the ring's latency
+    (docs/validation-cpu: 0.6-1.5 ms at 64 B-64 KiB against the ring's 0.88 ms and the all-to-all's 0.61),
+    and the calibration fit (helix.validation.fit) assumes the ring. 0 when p = 1.
+    """
+    p = np.asarray(p, dtype=np.float64)
+    bw, extra = _link(p, hw, network)
+    alpha = ring_latency_s("all_gather", p, hw)
+    if has_peer_memory(hw):
+        alpha = np.minimum(alpha, hw.sync_latency_s)
+    return np.where(p > 1, alpha + extra, 0.0), link_traffic("all_gather", p) / bw
+
+
+def link_traffic(kind: str, p):
+    """The fraction of the message ``n`` each link carries per direction: 2(p-1)/p for the ring (and two-shot)
+    all-reduce, (p-1)/p for the all-gather and the all-to-all (the module docstring's forms)."""
+    p = np.asarray(p, dtype=np.float64)
+    return (2 if kind == "all_reduce" else 1) * (p - 1) / p

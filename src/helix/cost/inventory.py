@@ -141,3 +141,16 @@ def layer_counts(model, pp) -> dict[str, np.ndarray]:
     moe = model.num_moe_layers if model.is_moe else 0
     return {"attention": traversed, "dense_ffn": traversed - moe, "moe_ffn": traversed * 0 + moe,
             "step": traversed * 0 + 1}
+
+
+def fallback_launches(shape: Shape) -> dict[str, dict[str, int]]:
+    """Per layer group, per breakdown term: the launches the roofline model charges for one configuration
+    (a scalar ``shape``): the sum of the running ops' ``fallback_launches``. The one count of launches
+    that ``helix calibrate`` divides its runtime probe by and ``helix validate`` sets beside the aten ops
+    it counts, so neither restates it."""
+    out: dict[str, dict[str, int]] = {}
+    for group, ops in layer_ops(shape).items():
+        terms = out.setdefault(group, {})
+        for op in ops:
+            terms[op.term] = terms.get(op.term, 0) + int(np.where(op.active, op.fallback_launches, 0))
+    return out

@@ -2,13 +2,15 @@
 
 - ``fit_line``: t = alpha + beta * x by (relative) least squares, one collective at one group size.
 - ``fit_collectives``: one joint non-negative least-squares fit of every measured collective to the
-  alpha-beta forms of helix.cost.collectives, as the CPU backend runs them:
+  alpha-beta forms of helix.cost.collectives, as the CPU backend (gloo, ``all_reduce_algorithms: [ring]``)
+  runs them and as the simulator then prices them:
       all_reduce (ring):    ring_base + 2(p-1) ring_hop + 2(p-1)/p n / bw
       all_gather (ring):    ring_base +  (p-1) ring_hop +  (p-1)/p n / bw
       all_to_all (direct):  sync      +                   (p-1)/p n / bw
   (n follows helix.cost.collectives: AR the full buffer, AG the output, A2A the rank's send buffer).
-  The unknowns are (sync_latency_s, ring_base_latency_s, ring_hop_latency_s, 1/bw); one bandwidth
-  serves every collective, as in the simulator.
+  The design matrix is read off the simulator's own pieces (``ring_latency_s``, ``link_traffic``), so
+  the form fitted is the form priced. The unknowns are (sync_latency_s, ring_base_latency_s,
+  ring_hop_latency_s, 1/bw); one bandwidth serves every collective, as in the simulator.
 - ``relative_errors`` and ``summarize_errors``: (predicted - measured) / measured, median |e|, worst.
 
 Relative least squares (each row divided by its measured time) weighs a 20 us all-to-all as much
@@ -22,8 +24,11 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import numpy as np
+
+from helix.cost import collectives
 
 COLLECTIVE_TERMS = ("sync_latency_s", "ring_base_latency_s", "ring_hop_latency_s", "s_per_byte")
 KINDS = ("all_reduce", "all_gather", "all_to_all")
@@ -99,8 +104,18 @@ def fit_line(x, times_s, *, relative: bool = True) -> LinearFit:
 # ---------------------------------------------------------------- collectives
 
 
+# The ring's latency is linear in (ring_base, ring_hop): unit hardware for each reads its column.
+_RING_BASE = SimpleNamespace(ring_base_latency_s=1.0, ring_hop_latency_s=0.0)
+_RING_HOP = SimpleNamespace(ring_base_latency_s=0.0, ring_hop_latency_s=1.0)
+
+
 def collective_design(kind, n_bytes, p) -> np.ndarray:
-    """Rows of the design matrix over COLLECTIVE_TERMS for arrays of (kind, n_bytes, p)."""
+    """Rows of the design matrix over COLLECTIVE_TERMS for arrays of (kind, n_bytes, p).
+
+    Each kind's row is its simulator form taken apart: the all-reduce and all-gather pay the ring's
+    latency (helix.cost.collectives.ring_latency_s), the all-to-all the direct form's sync, and every
+    kind ``link_traffic(kind, p) x n`` bytes at the one fitted s-per-byte.
+    """
     kind = np.asarray(kind)
     n = np.asarray(n_bytes, dtype=np.float64)
     p = np.asarray(p, dtype=np.float64)
@@ -108,13 +123,14 @@ def collective_design(kind, n_bytes, p) -> np.ndarray:
     bad = sorted(set(kind.ravel().tolist()) - set(KINDS))
     if bad:
         raise ValueError(f"unknown collective kind {bad[0]!r}; allowed: {', '.join(KINDS)}")
-    ar, ag, a2a = kind == "all_reduce", kind == "all_gather", kind == "all_to_all"
-    frac = (p - 1) / p
     rows = np.zeros(n.shape + (len(COLLECTIVE_TERMS),))
-    rows[..., 0] = a2a
-    rows[..., 1] = ar | ag
-    rows[..., 2] = np.where(ar, 2 * (p - 1), np.where(ag, p - 1, 0.0))
-    rows[..., 3] = np.where(ar, 2 * frac * n, frac * n)
+    for k in KINDS:
+        sel = kind == k
+        ring = k != "all_to_all"  # gloo: ring all-reduce and all-gather, direct (pairwise) all-to-all
+        rows[sel, 0] = 0.0 if ring else 1.0
+        rows[sel, 1] = collectives.ring_latency_s(k, p[sel], _RING_BASE) if ring else 0.0
+        rows[sel, 2] = collectives.ring_latency_s(k, p[sel], _RING_HOP) if ring else 0.0
+        rows[sel, 3] = collectives.link_traffic(k, p[sel]) * n[sel]
     return rows
 
 
@@ -149,11 +165,3 @@ def summarize_errors(errors) -> dict[str, float]:
         return {"median_abs": float("nan"), "max_abs": float("nan"), "median": float("nan"), "points": 0}
     return {"median_abs": float(np.median(np.abs(e))), "max_abs": float(np.max(np.abs(e))),
             "median": float(np.median(e)), "points": int(e.size)}
-
-
-def robust_median_s(samples_s) -> float:
-    """Median of repeated timings (seconds); raises on an empty sample."""
-    s = np.asarray(samples_s, dtype=np.float64)
-    if s.size == 0:
-        raise ValueError("no timing samples")
-    return float(np.median(s))

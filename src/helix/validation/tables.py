@@ -2,8 +2,9 @@
 
 Files: validation.csv (every point, every term predicted and measured), terms.csv (per term),
 validation.md (by layout, per point, per term, aten ops per phase, shape checks) and
-validation.png (predicted vs measured with each point's error; step time vs context). Each file is
-written whole or not at all.
+validation.png (predicted vs measured with each point's error; step time vs context), through the
+validation's one CSV, Markdown-table and figure writers (helix.validation.writers). Pure: no torch. Each
+file is written whole or not at all.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from helix.validation import fit
-from helix.validation.validate import OTHER, SIMULATED_LAUNCHES_PER_LAYER, TERM_PHASES, Row, ValidationResult
+from helix.outputs import write_atomic
+from helix.validation import fit, writers
+from helix.validation.compare import OTHER, TERM_PHASES, Row, ValidationResult
 
 # ---------------------------------------------------------------- shape checks
 
@@ -93,12 +95,15 @@ def term_summary(rows: list[Row]) -> list[dict]:
     return out
 
 
+POINT_COLUMNS = ["layout", "kvp", "tpa", "hopb", "batch", "context", "measured_ms", "predicted_ms", "error", "spread",
+                 "measured_mean_ms", "predicted_ring_ar_ms", "error_ring_ar", "rank_wait_ms"]
+TERM_COLUMNS = ["term", "points", "pred_ms", "meas_ms", "share", "err_median_abs", "err_max_abs", "err_median"]
+
+
 def points_csv(rows: list[Row]) -> str:
+    """validation.csv: every point, the step and every term predicted and measured (ms)."""
     terms = sorted({t for r in rows for t in r.terms})
-    head = ["layout", "kvp", "tpa", "hopb", "batch", "context", "measured_ms", "predicted_ms", "error", "spread",
-            "measured_mean_ms", "predicted_ring_ar_ms", "error_ring_ar", "rank_wait_ms"]
-    head += [f"{t}_{w}_ms" for t in terms for w in ("pred", "meas")]
-    lines = [",".join(head)]
+    out = []
     for r in rows:
         p = r.point
         vals = [p.label, p.kvp, p.tpa, int(p.hopb), p.batch, p.context, f"{r.measured_s * 1e3:.4f}",
@@ -107,8 +112,16 @@ def points_csv(rows: list[Row]) -> str:
         for t in terms:
             pr, me = r.terms.get(t, (0.0, 0.0))
             vals += [f"{pr * 1e3:.4f}", f"{me * 1e3:.4f}"]
-        lines.append(",".join(str(v) for v in vals))
-    return "\n".join(lines) + "\n"
+        out.append(vals)
+    return writers.csv_text(POINT_COLUMNS + [f"{t}_{w}_ms" for t in terms for w in ("pred", "meas")], out)
+
+
+def terms_csv(rows: list[Row]) -> str:
+    """terms.csv: per simulator term, the medians over points and the error summary."""
+    return writers.csv_text(TERM_COLUMNS, [
+        [t["term"], t["points"], f"{t['pred_ms']:.4f}", f"{t['meas_ms']:.4f}", f"{t['share']:.3f}",
+         f"{t['err_median_abs']:.4f}", f"{t['err_max_abs']:.4f}", f"{t['err_median']:.4f}"]
+        for t in term_summary(rows)])
 
 
 def format_table(result: ValidationResult) -> str:
@@ -123,123 +136,107 @@ def format_table(result: ValidationResult) -> str:
     return "\n".join(lines)
 
 
-def markdown(result: ValidationResult) -> str:
-    s = result.summary()
+def _summary_lines(result: ValidationResult) -> list[str]:
+    s, ms = result.summary(), result.mean_step_summary()
     ring = fit.summarize_errors([r.ring_ar_error for r in result.rows])
-    ms = result.mean_step_summary()
-    md = [f"# Validation: {result.model} on `{result.hardware}` ({time.strftime('%Y-%m-%d')})", "",
-          f"{s['points']} points; median |error| **{s['median_abs']:.1%}**, worst **{s['max_abs']:.1%}**, "
-          f"bias {s['median']:+.1%} (error = (predicted − measured) / measured; measured = median step of the "
-          f"slowest rank). Wall {result.wall_s:.0f} s.", "",
-          f"Against the mean step instead (the simulator's TTL is an expected step time): median |error| "
-          f"{ms['median_abs']:.1%}, worst {ms['max_abs']:.1%}, bias {ms['median']:+.1%}.", "",
-          f"Diagnostic, all-reduce restricted to the ring algorithm (gloo has no one-/two-shot): median |error| "
-          f"{ring['median_abs']:.1%}, worst {ring['max_abs']:.1%}, bias {ring['median']:+.1%}.", "",
-          "## By layout", "", "| layout | points | median abs | worst abs | bias | ring-only AR: median abs | worst |",
-          "|---|---|---|---|---|---|---|"]
-    for label in sorted({r.point.label for r in result.rows}):
-        rs = [r for r in result.rows if r.point.label == label]
+    return [f"# Validation: {result.model} on `{result.hardware}` ({time.strftime('%Y-%m-%d')})", "",
+            f"{s['points']} points; median |error| **{s['median_abs']:.1%}**, worst **{s['max_abs']:.1%}**, "
+            f"bias {s['median']:+.1%} (error = (predicted − measured) / measured; measured = median step of the "
+            f"slowest rank). Wall {result.wall_s:.0f} s.", "",
+            f"Against the mean step instead (the simulator's TTL is an expected step time): median |error| "
+            f"{ms['median_abs']:.1%}, worst {ms['max_abs']:.1%}, bias {ms['median']:+.1%}.", "",
+            f"Diagnostic, all-reduce restricted to the ring algorithm (gloo has no one-/two-shot): median |error| "
+            f"{ring['median_abs']:.1%}, worst {ring['max_abs']:.1%}, bias {ring['median']:+.1%}."]
+
+
+def _layout_rows(rows: list[Row]) -> list[list]:
+    out = []
+    for label in sorted({r.point.label for r in rows}):
+        rs = [r for r in rows if r.point.label == label]
         e, er = fit.summarize_errors([r.error for r in rs]), fit.summarize_errors([r.ring_ar_error for r in rs])
-        md.append(f"| {label} | {e['points']} | {e['median_abs']:.1%} | {e['max_abs']:.1%} | {e['median']:+.1%} | "
-                  f"{er['median_abs']:.1%} | {er['max_abs']:.1%} |")
-    md += ["", "## Points", "",
-          "| layout | B | S | measured ms | predicted ms | error | ring-only AR ms | error | spread |",
-          "|---|---|---|---|---|---|---|---|---|"]
-    for r in result.rows:
-        p = r.point
-        md.append(f"| {p.label} | {p.batch} | {p.context} | {r.measured_s * 1e3:.2f} | {r.predicted_s * 1e3:.2f} | "
-                  f"{r.error:+.1%} | {r.predicted_ring_ar_s * 1e3:.2f} | {r.ring_ar_error:+.1%} | {r.spread:.0%} |")
-    md += ["", "## Per term (median over points where the runtime times it)", "",
-           "Measured per term: mean over repeats (compute: slowest rank; blocking collectives: from the last "
-           "rank's arrival to the last exit, as calibrated; HOP-B's asynchronous all-to-all: mean over ranks of "
-           "issue + wait); `other` = mean step − the named phases, against the simulator's embedding_lm_head + "
-           "step_overhead.", "",
-           "| term | points | predicted ms | measured ms | share of step | median error | worst | bias |",
-           "|---|---|---|---|---|---|---|---|"]
-    for t in term_summary(result.rows):
-        md.append(f"| {t['term']} | {t['points']} | {t['pred_ms']:.3f} | {t['meas_ms']:.3f} | {t['share']:.0%} | "
-                  f"{t['err_median_abs']:.0%} | {t['err_max_abs']:.0%} | {t['err_median']:+.0%} |")
+        out.append([label, e["points"], f"{e['median_abs']:.1%}", f"{e['max_abs']:.1%}", f"{e['median']:+.1%}",
+                    f"{er['median_abs']:.1%}", f"{er['max_abs']:.1%}"])
+    return out
+
+
+def _point_rows(rows: list[Row]) -> list[list]:
+    return [[r.point.label, r.point.batch, r.point.context, f"{r.measured_s * 1e3:.2f}", f"{r.predicted_s * 1e3:.2f}",
+             f"{r.error:+.1%}", f"{r.predicted_ring_ar_s * 1e3:.2f}", f"{r.ring_ar_error:+.1%}", f"{r.spread:.0%}"]
+            for r in rows]
+
+
+def _term_lines(result: ValidationResult) -> list[str]:
+    lines = ["## Per term (median over points where the runtime times it)", "",
+             "Measured per term: mean over repeats (compute: slowest rank; blocking collectives: from the last "
+             "rank's arrival to the last exit, as calibrated; HOP-B's asynchronous all-to-all: mean over ranks of "
+             "issue + wait); `other` = mean step − the named phases, against the simulator's embedding_lm_head + "
+             "step_overhead.", ""]
+    lines += writers.markdown_table(
+        ["term", "points", "predicted ms", "measured ms", "share of step", "median error", "worst", "bias"],
+        [[t["term"], t["points"], f"{t['pred_ms']:.3f}", f"{t['meas_ms']:.3f}", f"{t['share']:.0%}",
+          f"{t['err_median_abs']:.0%}", f"{t['err_max_abs']:.0%}", f"{t['err_median']:+.0%}"]
+         for t in term_summary(result.rows)])
     waits = [r.wait_s for r in result.rows if r.point.ranks > 1]
-    md += ["", f"`{OTHER}`: step time outside the named phases (LM head, final norm, KV slot bookkeeping, Python, "
-           "skew between ranks) against the simulator's embedding_lm_head + step_overhead."]
+    lines += ["", f"`{OTHER}`: step time outside the named phases (LM head, final norm, KV slot bookkeeping, Python, "
+              "skew between ranks) against the simulator's embedding_lm_head + step_overhead."]
     if waits:
-        md += ["", f"Rank imbalance: per step, ranks that reach a blocking collective first wait for the last "
-               f"{np.median(waits) * 1e3:.2f} ms (median over multi-rank points; worst {max(waits) * 1e3:.2f} ms). "
-               "The slowest rank's compute phases carry it; the simulator assumes balanced ranks."]
+        lines += ["", f"Rank imbalance: per step, ranks that reach a blocking collective first wait for the last "
+                  f"{np.median(waits) * 1e3:.2f} ms (median over multi-rank points; worst {max(waits) * 1e3:.2f} ms). "
+                  "The slowest rank's compute phases carry it; the simulator assumes balanced ranks."]
+    return lines
+
+
+def markdown(result: ValidationResult) -> str:
+    """validation.md: the summary, errors by layout and per point, per term, ops per phase, shape checks."""
+    md = _summary_lines(result) + ["", "## By layout", ""]
+    md += writers.markdown_table(["layout", "points", "median abs", "worst abs", "bias", "ring-only AR: median abs",
+                                  "worst"], _layout_rows(result.rows))
+    md += ["", "## Points", ""]
+    md += writers.markdown_table(["layout", "B", "S", "measured ms", "predicted ms", "error", "ring-only AR ms",
+                                  "error", "spread"], _point_rows(result.rows))
+    md += [""] + _term_lines(result)
     if result.op_counts:
-        md += ["", "## Ops per decode step (one rank) against the launches the simulator charges", "",
-               "| runtime phase | aten ops per step | simulator launches per step |", "|---|---|---|"]
-        layers = _num_layers(result.model)
-        for ph, n in sorted(result.op_counts.items(), key=lambda kv: -kv[1]):
-            sim = SIMULATED_LAUNCHES_PER_LAYER.get(ph, 0) * layers if ph != OTHER else 2
-            md.append(f"| {ph} | {n} | {sim} |")
-    md += ["", "## Shapes", "", "| check | where | measured | predicted | ok |", "|---|---|---|---|---|"]
-    for c in shape_checks(result.rows):
-        ok = "yes" if c["ok"] else "NO"
-        md.append(f"| {c['check']} | {c['where']} | {c['measured']} | {c['predicted']} | {ok} |")
-    md += [""] + result.notes
-    return "\n".join(md) + "\n"
-
-
-def _num_layers(model_name: str) -> int:
-    from helix.runtime import registry
-
-    return int(registry.get_model(model_name).build().config.num_hidden_layers)
+        md += ["", "## Ops per decode step (one rank) against the launches the simulator charges", ""]
+        md += writers.markdown_table(["runtime phase", "aten ops per step", "simulator launches per step"],
+                                     [[ph, n, result.launches.get(ph, 0)]
+                                      for ph, n in sorted(result.op_counts.items(), key=lambda kv: -kv[1])])
+    md += ["", "## Shapes", ""]
+    md += writers.markdown_table(["check", "where", "measured", "predicted", "ok"],
+                                 [[c["check"], c["where"], c["measured"], c["predicted"], "yes" if c["ok"] else "NO"]
+                                  for c in shape_checks(result.rows)])
+    return "\n".join(md + [""] + result.notes) + "\n"
 
 
 def plot(result: ValidationResult, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(13, 5.5))
+    """Predicted vs measured (each point's error beside it), and the step against S at the largest batch."""
+    fig, (ax, ax2) = writers.figure(2, width=6.5, height=5.5)
     labels = sorted({r.point.label for r in result.rows})
-    colors = dict(zip(labels, plt.cm.tab10.colors, strict=False))
-    for r in result.rows:
-        ax.scatter(r.measured_s * 1e3, r.predicted_s * 1e3, color=colors[r.point.label], s=18)
-        ax.annotate(f"{r.error:+.0%}", (r.measured_s * 1e3, r.predicted_s * 1e3), fontsize=6,
-                    xytext=(3, -3), textcoords="offset points")
-    lo = min(min(r.measured_s, r.predicted_s) for r in result.rows) * 1e3 * 0.8
-    hi = max(max(r.measured_s, r.predicted_s) for r in result.rows) * 1e3 * 1.2
-    xs = np.geomspace(lo, hi, 50)
-    ax.plot(xs, xs, "k-", lw=0.8)
-    ax.fill_between(xs, xs * 0.85, xs * 1.15, color="0.85", label="±15 %")
-    ax.set(xscale="log", yscale="log", xlabel="measured step ms", ylabel="predicted step ms",
-           title=f"{result.model} on {result.hardware}: predicted vs measured")
-    for lab in labels:
-        ax.scatter([], [], color=colors[lab], label=lab)
-    ax.legend(fontsize=7)
+    palette = writers.colors(labels)
+    writers.predicted_vs_measured(ax, [(r.point.label, r.measured_s * 1e3, r.predicted_s * 1e3, r.error)
+                                       for r in result.rows], xlabel="measured step ms", ylabel="predicted step ms",
+                                  title=f"{result.model} on {result.hardware}: predicted vs measured", palette=palette)
     bmax = max(r.point.batch for r in result.rows)
     for lab in labels:
         rs = sorted((r for r in result.rows if r.point.label == lab and r.point.batch == bmax),
                     key=lambda r: r.point.context)
         if rs:
             s = [r.point.context for r in rs]
-            ax2.plot(s, [r.measured_s * 1e3 for r in rs], "o", color=colors[lab], label=f"{lab} measured")
-            ax2.plot(s, [r.predicted_s * 1e3 for r in rs], "-", color=colors[lab], lw=1)
+            ax2.plot(s, [r.measured_s * 1e3 for r in rs], "o", color=palette[lab], label=f"{lab} measured")
+            ax2.plot(s, [r.predicted_s * 1e3 for r in rs], "-", color=palette[lab], lw=1)
     ax2.set(xlabel="context S (tokens)", ylabel="step ms", title=f"B = {bmax}: markers measured, lines predicted")
     ax2.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    writers.save(fig, path)
 
 
 def write_outputs(result: ValidationResult, out_dir: Path) -> list[Path]:
     """validation.csv, terms.csv, validation.md, validation.png: the figure is drawn first (the likeliest
     step to fail), then every file is written through a temporary name."""
-    from helix.validation.calibrate import write_atomic
-
     out_dir.mkdir(parents=True, exist_ok=True)
     png, tmp = out_dir / "validation.png", out_dir / ".validation.tmp.png"
     plot(result, tmp)
-    term_rows = term_summary(result.rows)
-    terms_text = "term,points,pred_ms,meas_ms,share,err_median_abs,err_max_abs,err_median\n" + "".join(
-        f"{t['term']},{t['points']},{t['pred_ms']:.4f},{t['meas_ms']:.4f},{t['share']:.3f},"
-        f"{t['err_median_abs']:.4f},{t['err_max_abs']:.4f},{t['err_median']:.4f}\n" for t in term_rows)
     paths = [out_dir / "validation.csv", out_dir / "terms.csv", out_dir / "validation.md"]
     try:
-        for path, text in zip(paths, (points_csv(result.rows), terms_text, markdown(result)), strict=True):
+        for path, text in zip(paths, (points_csv(result.rows), terms_csv(result.rows), markdown(result)), strict=True):
             write_atomic(path, text)
         tmp.replace(png)
     finally:

@@ -1,23 +1,14 @@
-"""Validation pipeline: rank combination, term matching and errors by hand, then the tiny grid for real."""
+"""Validation's pure parts by hand: rank combination, term matching, errors, the grid and the shape checks."""
 
 from __future__ import annotations
 
-import csv
-
-import numpy as np
 import pytest
 
-from helix.layout import Layout
-from helix.specs.hardware import load_hardware
-from helix.specs.precision import PrecisionSpec
-from helix.step import simulate
-from helix.validation import tables
-from helix.validation import validate as val
+from helix.specs.model import load_model
+from helix.validation import compare, tables
+from helix.validation.grid import GridPoint, default_grid
 
-P = val.GridPoint(kvp=2, tpa=1, hopb=False, batch=4, context=4096)
-
-
-# ---------------------------------------------------------------- pure parts, by hand
+P = GridPoint(kvp=2, tpa=1, hopb=False, batch=4, context=4096)
 
 
 def test_combine_ranks_takes_slowest_rank_then_median():
@@ -28,7 +19,7 @@ def test_combine_ranks_takes_slowest_rank_then_median():
     per_rank[0]["phase_s"][2]["kvp_all_to_all"] = 0.2
     per_rank[0]["phase_s"][1]["kvp_all_to_all"] = 0.7
     per_rank[1]["phase_s"][1]["kvp_all_to_all"] = 0.3
-    m = val.combine_ranks(P, per_rank)
+    m = compare.combine_ranks(P, per_rank)
     assert m.step_s == 3.0  # slowest per repeat: [2, 5, 3] -> median 3
     assert m.mean_step_s == pytest.approx(10 / 3)
     # compute phase: slowest rank [0.2, 0.5, 0.4] -> mean 1.1/3; collective: mean over ranks [0, 0.5, 0.55] -> 1.05/3
@@ -41,14 +32,14 @@ def test_last_arrival_times_each_collective_from_the_last_rank_to_enter():
     # rank 0 enters the all-reduce at 1.0 and waits; rank 1 enters at 1.4; both leave at 1.5 / 1.6.
     spans = [[("ffn_all_reduce", 1.0, 1.5), ("kvp_all_to_all", 2.0, 2.1)],
              [("ffn_all_reduce", 1.4, 1.6), ("kvp_all_to_all", 1.9, 2.1)]]
-    calls = val.last_arrival_calls(spans)
+    calls = compare.timed_calls(spans)
     assert [c[0] for c in calls] == ["ffn_all_reduce", "kvp_all_to_all"]
     assert [c[1] for c in calls] == pytest.approx([1.6 - 1.4, 2.1 - 2.0])
     assert [c[2] for c in calls] == pytest.approx([(0.4 + 0.0) / 2, (0.0 + 0.1) / 2])
     with pytest.raises(ValueError, match="different numbers"):
-        val.last_arrival_calls([spans[0], spans[1][:1]])
+        compare.timed_calls([spans[0], spans[1][:1]])
     with pytest.raises(ValueError, match="disagree"):
-        val.last_arrival_calls([spans[0], spans[1][::-1]])
+        compare.timed_calls([spans[0], spans[1][::-1]])
 
 
 def test_combine_ranks_uses_spans_for_blocking_collectives():
@@ -58,7 +49,7 @@ def test_combine_ranks_uses_spans_for_blocking_collectives():
         {"step_s": [1.1, 1.0], "phase_s": [{"ffn_all_reduce": 0.1}, {"ffn_all_reduce": 0.05}],
          "spans": [[("ffn_all_reduce", 0.4, 0.5)], [("ffn_all_reduce", 0.06, 0.11)]]},
     ]
-    m = val.combine_ranks(P, per_rank)
+    m = compare.combine_ranks(P, per_rank)
     # repeat 1: last arrival 0.4 -> 0.5; repeat 2: 0.06 -> 0.11; not the mean over ranks (0.3, 0.075)
     assert m.phase_s == pytest.approx({"ffn_all_reduce": (0.1 + 0.05) / 2})
     assert m.wait_s == pytest.approx((0.4 / 2 + 0.06 / 2) / 2)
@@ -66,27 +57,27 @@ def test_combine_ranks_uses_spans_for_blocking_collectives():
 
 
 def test_default_grid_times_only_layouts_with_a_core_per_rank():
-    two = val.default_grid(2)
+    two = default_grid(2)
     assert len(two.points) == 33 and max(p.ranks for p in two.points) == 2
     assert {(p.kvp, p.tpa, p.hopb) for p in two.points} == {(1, 1, False), (2, 1, False), (2, 1, True), (1, 2, False)}
     assert not any(p.hopb and p.batch == 1 for p in two.points)  # one request: nothing to pipeline
-    assert {(p.kvp, p.tpa) for p in val.default_grid(1).points} == {(1, 1)}
-    eight = val.default_grid(16)
+    assert {(p.kvp, p.tpa) for p in default_grid(1).points} == {(1, 1)}
+    eight = default_grid(16)
     assert max(p.ranks for p in eight.points) == 8 and max(p.tpa for p in eight.points) == 4  # 4 KV heads
-    assert len(val.default_grid(4).points) == 33 + 9 * 3 + 6 and len(eight.points) == 66 + 18
+    assert len(default_grid(4).points) == 33 + 9 * 3 + 6 and len(eight.points) == 66 + 18
 
 
 def test_compare_matches_terms_and_computes_errors():
-    measured = val.Measured(P, step_s=0.010, phase_s={"local_attention": 0.006, "kvp_all_to_all": 0.001,
+    measured = compare.Measured(P, step_s=0.010, phase_s={"local_attention": 0.006, "kvp_all_to_all": 0.001,
                                                        "qkv_projection": 0.0005}, samples=5, spread=0.1,
                             mean_step_s=0.011)
     breakdown = {"attention": 0.0048, "kvp_all_to_all": 0.0015, "qkv_projection": 0.0005, "ffn": 0.0002,
                  "embedding_lm_head": 0.0001}
-    row = val.compare(measured, breakdown, ttl_s=0.0071)
+    row = compare.compare(measured, breakdown, ttl_s=0.0071)
     assert row.error == pytest.approx((0.0071 - 0.010) / 0.010)
     assert row.terms["attention"] == (0.0048, 0.006)
     assert row.terms["ffn"] == (0.0002, 0.0)  # predicted, not timed by the runtime
-    assert row.terms[val.OTHER] == pytest.approx((0.0001, 0.011 - 0.0075))  # against the mean step
+    assert row.terms[compare.OTHER] == pytest.approx((0.0001, 0.011 - 0.0075))  # against the mean step
     ts = {t["term"]: t for t in tables.term_summary([row])}
     assert ts["attention"]["err_median"] == pytest.approx(-0.2)
     assert ts["kvp_all_to_all"]["err_median"] == pytest.approx(0.5)
@@ -97,14 +88,14 @@ def _row(p, meas, pred, a2a=None):
     """a2a: each of 2 layers' calls takes a2a / 2 in every one of 3 steps."""
     terms = {} if a2a is None else {"kvp_all_to_all": (0.001, a2a)}
     calls = {} if a2a is None else {"kvp_all_to_all": [a2a / 2] * 6}
-    return val.Row(p, meas, pred, 0.0, terms, calls_s=calls, samples=3)
+    return compare.Row(p, meas, pred, 0.0, terms, calls_s=calls, samples=3)
 
 
 def test_shape_checks_linearity_a2a_and_hopb():
     rows = []
     for s in (1000, 2000, 4000):
-        off = val.GridPoint(2, 1, False, 4, s)
-        on = val.GridPoint(2, 1, True, 4, s)
+        off = GridPoint(2, 1, False, 4, s)
+        on = GridPoint(2, 1, True, 4, s)
         rows.append(_row(off, 0.002 + 1e-6 * s, 0.002 + 1.1e-6 * s, a2a=0.001))
         rows.append(_row(on, 0.0015 + 1e-6 * s, 0.0016 + 1.1e-6 * s))
     checks = tables.shape_checks(rows)
@@ -125,13 +116,13 @@ def test_shape_checks_linearity_a2a_and_hopb():
 def test_shape_checks_flag_a_missing_gain_and_a_context_dependent_all_to_all():
     rows = []
     for s, a2a in ((1000, 0.001), (2000, 0.0012), (4000, 0.002)):  # 2x from the shortest to the longest
-        off = val.GridPoint(2, 1, False, 4, s)
+        off = GridPoint(2, 1, False, 4, s)
         # per call: a 4 ms tick in one call of six leaves the median at a2a; the means are all 5 ms
         calls = [a2a] * 5 + [0.03 - 5 * a2a]
-        rows.append(val.Row(off, 0.002 + 1e-6 * s, 0.002 + 1e-6 * s, 0.0, {"kvp_all_to_all": (0.001, 0.01)},
+        rows.append(compare.Row(off, 0.002 + 1e-6 * s, 0.002 + 1e-6 * s, 0.0, {"kvp_all_to_all": (0.001, 0.01)},
                             calls_s={"kvp_all_to_all": calls}, samples=3))
         # HOP-B: the model predicts a 20 % gain, the runtime loses 5 %
-        rows.append(_row(val.GridPoint(2, 1, True, 4, s), 1.05 * (0.002 + 1e-6 * s), 0.8 * (0.002 + 1e-6 * s)))
+        rows.append(_row(GridPoint(2, 1, True, 4, s), 1.05 * (0.002 + 1e-6 * s), 0.8 * (0.002 + 1e-6 * s)))
     checks = tables.shape_checks(rows)
     a2a = [c for c in checks if c["check"] == "all-to-all independent of context"]
     assert len(a2a) == 1 and not a2a[0]["ok"]  # the trend through every call: 1.7x; the means are flat
@@ -139,79 +130,20 @@ def test_shape_checks_flag_a_missing_gain_and_a_context_dependent_all_to_all():
     assert not any(c["ok"] for c in checks if c["check"].startswith("HOP-B"))
 
 
-# ---------------------------------------------------------------- the pipeline on a tiny grid
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    hw = load_hardware("h100")
-    grid = val.tiny_grid()
-    calls = []
-    result = val.run_validation(grid, hw, progress=lambda label, n: calls.append((label, n)))
-    # one layout (KVP 2), its 4 points (2 contexts x HOP-B off/on): the progress bar's one step of 4
-    assert calls == [(grid.points[0].label.split(" HOP-B")[0], 4)] and len(grid.points) == 4
-    out = tmp_path_factory.mktemp("validation")
-    return grid, hw, result, out, tables.write_outputs(result, out)
-
-
-def test_tiny_grid_rows_match_the_grid_and_the_simulator(tiny):
-    grid, hw, result, _, _ = tiny
-    assert [r.point for r in result.rows] == list(grid.points)
-    from helix.runtime import registry
-
-    entry = registry.get_model(grid.model)
-    fam = registry.family(entry.family)
-    model = fam.model_spec(fam.arch_from_hf_config(entry.build().config), grid.model)
-    for r in result.rows:
-        p = r.point
-        want = simulate(model, hw, Layout.helix(kvp=p.kvp, tpa=p.tpa), p.batch, p.context,
-                        PrecisionSpec.uniform("fp32"), overlap="pipelined" if p.hopb else "serial",
-                        hopb_chunks=p.batch if p.hopb else None,  # a chunk per request, as the runtime
-                        allow_uneven=True)
-        assert r.predicted_s == float(want.ttl_s)
-        assert r.error == (r.predicted_s - r.measured_s) / r.measured_s
-        assert r.measured_s > 1e-4  # a real step: at least 100 us of gloo collectives and attention
-        named = sum(m for t, (_, m) in r.terms.items() if t != val.OTHER)
-        assert r.terms[val.OTHER][1] == pytest.approx(max(r.measured_mean_s - named, 0.0), abs=1e-12)
-        assert r.predicted_ring_ar_s >= r.predicted_s  # ring-only can only cost more
-        assert r.terms["kvp_all_to_all"][1] > 0  # KVP = 2: the exchange ran and was timed
-
-
-def test_tiny_grid_files(tiny):
-    _, _, result, out, paths = tiny
-    assert sorted(p.name for p in paths) == ["terms.csv", "validation.csv", "validation.md", "validation.png"]
-    with open(out / "validation.csv") as f:
-        rows = list(csv.DictReader(f))
-    assert len(rows) == len(result.rows) == 4
-    for row, r in zip(rows, result.rows, strict=True):
-        meas, pred = float(row["measured_ms"]), float(row["predicted_ms"])
-        assert float(row["error"]) == pytest.approx((pred - meas) / meas, abs=2e-4)
-        assert (int(row["kvp"]), int(row["hopb"]), int(row["context"])) == (r.point.kvp, int(r.point.hopb),
-                                                                          r.point.context)
-    s = result.summary()
-    errors = np.array([r.error for r in result.rows])
-    assert s["median_abs"] == pytest.approx(float(np.median(np.abs(errors))))
-    md = (out / "validation.md").read_text()
-    assert f"median |error| **{s['median_abs']:.1%}**" in md
-    assert (out / "validation.png").stat().st_size > 10_000
-
-
-def test_tiny_grid_reads_the_machine_speed_around_each_layout(tiny):
-    _, hw, result, out, _ = tiny
-    assert len(result.drift_rates) == 2  # one layout (KVP = 2): before it and at the end
-    assert all(1e8 < r < 1e12 for r in result.drift_rates)  # a real attention over 128 MiB, in bytes/s
-    assert result.profiled_rate == hw.hbm_bytes_per_s * hw.hbm_efficiency
-    assert "Machine speed during this run" in (out / "validation.md").read_text()
-    ms = result.mean_step_summary()
-    assert ms["points"] == 4 and ms["max_abs"] >= ms["median_abs"]
-
-
 def test_all_to_all_check_reads_a_trend_not_a_mixture_of_fast_and_slow_calls():
     # Bimodal calls (0.3 ms or a 4 ms scheduler tick), the slow share 2/6, 4/6, 2/6: the median per S
     # jumps 0.3 -> 4 -> 0.3 ms, yet nothing grows with S, and the fitted trend says so.
     mix = {1000: [0.3, 0.3, 0.3, 4, 4, 0.3], 2000: [0.3, 4, 4, 4, 0.3, 4], 4000: [4, 0.3, 0.3, 0.3, 4, 0.3]}
-    rows = [val.Row(val.GridPoint(2, 1, False, 4, s), 0.002 + 1e-6 * s, 0.002 + 1e-6 * s, 0.0,
+    rows = [compare.Row(GridPoint(2, 1, False, 4, s), 0.002 + 1e-6 * s, 0.002 + 1e-6 * s, 0.0,
                     {"kvp_all_to_all": (0.001, 0.005)}, calls_s={"kvp_all_to_all": [c * 1e-3 for c in calls]},
                     samples=3) for s, calls in mix.items()]
     (a2a,) = [c for c in tables.shape_checks(rows) if c["check"] == "all-to-all independent of context"]
     assert a2a["ok"] and "S=2000: 4.00 ms" in a2a["measured"] and "fitted trend 1.00x" in a2a["measured"]
+
+
+def test_simulated_launches_by_runtime_phase_come_from_the_inventory():
+    model = load_model("llama-3.1-405b")  # dense GQA: per layer qkv, attention, o 1 each, the FFN 2; per step 2
+    got = compare.simulated_launches(model)
+    L = model.num_layers
+    assert got == {"qkv_projection": L, "local_attention": L, "combine_partial_attention": 0, "o_projection": L,
+                   "ffn": 2 * L, compare.OTHER: 2}
