@@ -139,6 +139,27 @@ def _check(overlap, hopb_chunks, expert_imbalance, redundant_experts, tbo, strat
     return float(accepted)
 
 
+def _one_batch(shape, hw, msgs, counts, mode: str, hopb_chunks, expert_imbalance: float):
+    """(compute terms, HBM reads, communication total, communication exposed) of a step run as one batch:
+    each layer group's terms times its layer count, the collectives serial, HOP-B-pipelined or per request."""
+    times, group_reads = group_terms(shape, hw)
+    t = {k: 0.0 for k in compute_terms(shape.model)}
+    reads = {}
+    for group, terms in times.items():
+        for term, sec in terms.items():
+            t[term] = t[term] + counts[group] * sec
+        for key, b in group_reads[group].items():
+            reads[key] = reads.get(key, 0.0) + counts[group] * b
+    comm_total = {name: m.calls_per_step * step_overlap.message_s(m, hw, expert_imbalance) for name, m in msgs.items()}
+    comm_exposed = dict(comm_total)
+    if mode == "pipelined":
+        t["hopb_chunking"] = step_overlap.pipeline_exposed(shape, hw, msgs, counts["attention"], hopb_chunks,
+                                                           comm_exposed)
+    elif mode == "per_request":
+        step_overlap.per_request_exposed(shape, hw, msgs, comm_total, comm_exposed)
+    return t, reads, comm_total, comm_exposed
+
+
 def evaluate(model, hw, precision: PrecisionSpec, strategy: str, tpa, kvp, dp, tpf, ep, pp, batch, context_tokens,
              overlap: str = "auto", expert_imbalance: float = 1.0, hopb_chunks: int | None = None,
              redundant_experts: int = 0, tbo: bool = False, mtp_tokens: int = 0,
@@ -169,22 +190,7 @@ def evaluate(model, hw, precision: PrecisionSpec, strategy: str, tpa, kvp, dp, t
     if tbo:
         t, reads, comm_total, comm_exposed = step_overlap.two_batch_overlap(shape, hw, msgs, counts, group_terms)
     else:
-        times, group_reads = group_terms(shape, hw)
-        t = {k: 0.0 for k in compute_terms(model)}
-        reads = {}
-        for group, terms in times.items():
-            for term, sec in terms.items():
-                t[term] = t[term] + counts[group] * sec
-            for key, b in group_reads[group].items():
-                reads[key] = reads.get(key, 0.0) + counts[group] * b
-        comm_total = {name: m.calls_per_step * step_overlap.message_s(m, hw, expert_imbalance)
-                      for name, m in msgs.items()}
-        comm_exposed = dict(comm_total)
-        if mode == "pipelined":
-            t["hopb_chunking"] = step_overlap.pipeline_exposed(shape, hw, msgs, counts["attention"], hopb_chunks,
-                                                               comm_exposed)
-        elif mode == "per_request":
-            step_overlap.per_request_exposed(shape, hw, msgs, comm_total, comm_exposed)
+        t, reads, comm_total, comm_exposed = _one_batch(shape, hw, msgs, counts, mode, hopb_chunks, expert_imbalance)
     if mtp_tokens:
         t["mtp_draft"] = t.get("mtp_draft", 0.0) + mtp_tokens * _draft_pass_s(shape, hw, expert_imbalance, msgs)
     if hw.step_overhead_s:
