@@ -102,7 +102,7 @@ def register(sub) -> None:
                                    "batch scaling, failure modes) plus a sensitivity study, the calibration "
                                    "shift and the paper's open points: DeepSeek-V3.2's sparse attention (DSA) "
                                    "and dynamic re-sharding as contexts grow; report.md, report.html, PNGs, CSVs, "
-                                   "summary.json (about 40 s on 2 cores).",
+                                   "summary.json (about 50 s on 2 cores).",
                        epilog="example: helix reproduce --out results/")
     p.add_argument("--out", default="results", help="output directory (default: %(default)s)")
     p.add_argument("--quick", action="store_true", help="reduced grid (≤ 16 GPUs, fewer variants) for tests")
