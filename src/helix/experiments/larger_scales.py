@@ -88,7 +88,7 @@ def _rows_for(ctx: Context, hw_name: str, model_name: str, counts, contexts) -> 
                 flat = simulate(model, one_domain, lay, int(helix.batch[i]), context, precision)
                 row += [f"{lay.describe()} B={int(helix.batch[i])}",
                         _inside(lay, domain) if g > domain else "one domain",
-                        100.0 * (float(helix.ttl_s[i]) / float(flat.ttl_s) - 1.0)]
+                        round(100.0 * (float(helix.ttl_s[i]) / float(flat.ttl_s) - 1.0), 2)]
             else:
                 row += [None, None, None]
             rows.append(row)
