@@ -8,8 +8,9 @@ import pytest
 
 from helix import HelixInputError, Layout, load_hardware, load_model, simulate
 from helix.cost import kernels, memory
-from helix.cost.inventory import Shape, layer_ops
+from helix.cost.inventory import layer_ops
 from helix.cost.messages import step_messages, topk_candidates, topk_exchange_bytes
+from helix.cost.op_types import Shape
 from helix.specs.model import ModelSpec
 from helix.specs.precision import PrecisionSpec
 

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from helix import load_model
-from helix.cost.inventory import Shape, layer_counts, layer_ops
+from helix.cost.inventory import layer_counts, layer_ops
+from helix.cost.op_types import Shape
 from helix.specs import PrecisionSpec
 
 B, S = 16, 10**6

@@ -9,9 +9,10 @@ import pytest
 
 from helix import Layout, load_hardware, load_model, simulate
 from helix.cli import main
-from helix.cost.inventory import Shape, layer_ops
+from helix.cost.inventory import layer_ops
 from helix.cost.messages import step_messages
 from helix.cost.op_timing import time_s
+from helix.cost.op_types import Shape
 from helix.errors import HelixInputError
 from helix.layout import check_layout_for_model
 from helix.specs.precision import PrecisionSpec

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from helix.specs.model import load_model
+from helix.specs.model_loader import load_model
 from helix.validation import compare, tables
 from helix.validation.grid import GridPoint, default_grid
 

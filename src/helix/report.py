@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from helix.cost.memory import REASONS
 from helix.report_html import write_html
 from helix.search import LAYOUT_FIELDS, ORDER_FIELDS, Points
 
@@ -118,8 +119,6 @@ POINT_COLUMNS = ("strategy", *LAYOUT_FIELDS, *ORDER_FIELDS, "batch", "users", "n
 
 
 def point_rows(p: Points) -> list[list]:
-    from helix.cost.memory import REASONS
-
     cols = [p.strategy.tolist(), *(getattr(p, f).tolist() for f in LAYOUT_FIELDS + ORDER_FIELDS), p.batch.tolist(),
             p.users.tolist(), p.num_gpus.tolist(), np.round(p.ttl_s * 1e3, 6).tolist(),
             np.round(p.tokens_per_s_per_user, 5).tolist(), np.round(p.tokens_per_s_per_gpu, 5).tolist(),

@@ -40,13 +40,13 @@ non-Helix strategies; only feasible points count; users = batch x PP (requests i
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 
 from helix.cost import memory
 from helix.errors import HelixInputError
-from helix.layout import STRATEGIES, Layout, check_redundant_experts
+from helix.layout import STRATEGIES, check_redundant_experts
 from helix.progress import bar
 from helix.search_grid import (  # noqa: F401  (the search API: helix.search.enumerate_layouts, ...)
     DENSE_BATCH_LIMIT,
@@ -77,6 +77,7 @@ from helix.search_metrics import (  # noqa: F401  (the search API: helix.search.
     pareto_mask,
     ttl_ratio_at_equal_users,
 )
+from helix.search_points import Points
 from helix.specs.precision import PrecisionSpec
 from helix.step import evaluate
 
@@ -91,69 +92,6 @@ def max_batch_per_layout(model, hw, precision, strategy: str, layouts: dict[str,
     kv_one = memory.kv_bytes_per_gpu(model, precision, tpa, kvp, dp, pp, dp, context_tokens)  # one request per DP rank
     per_rank = np.floor(np.maximum(hw.usable_hbm_bytes - weights, 0.0) / kv_one).astype(np.int64)
     return per_rank * dp
-
-
-# ---------------------------------------------------------------- points
-
-
-@dataclass(frozen=True)
-class Points:
-    """Columns of (layout, batch) points; every field is an array of the same length."""
-
-    strategy: np.ndarray
-    tpa: np.ndarray
-    kvp: np.ndarray
-    dp: np.ndarray
-    tpf: np.ndarray
-    ep: np.ndarray
-    pp: np.ndarray
-    batch: np.ndarray
-    num_gpus: np.ndarray
-    ttl_s: np.ndarray
-    tokens_per_s_per_user: np.ndarray
-    tokens_per_s_per_gpu: np.ndarray
-    memory_per_gpu_bytes: np.ndarray
-    weight_bytes_per_gpu: np.ndarray
-    kv_bytes_per_gpu: np.ndarray
-    feasible: np.ndarray
-    reason_code: np.ndarray
-    kvp_inner: np.ndarray | None = None  # rank order (0: the default order)
-    ep_inner: np.ndarray | None = None
-
-    def __post_init__(self) -> None:
-        for f in ORDER_FIELDS:
-            if getattr(self, f) is None:
-                object.__setattr__(self, f, np.zeros(len(self.batch), dtype=np.int64))
-
-    def __len__(self) -> int:
-        return len(self.batch)
-
-    @property
-    def users(self) -> np.ndarray:
-        """Concurrent requests: batch x PP (PP micro-batches in flight)."""
-        return self.batch * self.pp
-
-    def take(self, index) -> Points:
-        return Points(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
-
-    @classmethod
-    def concat(cls, parts: list[Points]) -> Points:
-        return cls(**{f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(cls)})
-
-    @classmethod
-    def empty(cls) -> Points:
-        return cls(**{f.name: np.zeros(0, dtype=object if f.name == "strategy" else np.float64)
-                      for f in fields(cls)})
-
-    def of(self, *strategies: str) -> Points:
-        return self.take(np.isin(self.strategy, strategies))
-
-    def layout(self, i: int) -> Layout:
-        return Layout(**{f: int(getattr(self, f)[i]) for f in LAYOUT_FIELDS}, strategy=str(self.strategy[i]),
-                      **{f: bool(getattr(self, f)[i]) for f in ORDER_FIELDS})
-
-    def describe(self, i: int) -> str:
-        return f"{self.layout(i).describe()} B={int(self.batch[i])}"
 
 
 def evaluate_points(model, hw, precision, strategy: str, layouts: dict[str, np.ndarray], batch: np.ndarray,

@@ -7,12 +7,10 @@ budget ratios, the TTL ratio at equal batch and the HOP-B loss curve.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:  # Points lives in helix.search, which imports this module
-    from helix.search import Points
+from helix.search_points import Points
 
 BASELINE_STRATEGIES = ("tp", "tp_pp", "dp_ep", "medha")
 # Budgets and throughput levels compare with this relative slack: the same configuration evaluated

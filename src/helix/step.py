@@ -30,9 +30,10 @@ import numpy as np
 
 from helix import step_overlap
 from helix.cost import memory
-from helix.cost.inventory import Shape, layer_counts, layer_ops
+from helix.cost.inventory import layer_counts, layer_ops
 from helix.cost.messages import step_messages
 from helix.cost.op_timing import time_s
+from helix.cost.op_types import Shape
 from helix.cost.terms import mtp_projection_ops
 from helix.errors import HelixInputError
 from helix.layout import Layout, check_layout_for_model

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from helix.errors import HelixInputError
 from helix.specs import load_model
-from helix.specs.model import preset_names
+from helix.specs.model_loader import preset_names
 
 SPEC_SUFFIXES = (".json", ".yaml", ".yml")
 

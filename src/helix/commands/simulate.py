@@ -25,7 +25,7 @@ from helix.commands.model_arg import load_model_arg
 from helix.errors import HelixInputError
 from helix.flags import integer
 from helix.specs import load_hardware, load_model, parse_tokens
-from helix.specs import model as model_specs
+from helix.specs import model_loader as model_specs
 from helix.specs.hardware import preset_names as hardware_presets
 from helix.specs.precision import BYTES_PER_ELEMENT, TENSOR_CLASS_HELP, TENSOR_CLASSES, PrecisionSpec
 from helix.specs.precision import resolve as resolve_precision

@@ -10,7 +10,7 @@ of D_I dims, k = index_topk [S30] (helix.runtime.dsa: exact against HF):
   index_topk        index_topk_local (each rank's k + 1 best of its S_loc scores), index_topk_merge (the
                     global k-th score from the KVP (k + 1) gathered candidates; KVP > 1 only)
   sparse_attention  absorbed MLA over the selected tokens a rank holds, per query token:
-                    min(S_loc, ceil(k/KVP)) (helix.cost.inventory.Shape.selected_tokens_per_rank)
+                    min(S_loc, ceil(k/KVP)) (helix.cost.op_types.Shape.selected_tokens_per_rank)
 The exchange between the two top-k ops is ``dsa_topk_all_gather`` (helix.cost.messages).
 
 The indexer's weights are replicated on every attention rank (KVP and TPA), as vLLM's indexer holds
@@ -28,10 +28,9 @@ from __future__ import annotations
 import numpy as np
 
 from helix.cost import kernels
-from helix.cost.inventory import Op, Shape
 from helix.cost.messages import INDEX_SCORE_BYTES, topk_candidates
+from helix.cost.op_types import A, Op, Shape, elementwise_op, gemm_op
 from helix.cost.ops import ceil_div
-from helix.cost.terms import A, elementwise_op, gemm_op
 
 INDEX_POSITION_BYTES = 4  # int32 token positions of the local candidates
 

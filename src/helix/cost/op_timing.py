@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from helix.cost.formats import COMPUTE_CLASS
-from helix.cost.inventory import Op
+from helix.cost.op_types import Op
 from helix.cost.ops import op_time_s
 from helix.cost.optime import GEMM_TABLE
 

@@ -1,6 +1,6 @@
 """One function per term of the decode step: the ops each term launches, with their bytes and FLOPs.
 
-Every function takes a ``helix.cost.inventory.Shape`` (layout, batch and context arrays) and returns
+Every function takes a ``helix.cost.op_types.Shape`` (layout, batch and context arrays) and returns
 a list of ``Op``; ``helix.cost.inventory.layer_ops`` composes them. Notation as in the paper (App. A):
 B_loc = ceil(B/DP) requests per attention group, q query tokens per request (1, or 1 + K with MTP),
 T = B_loc q tokens through attention, S_loc = ceil(S/KVP), TPA heads split, G the FFN's TP group.
@@ -29,26 +29,10 @@ from __future__ import annotations
 import numpy as np
 
 from helix.cost import kernels, memory
-from helix.cost.inventory import Op, Shape
+from helix.cost.dsa_terms import sparse_attention_ops
 from helix.cost.messages import LSE_BYTES, dense_ffn_group, o_projection_group, vocab_group
+from helix.cost.op_types import A, Op, Shape, elementwise_op, gemm_op
 from helix.cost.ops import ceil_div
-
-A = kernels.ACTIVATION_BYTES
-
-
-def gemm_op(s: Shape, name: str, term: str, m, n, k, weight_class: str, launches: int = 1, note: str = "") -> Op:
-    """y[m, n] = x[m, k] W: weights in ``weight_class``'s format, tensor cores at the GEMM compute format."""
-    b = s.bytes_of(weight_class)
-    return Op(name, term, "gemm", "gemm", s.fmt(weight_class), s.fmt("compute"), kernels.gemm_bytes(m, n, k, b),
-              np.asarray(n, dtype=np.float64) * k * b, kernels.gemm_flops(m, n, k), kernels.gemm_features(m, n, k),
-              launches, note)
-
-
-def elementwise_op(s: Shape, name: str, term: str, rows, width, read_b: float, write_b: float,
-                   launches: int = 0, read_bytes=0.0, note: str = "") -> Op:
-    return Op(name, term, "elementwise", "elementwise", "bf16", "bf16",
-              kernels.elementwise_bytes(rows, width, read_b, write_b), read_bytes, 0.0,
-              kernels.elementwise_features(rows, width), launches, note)
 
 
 def norm_ops(s: Shape, name: str) -> list[Op]:
@@ -105,8 +89,6 @@ def attention_ops(s: Shape) -> list[Op]:
     b_kv = s.bytes_of("kv_cache")
     kv_read = B_loc * S_loc * memory.attention_kv_bytes_per_token_per_layer_per_gpu(m, s.precision, s.tpa)
     if m.is_dsa:  # each query token reads its own selection: q rows of one token each
-        from helix.cost.dsa_terms import sparse_attention_ops
-
         return sparse_attention_ops(s)
     if m.is_mla:
         return [Op("attention", "attention", "attention", "mla", s.fmt("kv_cache"), s.fmt("attention_compute"),

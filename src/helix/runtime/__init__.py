@@ -21,6 +21,7 @@ Read in this order (docs/runtime.md is the guide):
 
 It reads helix.specs and helix.layout only: the simulator's formulas stay out of it, and
 what it counts is compared with them in helix.validation.traffic. ``helix run`` is
-helix.commands.run. This package's ``__init__`` and ``checkpoint`` import nothing
-heavy; the other modules need torch; transformers is needed only to build registry models.
+helix.commands.run. This package's ``__init__``, ``checkpoint`` and ``model_entry`` (the
+registry's entry type) import nothing heavy; the other modules need torch; transformers is needed
+only to build registry models.
 """

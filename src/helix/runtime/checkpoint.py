@@ -19,6 +19,7 @@ import json
 import os
 
 from helix.errors import HelixInputError
+from helix.runtime.model_entry import ModelEntry
 
 FLAG = "--checkpoint"
 # config.json's model_type -> key of registry.FAMILIES
@@ -56,10 +57,8 @@ def has_tokenizer(path: str) -> bool:
     return any(os.path.isfile(os.path.join(path, name)) for name in TOKENIZER_FILES)
 
 
-def entry(path: str):
-    """A ``registry.ModelEntry`` whose ``build`` loads the checkpoint at ``path``."""
-    from helix.runtime.registry import ModelEntry
-
+def entry(path: str) -> ModelEntry:
+    """A ``ModelEntry`` whose ``build`` loads the checkpoint at ``path``."""
     full, config, fam = check(path)
     return ModelEntry(full, fam, lambda: load(full), f"checkpoint {full} ({config['model_type']})")
 

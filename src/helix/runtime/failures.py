@@ -24,6 +24,8 @@ import re
 import signal
 import time
 
+from helix.errors import HelixInputError
+
 PHASES = ("spawn", "load", "prefill", "decode", "report", "done")
 FAULT_ENV = "HELIX_TEST_FAULT"
 _TIMEOUT = re.compile(r"timed? ?out|timeout|deadline", re.IGNORECASE)
@@ -132,8 +134,6 @@ class WorkerError(RuntimeError):
 
     def input_error(self):
         """The HelixInputError every failed rank raised, if that is what happened."""
-        from helix.errors import HelixInputError
-
         kinds = {(k, f, m) for k, f, m, _ in self.failures.values()}
         if len(kinds) == 1 and next(iter(kinds))[0] == "HelixInputError":
             _, field_name, message = next(iter(kinds))

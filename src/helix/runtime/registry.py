@@ -15,24 +15,17 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
 from types import ModuleType
 
 import torch
 
 from helix.errors import HelixInputError
+from helix.runtime import checkpoint
+from helix.runtime.model_entry import ModelEntry
 
+# module paths, imported by ``family`` when a job runs one: a job loads only its own decoder
 FAMILIES = {"llama": "helix.runtime.llama", "deepseek": "helix.runtime.deepseek",
             "deepseek_v32": "helix.runtime.deepseek_v32"}
-
-
-@dataclass(frozen=True, slots=True)
-class ModelEntry:
-    name: str
-    family: str  # key of FAMILIES
-    build: Callable[[], object]  # -> a transformers PreTrainedModel in eval mode, fp32, on CPU
-    description: str
 
 
 def _llama(seed: int = 0, **config) -> object:
@@ -80,7 +73,7 @@ MODELS: dict[str, ModelEntry] = {
 def get_model(name: str) -> ModelEntry:
     """A preset by name, or a local checkpoint by its absolute directory path (``helix.runtime.checkpoint``)."""
     if name not in MODELS and os.path.isabs(name):
-        return importlib.import_module("helix.runtime.checkpoint").entry(name)
+        return checkpoint.entry(name)
     if name not in MODELS:
         raise HelixInputError("--model", f"unknown runtime model {name!r}; allowed: {', '.join(MODELS)}")
     return MODELS[name]

@@ -32,7 +32,7 @@ from typing import Any
 
 from helix.errors import HelixInputError
 from helix.specs.fields import as_number, parse_nested, read_text
-from helix.specs.model import _INT_FIELDS, ModelSpec
+from helix.specs.model import INT_FIELDS, ModelSpec
 
 SUPPORTED = ("llama", "mistral", "qwen2", "qwen3", "qwen3_moe", "mixtral", "gpt_oss", "llama4", "glm4_moe", "kimi_k2",
              "deepseek_v2", "deepseek_v3", "deepseek_v32")
@@ -62,7 +62,7 @@ def from_hf_config(path: Path) -> ModelSpec:
     else:
         spec_fields = dict(common, **_mla_fields(kind, get, num))
     for k, v in spec_fields.items():
-        if k in _INT_FIELDS:
+        if k in INT_FIELDS:
             spec_fields[k] = as_number(f"{where}.{k}", v, integer=True)
     return ModelSpec(**spec_fields)
 

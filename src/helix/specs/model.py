@@ -2,7 +2,8 @@
 
 Public fields are descriptive (paper symbol in the comment). Derived sizes are properties, so a
 spec is only its config. Presets live in ``presets/models/*.yaml``; any Hugging Face
-``config.json`` of a supported family loads too (``load_model(path)``, helix.specs.hf_config).
+``config.json`` of a supported family loads too (``helix.specs.model_loader.load_model(path)``,
+helix.specs.hf_config).
 Sliding-window / chunked layers (gpt-oss, Mistral, Llama-4) are two optional fields, a checkpoint's
 quantisation two more, the config's max_position_embeddings one more (all default to today's
 behaviour). DeepSeek-V3.2's DSA is three optional fields (index_heads, index_head_dim, index_topk;
@@ -15,19 +16,16 @@ References: paper App. A (GQA KV and weight terms); DeepSeek-V3 config and the a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from helix.cost import kernels
 from helix.errors import HelixInputError
-from helix.specs.fields import as_number, check_keys, read_yaml, split_value
+from helix.specs.fields import as_number
 from helix.specs.precision import check_format
 
-PRESET_DIR = Path(__file__).parent / "presets" / "models"
-
-_INT_FIELDS = (
+# the integer fields: checked on every spec, coerced when a YAML or config.json is read
+INT_FIELDS = (
     "num_layers", "hidden_dim", "num_query_heads", "num_kv_heads", "head_dim", "ffn_dim", "vocab_size",
     "q_lora_rank", "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim",
     "num_experts", "experts_per_token", "expert_ffn_dim", "num_shared_experts", "num_dense_layers",
@@ -79,7 +77,7 @@ class ModelSpec:
 
     def __post_init__(self) -> None:
         where = f"model {self.name!r}"
-        for f in _INT_FIELDS:
+        for f in INT_FIELDS:
             as_number(f"{where}.{f}", getattr(self, f), integer=True, minimum=0)
         for f in ("num_layers", "hidden_dim", "num_query_heads", "num_kv_heads", "head_dim", "vocab_size"):
             as_number(f"{where}.{f}", getattr(self, f), integer=True, minimum=0, strict=True)
@@ -257,42 +255,3 @@ class ModelSpec:
     def index_key_bytes_per_token(self) -> float:
         """DSA: one cached token's index key per layer, FP8 plus its scale (helix.cost.kernels); 0 without DSA."""
         return float(kernels.index_key_bytes_per_token(self.index_head_dim)) if self.is_dsa else 0.0
-
-
-# ---------------------------------------------------------------- loading
-
-_REQUIRED = {"name", "num_layers", "hidden_dim", "num_query_heads", "num_kv_heads", "head_dim", "vocab_size"}
-_OPTIONAL = set(ModelSpec.__slots__) - _REQUIRED - {"source"}
-
-
-def preset_names() -> list[str]:
-    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
-
-
-def _from_mapping(where: str, data: dict[str, Any]) -> ModelSpec:
-    data = dict(data)
-    source = data.pop("source", "")
-    data.pop("notes", None)
-    check_keys(where, data, _REQUIRED, _OPTIONAL)
-    values = {k: split_value(where, k, v)[0] for k, v in data.items()}
-    for k in _INT_FIELDS:
-        if k in values:
-            values[k] = as_number(f"{where}.{k}", values[k], integer=True)
-    return ModelSpec(**values, source=str(source))
-
-
-def load_model(name_or_path: str | Path) -> ModelSpec:
-    """A preset name (``helix models``), a YAML spec file, or a Hugging Face ``config.json``."""
-    text = str(name_or_path)
-    if text in preset_names():
-        path = PRESET_DIR / f"{text}.yaml"
-        return _from_mapping(f"model {text!r}", read_yaml(path, "--model"))
-    path = Path(text)
-    if path.suffix == ".json" and path.exists():
-        from helix.specs.hf_config import from_hf_config
-
-        return from_hf_config(path)
-    if path.suffix in (".yaml", ".yml") and path.exists():
-        return _from_mapping(path.name, read_yaml(path, "--model"))
-    raise HelixInputError("--model", f"unknown model {text!r}; allowed: {', '.join(preset_names())}, "
-                          "or a path to a config.json / .yaml file")

@@ -27,7 +27,7 @@ import torch
 
 from helix.cost import memory
 from helix.runtime.attention import combine_partial_attention
-from helix.specs.model import load_model
+from helix.specs.model_loader import load_model
 from helix.specs.precision import PrecisionSpec
 from helix.validation.gpu_timer import Timer, copies, rotating
 

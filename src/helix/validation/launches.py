@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from helix.cost.inventory import Shape, fallback_launches
+from helix.cost.inventory import fallback_launches
+from helix.cost.op_types import Shape
 from helix.specs.model import ModelSpec
 from helix.specs.precision import PrecisionSpec
 
