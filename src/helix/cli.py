@@ -18,24 +18,12 @@ still the previous result or nothing.
 from __future__ import annotations
 
 import argparse
-import importlib
 import importlib.metadata
 import signal
 import sys
 
 from helix import outputs
 from helix.errors import HelixInputError
-
-COMMAND_MODULES = (
-    "helix.commands.simulate",
-    "helix.commands.search",
-    "helix.commands.reproduce",
-    "helix.commands.run",
-    "helix.commands.calibrate",
-    "helix.commands.validate",
-    "helix.commands.gpu_check",
-    "helix.commands.precision",
-)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -59,14 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"helix {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:  # an optional command (its torch dependency) not installed
-            missing = exc.name or ""
-            if name == missing or name.startswith(missing + ".") or not missing.startswith("helix"):
-                continue
-            raise
+    # Imported here, not at the top: main() installs its signal handlers before numpy and the presets load
+    # (module docstring). A command that runs torch (NEEDS_TORCH) is left out where torch is not installed.
+    from helix.commands import calibrate, gpu_check, precision, reproduce, run, search, simulate, validate
+    from helix.commands.torch_commands import has_torch
+
+    for module in (simulate, search, reproduce, run, calibrate, validate, gpu_check, precision):
+        if getattr(module, "NEEDS_TORCH", False) and not has_torch():
+            continue
         module.register(sub)
     return parser
 

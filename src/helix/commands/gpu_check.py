@@ -11,9 +11,8 @@ import argparse
 import time
 
 from helix import outputs
-from helix.commands.torch_commands import require_torch
 
-require_torch("gpu-check")
+NEEDS_TORCH = True  # helix.cli leaves this command out without torch
 
 
 def run(args: argparse.Namespace) -> int:
