@@ -172,6 +172,7 @@ def run_hardware(args) -> int:
                      h.peak_flops_per_s_fp8, "hbm_capacity_bytes": h.hbm_capacity_bytes, "hbm_bytes_per_s":
                      h.hbm_bytes_per_s, "scale_up_domain_gpus": h.scale_up_domain_gpus,
                      "scale_out_network": h.scale_out_network,
+                     "scale_out_bytes_per_s_per_direction": h.scale_out_bytes_per_s_per_direction,
                      "link_bytes_per_s_per_direction": h.link_bytes_per_s_per_direction,
                      "kernel_launch_s": h.kernel_launch_s, "engines": sorted(h.op_models),
                      "description": h.description})
@@ -179,13 +180,17 @@ def run_hardware(args) -> int:
         print(json.dumps(rows, indent=2))
         return 0
     print(f"{'name':<14}{'FP4 PF/s':>9}{'FP8 PF/s':>9}{'HBM GB':>8}{'HBM TB/s':>9}{'domain':>7}{'link GB/s':>10}"
-          f"{'launch us':>10}  {'engines':<15}description")
+          f"{'scale-out GB/s':>19}{'launch us':>10}  {'engines':<15}description")
     for r in rows:
+        net = f"{r['scale_out_network']} {r['scale_out_bytes_per_s_per_direction'] / 1e9:.0f}"
         print(f"{r['name']:<14}{r['peak_flops_per_s_fp4'] / 1e15:>9.2f}{r['peak_flops_per_s_fp8'] / 1e15:>9.2f}"
               f"{r['hbm_capacity_bytes'] / 1e9:>8.0f}{r['hbm_bytes_per_s'] / 1e12:>9.2f}{r['scale_up_domain_gpus']:>7}"
-              f"{r['link_bytes_per_s_per_direction'] / 1e9:>10.0f}{r['kernel_launch_s'] * 1e6:>10.1f}  "
+              f"{r['link_bytes_per_s_per_direction'] / 1e9:>10.0f}"
+              f"{net:>19}"
+              f"{r['kernel_launch_s'] * 1e6:>10.1f}  "
               f"{','.join(r['engines']) or '-':<15}{r['description']}")
-    print("\nLink bandwidth is per direction. engines: the measured op models --engine picks from (trtllm is the "
+    print("\nLink and scale-out bandwidths are per GPU per direction (scale-out: the network between domains, "
+          "--scale-out swaps it). engines: the measured op models --engine picks from (trtllm is the "
           "default); '-' = the plain roofline, where 'launch us' is the fixed cost per op (as with --engine none). "
           "Sources of every number: src/helix/specs/presets/hardware/*.yaml and op_models/*.json")
     return 0
