@@ -7,28 +7,20 @@ import json
 import pytest
 
 from helix import load_hardware, load_model, search
-from helix.cli import main
 from helix.errors import HelixInputError
 from helix.search_budget import Sla, helix_vs_baseline, parse_gpu_counts, top_layouts
-
-
-def run(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
 
 BEST = ("best", "--model", "deepseek-r1", "--context", "1M")
 
 
-def best_json(capsys, *argv):
-    code, text, err = run(capsys, *BEST, *argv, "--json")
+def best_json(cli, *argv):
+    code, text, err = cli(*BEST, *argv, "--json")
     assert code == 0, err
     return json.loads(text)
 
 
-def test_total_gpus_is_exact_and_answer_names_both_sides(capsys):
-    d = best_json(capsys, "--total-gpus", "8", "--tpot-ms", "30", "--top", "4")
+def test_total_gpus_is_exact_and_answer_names_both_sides(cli):
+    d = best_json(cli, "--total-gpus", "8", "--tpot-ms", "30", "--top", "4")
     picks = [d["most_tokens_per_s_per_gpu"], d["most_users"], *d["top"]]
     assert all(p["num_gpus"] == 8 for p in picks)
     assert d["gpu_counts"] == [8] and d["max_gpus"] == 8
@@ -57,41 +49,41 @@ def test_total_gpus_is_exact_and_answer_names_both_sides(capsys):
                                                           top[0]["layout"].split("(")[1].rstrip(")").split(", ")]}
 
 
-def test_gpu_counts_only_those_counts_never_61(capsys):
-    d = best_json(capsys, "--gpu-counts", "4,8", "--ttl-budget-ms", "30", "--top", "50")
+def test_gpu_counts_only_those_counts_never_61(cli):
+    d = best_json(cli, "--gpu-counts", "4,8", "--ttl-budget-ms", "30", "--top", "50")
     assert {t["num_gpus"] for t in d["top"]} <= {4, 8}
     assert d["gpu_counts"] == [4, 8]
 
 
-def test_tpot_is_the_ttl_budget(capsys):
-    a = best_json(capsys, "--total-gpus", "8", "--tpot-ms", "30")
-    b = best_json(capsys, "--total-gpus", "8", "--ttl-budget-ms", "30")
+def test_tpot_is_the_ttl_budget(cli):
+    a = best_json(cli, "--total-gpus", "8", "--tpot-ms", "30")
+    b = best_json(cli, "--total-gpus", "8", "--ttl-budget-ms", "30")
     for k in ("most_tokens_per_s_per_gpu", "most_users", "helix_vs_baseline"):
         assert a[k] == b[k]
     assert a["ttl_budget_ms"] == b["ttl_budget_ms"] == 30.0 and a["sla"]["flag"] == "--tpot-ms"
 
 
-def test_min_tokens_per_s_per_user(capsys):
-    d = best_json(capsys, "--total-gpus", "8", "--min-tokens-per-s-per-user", "40", "--top", "3")
+def test_min_tokens_per_s_per_user(cli):
+    d = best_json(cli, "--total-gpus", "8", "--min-tokens-per-s-per-user", "40", "--top", "3")
     for p in [d["most_tokens_per_s_per_gpu"], d["most_users"], *d["top"]]:
         assert p["tokens_per_s_per_user"] >= 40 and p["num_gpus"] == 8
     assert d["ttl_budget_ms"] is None and d["sla"]["min_tokens_per_s_per_user"] == 40.0
     # without MTP a step is one token: the same points as a budget of 1000 / 40 = 25 ms
-    e = best_json(capsys, "--total-gpus", "8", "--ttl-budget-ms", "25")
+    e = best_json(cli, "--total-gpus", "8", "--ttl-budget-ms", "25")
     assert e["most_tokens_per_s_per_gpu"]["layout"] == d["most_tokens_per_s_per_gpu"]["layout"]
     assert e["points_within_budget"] == d["points_within_budget"]
 
 
-def test_text_answer_names_helix_baseline_and_ratio(capsys):
-    code, text, _ = run(capsys, *BEST, "--total-gpus", "8", "--tpot-ms", "30", "--top", "2")
+def test_text_answer_names_helix_baseline_and_ratio(cli):
+    code, text, _ = cli(*BEST, "--total-gpus", "8", "--tpot-ms", "30", "--top", "2")
     assert code == 0
     assert "TPOT <= 30 ms" in text and "Helix / baseline:" in text and "x tokens/s/GPU" in text
     assert "   1. " in text and "   2. " in text and "   3. " not in text
 
 
-def test_sweep_gpu_counts_writes_only_those_counts(tmp_path, capsys):
+def test_sweep_gpu_counts_writes_only_those_counts(tmp_path, cli):
     out = tmp_path / "sw"
-    code, text, _ = run(capsys, "sweep", "--model", "llama-3.1-405b", "--context", "1000", "--gpu-counts", "2,4",
+    code, text, _ = cli("sweep", "--model", "llama-3.1-405b", "--context", "1000", "--gpu-counts", "2,4",
                         "--out", str(out), "--quiet")
     assert code == 0 and ", 2,4 GPUs," in text
     with open(out / "points.csv") as f:
@@ -112,8 +104,8 @@ def test_sweep_gpu_counts_writes_only_those_counts(tmp_path, capsys):
     (("--tpot-ms", "20", "--gpu-counts", "8,128", "--max-gpus", "64"), "--gpu-counts"),
     (("--tpot-ms", "20", "--top", "0"), "--top"),
 ])
-def test_bad_budget_flags_one_line_exit_2(capsys, argv, field):
-    code, out, err = run(capsys, *BEST, *argv)
+def test_bad_budget_flags_one_line_exit_2(cli, argv, field):
+    code, out, err = cli(*BEST, *argv)
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and f"error: {field}" in err and "Traceback" not in err
     if "--tpot-ms" in argv and "--ttl-budget-ms" in argv:

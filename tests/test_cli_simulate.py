@@ -7,20 +7,10 @@ import sys
 import pytest
 
 from helix import Layout, load_hardware, load_model, simulate
-from helix.cli import main
 
 
-def run(capsys, *argv):
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:  # argparse's own one-line errors
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def test_simulate_json_matches_python_api(capsys):
-    code, out, _ = run(capsys, "simulate", "--model", "deepseek-r1", "--hardware", "gb200-nvl72", "--context", "1M",
+def test_simulate_json_matches_python_api(cli):
+    code, out, _ = cli("simulate", "--model", "deepseek-r1", "--hardware", "gb200-nvl72", "--context", "1M",
                        "--batch", "16", "--strategy", "helix", "--kvp", "64", "--tpa", "1", "--tpf", "8", "--ep", "8",
                        "--json")
     assert code == 0
@@ -35,43 +25,43 @@ def test_simulate_json_matches_python_api(capsys):
     assert d["context_tokens"] == 1_000_000
 
 
-def test_simulate_table_and_no_hopb(capsys):
-    code, out, _ = run(capsys, "simulate", "--model", "llama-405b-paper", "--kvp", "8", "--tpa", "8", "--batch", "32")
+def test_simulate_table_and_no_hopb(cli):
+    code, out, _ = cli("simulate", "--model", "llama-405b-paper", "--kvp", "8", "--tpa", "8", "--batch", "32")
     assert code == 0 and "HOP-B on" in out and "kvp_all_to_all" in out and "TTL" in out
     # On `ideal` (no launch or collective latency) the all-to-all is all bandwidth and HOP-B hides it;
     # on the GPU presets it is latency-bound and a chunk's extra merge launch outweighs what it hides.
     args = ("simulate", "--model", "llama-405b-paper", "--kvp", "8", "--tpa", "8", "--batch", "32", "--json",
             "--hardware", "ideal")
-    on, off = json.loads(run(capsys, *args)[1]), json.loads(run(capsys, *args, "--no-hopb")[1])
+    on, off = json.loads(cli(*args)[1]), json.loads(cli(*args, "--no-hopb")[1])
     a2a_on, a2a_off = on["communication"]["kvp_all_to_all"], off["communication"]["kvp_all_to_all"]
     assert a2a_off["exposed_s"] == a2a_off["total_s"]
     assert a2a_on["exposed_s"] < 0.05 * a2a_off["exposed_s"]
     assert on["ttl_s"] - off["ttl_s"] == pytest.approx(a2a_on["exposed_s"] - a2a_off["exposed_s"], rel=1e-9)
 
 
-def test_infeasible_is_reported(capsys):
-    code, out, _ = run(capsys, "simulate", "--model", "llama-3.1-405b", "--strategy", "tp", "--gpus", "8",
+def test_infeasible_is_reported(cli):
+    code, out, _ = cli("simulate", "--model", "llama-3.1-405b", "--strategy", "tp", "--gpus", "8",
                        "--batch", "64", "--json")
     d = json.loads(out)
     assert code == 0 and d["feasible"] is False and d["infeasible_reason"] == "kv_exceeds_hbm"
 
 
-def test_models_and_hardware_lists(capsys):
-    code, out, _ = run(capsys, "models")
+def test_models_and_hardware_lists(cli):
+    code, out, _ = cli("models")
     assert code == 0 and "llama-405b-paper" in out and "65536" in out and "256/8" in out
-    code, out, _ = run(capsys, "hardware")
+    code, out, _ = cli("hardware")
     assert code == 0 and "gb200-nvl72" in out and "ideal" in out
 
 
-def test_models_and_hardware_json_lists(capsys):
-    code, out, _ = run(capsys, "models", "--json")
+def test_models_and_hardware_json_lists(cli):
+    code, out, _ = cli("models", "--json")
     models = {m["name"]: m for m in json.loads(out)}
     r1 = models["deepseek-r1"]
     assert code == 0 and (r1["attention"], r1["layers"], r1["hidden_dim"], r1["query_heads"]) == ("mla", 61, 7168, 128)
     assert (r1["experts"], r1["experts_per_token"], r1["kv_heads"]) == (256, 8, 1)
     assert r1["kv_bytes_per_token_fp4"] == 61 * (512 + 64) * 0.5  # latent + rope per layer at FP4
     assert models["llama-405b-paper"]["experts"] == 0
-    code, out, _ = run(capsys, "hardware", "--json")
+    code, out, _ = cli("hardware", "--json")
     hw = {h["name"]: h for h in json.loads(out)}
     assert code == 0 and hw["gb200-nvl72"]["scale_up_domain_gpus"] == 72 and "trtllm" in hw["gb200-nvl72"]["engines"]
     assert set(hw["h100"]) >= {"peak_flops_per_s_fp8", "hbm_capacity_bytes", "hbm_bytes_per_s", "description"}
@@ -92,21 +82,21 @@ def test_models_and_hardware_json_lists(capsys):
     (["--batch", str(10**23)], "argument --batch: must be an integer below 2^31"),
     (["--mtp-tokens", "1e3"], "argument --mtp-tokens: must be an integer, got '1e3'"),
 ])
-def test_bad_input_is_one_line_exit_2(capsys, argv, message):
-    code, out, err = run(capsys, "simulate", *argv)
+def test_bad_input_is_one_line_exit_2(cli, argv, message):
+    code, out, err = cli("simulate", *argv, exits=True)  # some are argparse's own one-line errors
     assert code == 2
     assert out == ""
     assert err.count("\n") == 1 and message in err and "Traceback" not in err
 
 
-def test_bad_config_json_and_yaml(capsys, tmp_path):
+def test_bad_config_json_and_yaml(cli, tmp_path):
     bad = tmp_path / "config.json"
     bad.write_text('{"model_type": "bert"}')
-    code, _, err = run(capsys, "simulate", "--model", str(bad))
+    code, _, err = cli("simulate", "--model", str(bad))
     assert code == 2 and "config.json.model_type: unsupported 'bert'" in err
     hw = tmp_path / "hw.yaml"
     hw.write_text("name: x\nhbm_bytes_per_s: -1\n")
-    code, _, err = run(capsys, "simulate", "--hardware", str(hw))
+    code, _, err = cli("simulate", "--hardware", str(hw))
     assert code == 2 and err.count("\n") == 1 and "hw.yaml." in err
 
 

@@ -8,18 +8,11 @@ import pytest
 import yaml
 
 from helix import engines, load_hardware, load_model, simulate
-from helix.cli import main
 from helix.layout import Layout
 
 DSR1 = load_model("deepseek-r1")
 LLAMA = load_model("llama-3.1-405b")
 DONE_WHEN = ("best", "--model", "deepseek-r1", "--context", "1M", "--total-gpus", "64", "--tpot-ms", "20")
-
-
-def run(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def shell_flags(text: str) -> dict:
@@ -37,9 +30,9 @@ def layout_of(fields: dict) -> Layout:
     return Layout(**fields)
 
 
-def emitted(tmp_path, capsys, engine):
+def emitted(tmp_path, cli, engine):
     out = tmp_path / f"d-{engine}"
-    code, text, err = run(capsys, *DONE_WHEN, "--emit", engine, "--out", str(out), "--json")
+    code, text, err = cli(*DONE_WHEN, "--emit", engine, "--out", str(out), "--json")
     assert code == 0, err
     d = json.loads(text)
     rec = json.loads((out / "helix-layout.json").read_text())
@@ -62,8 +55,8 @@ def check_nearest(e, ours: Layout, rec):
     return theirs
 
 
-def test_done_when_trtllm(tmp_path, capsys):
-    out, rec, e, ours = emitted(tmp_path, capsys, "trtllm")
+def test_done_when_trtllm(tmp_path, cli):
+    out, rec, e, ours = emitted(tmp_path, cli, "trtllm")
     cfg = yaml.safe_load((out / "trtllm.yaml").read_text())
     assert cfg["tensor_parallel_size"] * cfg["context_parallel_size"] * cfg["pipeline_parallel_size"] == 64
     lay = check_nearest(e, ours, rec)
@@ -76,8 +69,8 @@ def test_done_when_trtllm(tmp_path, capsys):
         assert cfg["kv_cache_config"]["tokens_per_block"] == cfg["cp_config"]["tokens_per_block"]
 
 
-def test_done_when_vllm(tmp_path, capsys):
-    out, rec, e, ours = emitted(tmp_path, capsys, "vllm")
+def test_done_when_vllm(tmp_path, cli):
+    out, rec, e, ours = emitted(tmp_path, cli, "vllm")
     f = shell_flags((out / "vllm.sh").read_text())
     tp, dp, pp = (int(f[k]) for k in ("--tensor-parallel-size", "--data-parallel-size", "--pipeline-parallel-size"))
     assert tp * dp * pp == 64
@@ -88,8 +81,8 @@ def test_done_when_vllm(tmp_path, capsys):
     assert (lay.tpf, lay.ep) in ((tp * dp, 1), (1, tp * dp))
 
 
-def test_done_when_sglang(tmp_path, capsys):
-    out, rec, e, ours = emitted(tmp_path, capsys, "sglang")
+def test_done_when_sglang(tmp_path, cli):
+    out, rec, e, ours = emitted(tmp_path, cli, "sglang")
     f = shell_flags((out / "sglang.sh").read_text())
     tp, dp, pp, dcp, ep = (int(f[k]) for k in ("--tp-size", "--dp-size", "--pp-size", "--dcp-size", "--ep-size"))
     assert tp * pp == 64
@@ -98,9 +91,9 @@ def test_done_when_sglang(tmp_path, capsys):
     assert ("--enable-dp-attention" in f) == (dp > 1) and (tp // dp) % dcp == 0 and tp // ep == lay.tpf
 
 
-def test_all_three_and_the_table(tmp_path, capsys):
+def test_all_three_and_the_table(tmp_path, cli):
     out = tmp_path / "all"
-    code, text, _ = run(capsys, *DONE_WHEN, "--emit", "trtllm,vllm,sglang", "--out", str(out))
+    code, text, _ = cli(*DONE_WHEN, "--emit", "trtllm,vllm,sglang", "--out", str(out))
     assert code == 0
     assert sorted(p.name for p in out.iterdir()) == [".helix-output.json", "helix-layout.json", "sglang.sh",
                                                     "trtllm.yaml", "vllm.sh"]
@@ -110,7 +103,7 @@ def test_all_three_and_the_table(tmp_path, capsys):
     if rec["layout_fields"]["tpf"] > 1 and rec["layout_fields"]["ep"] > 1:
         assert "NOTE: vLLM cannot run" in text and "NOTE: vLLM cannot run" in (out / "vllm.sh").read_text()
     # a second run replaces the folder (it holds an earlier result)
-    assert run(capsys, *DONE_WHEN, "--emit", "sglang", "--out", str(out))[0] == 0
+    assert cli(*DONE_WHEN, "--emit", "sglang", "--out", str(out))[0] == 0
     assert not (out / "vllm.sh").exists() and (out / "sglang.sh").exists()
 
 
@@ -146,9 +139,9 @@ def test_engine_rules():
     (("--out", "X"), "--out"),
     (("--emit", "vllm", "--out", "FILE"), "--out"),
 ])
-def test_bad_emit_one_line_exit_2_nothing_written(tmp_path, capsys, argv, field):
+def test_bad_emit_one_line_exit_2_nothing_written(tmp_path, cli, argv, field):
     (tmp_path / "a-file").write_text("x")
     argv = tuple(str(tmp_path / "new") if a == "X" else str(tmp_path / "a-file") if a == "FILE" else a for a in argv)
-    code, out, err = run(capsys, *DONE_WHEN, *argv)
+    code, out, err = cli(*DONE_WHEN, *argv)
     assert code == 2 and out == "" and err.count("\n") == 1 and f"error: {field}" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]

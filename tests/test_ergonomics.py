@@ -5,44 +5,33 @@ import json
 
 import pytest
 
-from helix.cli import main
 
-
-def run(capsys, *argv):
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:  # argparse's --version action exits after printing
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def test_version(capsys):
-    code, out, _ = run(capsys, "--version")
+def test_version(cli):
+    code, out, _ = cli("--version", exits=True)  # argparse's --version action exits after printing
     assert code == 0 and out.startswith("helix ") and out.strip().split()[1][0].isdigit()
 
 
 @pytest.mark.parametrize("command", [("simulate",), ("sweep", "--max-gpus", "2"), ("best", "--tpot-ms", "20")])
 @pytest.mark.parametrize("path", ["missing/config.json", "nope.yaml", "/no/such/dir/model"])
-def test_missing_model_file_says_file_not_found(tmp_path, capsys, command, path):
-    code, out, err = run(capsys, *command, "--model", str(tmp_path / path) if path[0] != "/" else path)
+def test_missing_model_file_says_file_not_found(tmp_path, cli, command, path):
+    code, out, err = cli(*command, "--model", str(tmp_path / path) if path[0] != "/" else path)
     assert code == 2 and out == "" and err.count("\n") == 1
     assert "error: --model: file not found:" in err and "deepseek-r1" in err
 
 
-def test_model_folder_and_unknown_name(tmp_path, capsys):
-    code, _, err = run(capsys, "simulate", "--model", str(tmp_path))
+def test_model_folder_and_unknown_name(tmp_path, cli):
+    code, _, err = cli("simulate", "--model", str(tmp_path))
     assert code == 2 and "is a folder" in err
-    code, _, err = run(capsys, "simulate", "--model", "no-such-preset")
+    code, _, err = cli("simulate", "--model", "no-such-preset")
     assert code == 2 and "unknown model 'no-such-preset'" in err
 
 
-def test_structured_layout_fields(capsys):
-    code, out, _ = run(capsys, "simulate", "--strategy", "helix", "--kvp", "8", "--tpf", "4", "--ep", "2", "--json")
+def test_structured_layout_fields(cli):
+    code, out, _ = cli("simulate", "--strategy", "helix", "--kvp", "8", "--tpf", "4", "--ep", "2", "--json")
     d = json.loads(out)
     assert d["layout"] == "helix(tpa=1, kvp=8, dp=1, tpf=4, ep=2, pp=1)"
     assert d["layout_fields"] == {"strategy": "helix", "tpa": 1, "kvp": 8, "dp": 1, "tpf": 4, "ep": 2, "pp": 1}
-    code, out, _ = run(capsys, "best", "--total-gpus", "8", "--tpot-ms", "30", "--top", "2", "--json")
+    code, out, _ = cli("best", "--total-gpus", "8", "--tpot-ms", "30", "--top", "2", "--json")
     d = json.loads(out)
     for pick in (d["most_tokens_per_s_per_gpu"], d["most_users"], *d["top"], d["helix_vs_baseline"]["helix"]):
         f = pick["layout_fields"]

@@ -6,7 +6,6 @@ from pathlib import Path
 import pytest
 
 from helix import Layout, load_hardware, load_model, simulate
-from helix.cli import main
 from helix.specs.precision import PrecisionSpec
 
 DATA = Path(__file__).parent / "data"
@@ -88,19 +87,11 @@ def test_kimi_k2_is_deepseek_v3_mla_in_fp8_blocks():
     assert m.checkpoint_weight_formats == {"attention_weights": "fp8_block", "ffn_weights": "fp8_block"}
 
 
-def run(capsys, *argv):
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:
-        code = exc.code
-    return code, *capsys.readouterr()
-
-
 BASE = ("simulate", "--json", "--strategy", "tp", "--gpus", "8", "--batch", "1", "--context", "2K")
 
 
 @pytest.mark.parametrize("name", ["qwen3-32b", "qwen3-235b-a22b", "mixtral-8x7b", "gpt-oss-120b", "llama-4-maverick",
                                   "glm-4.5", "kimi-k2", "llama-3.1-405b", "deepseek-v3", "deepseek-v3.2-exp"])
-def test_every_family_simulates_from_the_cli(capsys, name):
-    code, out, err = run(capsys, *BASE, "--model", str(DATA / f"{name}.config.json"))
+def test_every_family_simulates_from_the_cli(cli, name):
+    code, out, err = cli(*BASE, "--model", str(DATA / f"{name}.config.json"))
     assert code == 0 and err == "" and '"ttl_s"' in out

@@ -10,7 +10,6 @@ import pytest
 
 pytest.importorskip("scipy")  # the perf-db extra brings it with aiconfigurator-core
 
-from helix.cli import main  # noqa: E402
 from helix.cost.optime import CollectiveForm, Correction, collective_traffic  # noqa: E402
 from helix.validation.perf_db import fit  # noqa: E402
 
@@ -136,12 +135,6 @@ def test_committed_op_models_are_what_a_refit_gives():
     assert all(f.median_abs_error <= 0.10 and f.p90_abs_error <= 0.25 for f in fits)
 
 
-def run(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 @pytest.mark.parametrize(("argv", "message"), [
     (["--from-perf-db", "--quick"], "--quick: measures this machine; it cannot be combined with --from-perf-db"),
     (["--from-perf-db", "--out", "p.yaml"], "--out: measures this machine"),
@@ -150,16 +143,16 @@ def run(capsys, *argv):
     (["--hardware", "h200"], "--hardware: only applies with --from-perf-db"),
     (["--json"], "--json: only applies with --from-perf-db"),
 ])
-def test_calibrate_from_perf_db_bad_flags(capsys, argv, message):
-    code, out, err = run(capsys, "calibrate", *argv)
+def test_calibrate_from_perf_db_bad_flags(cli, argv, message):
+    code, out, err = cli("calibrate", *argv)
     assert code == 2 and out == "" and err.count("\n") == 1 and message in err, err
 
 
-def test_calibrate_from_perf_db_without_the_package(capsys, monkeypatch, tmp_path):
+def test_calibrate_from_perf_db_without_the_package(cli, monkeypatch, tmp_path):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == "aiconfigurator_core" else real(name, *a))
-    code, out, err = run(capsys, "calibrate", "--from-perf-db", "--out-dir", str(tmp_path / "m"))
+    code, out, err = cli("calibrate", "--from-perf-db", "--out-dir", str(tmp_path / "m"))
     assert code == 2 and out == "" and 'pip install -e ".[perf-db]"' in err and err.count("\n") == 1
     assert not (tmp_path / "m").exists()
 

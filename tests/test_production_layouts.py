@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from helix import Layout, load_hardware, load_model, simulate
-from helix.cli import main
 from helix.cost.inventory import layer_ops
 from helix.cost.messages import step_messages
 from helix.cost.op_timing import time_s
@@ -22,12 +21,6 @@ R1 = load_model("deepseek-r1")
 IDEAL = load_hardware("ideal")
 LAYER_TERMS = ("norms", "qkv_projection", "rope_kv_write", "attention", "combine", "o_projection", "ffn",
                "moe_router", "moe_experts", "moe_shared_experts")
-
-
-def run(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_tp_with_expert_parallel_moe():
@@ -134,8 +127,8 @@ def test_uneven_layouts_are_rejected_unless_allowed():
     (["--strategy", "dp_ep", "--gpus", "8", "--tpf", "2"], (1, 1, 8, 2, 4)),
     (["--strategy", "helix", "--gpus", "16", "--tpa", "1", "--ep", "8"], (1, 16, 1, 2, 8)),
 ])
-def test_cli_layouts(capsys, flags, fields):
-    code, out, _ = run(capsys, "simulate", "--context", "4K", "--batch", "16", "--precision", "fp8", *flags,
+def test_cli_layouts(cli, flags, fields):
+    code, out, _ = cli("simulate", "--context", "4K", "--batch", "16", "--precision", "fp8", *flags,
                        "--json")
     assert code == 0
     d = json.loads(out)
@@ -145,8 +138,8 @@ def test_cli_layouts(capsys, flags, fields):
     assert d["ttl_s"] == float(want.ttl_s) and d["engine"] == "trtllm"
 
 
-def test_cli_production_options_match_the_api(capsys):
-    code, out, _ = run(capsys, "simulate", "--hardware", "h100", "--strategy", "dp_ep", "--gpus", "8", "--context",
+def test_cli_production_options_match_the_api(cli):
+    code, out, _ = cli("simulate", "--hardware", "h100", "--strategy", "dp_ep", "--gpus", "8", "--context",
                        "2000", "--batch", "64", "--precision", "fp8", "--moe-combine-precision", "bf16",
                        "--redundant-experts", "32", "--tbo", "--mtp-tokens", "1", "--mtp-acceptance", "1.7", "--json")
     assert code == 0
@@ -183,23 +176,23 @@ def test_cli_production_options_match_the_api(capsys):
     (["--moe-dispatch-precision", "fp7"], "moe_dispatch"),
     (["--strategy", "dp_ep", "--gpus", "3", "--tpf", "3"], "does not divide over tpf = 3; use a divisor or --allow"),
 ])
-def test_bad_layout_flags_are_one_line_exit_2(capsys, argv, message):
-    code, out, err = run(capsys, "simulate", "--context", "1K", "--batch", "8", *argv)
+def test_bad_layout_flags_are_one_line_exit_2(cli, argv, message):
+    code, out, err = cli("simulate", "--context", "1K", "--batch", "8", *argv)
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and message in err, err
 
 
-def test_allow_uneven_keeps_the_layout(capsys):
-    code, out, _ = run(capsys, "simulate", "--context", "1K", "--batch", "3", "--strategy", "dp_ep", "--gpus", "3",
+def test_allow_uneven_keeps_the_layout(cli):
+    code, out, _ = cli("simulate", "--context", "1K", "--batch", "3", "--strategy", "dp_ep", "--gpus", "3",
                        "--tpf", "3", "--allow-uneven", "--json")
     assert code == 0 and json.loads(out)["layout_fields"]["tpf"] == 3
 
 
-def test_sweep_and_best_flags(capsys):
-    code, _, err = run(capsys, "best", "--ttl-budget-ms", "50", "--strategies", "helix", "--tbo")
+def test_sweep_and_best_flags(cli):
+    code, _, err = cli("best", "--ttl-budget-ms", "50", "--strategies", "helix", "--tbo")
     assert code == 2 and "--tbo: two-batch overlap applies to dp_ep points" in err
-    base = run(capsys, "sweep", "--model", "llama-3.1-405b", "--context", "1000", "--max-gpus", "4", "--quiet")[1]
-    uneven = run(capsys, "sweep", "--model", "llama-3.1-405b", "--context", "1000", "--max-gpus", "4", "--quiet",
+    base = cli("sweep", "--model", "llama-3.1-405b", "--context", "1000", "--max-gpus", "4", "--quiet")[1]
+    uneven = cli("sweep", "--model", "llama-3.1-405b", "--context", "1000", "--max-gpus", "4", "--quiet",
                  "--allow-uneven")[1]
     grid = base.split(" points evaluated")[0].split("\n")[-1]
     assert int(grid.replace(",", "")) % 35 == 0  # 35 layouts (test_search.py)

@@ -6,19 +6,12 @@ import json
 import pytest
 
 from helix import load_hardware, load_model, search, simulate
-from helix.cli import main
 from helix.layout import Layout
 
 
-def run(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def test_sweep_writes_points_frontier_and_figure(tmp_path, capsys):
+def test_sweep_writes_points_frontier_and_figure(tmp_path, cli):
     out = tmp_path / "sw"
-    code, text, _ = run(capsys, "sweep", "--model", "llama-3.1-405b", "--context", "1000", "--max-gpus", "4",
+    code, text, _ = cli("sweep", "--model", "llama-3.1-405b", "--context", "1000", "--max-gpus", "4",
                         "--out", str(out), "--quiet")
     assert code == 0
     with open(out / "points.csv") as f:
@@ -37,8 +30,8 @@ def test_sweep_writes_points_frontier_and_figure(tmp_path, capsys):
     assert (out / "frontier.png").stat().st_size > 10_000
 
 
-def test_sweep_prints_counts_by_reason(capsys):
-    code, text, _ = run(capsys, "sweep", "--model", "deepseek-r1", "--context", "1000", "--max-gpus", "2",
+def test_sweep_prints_counts_by_reason(cli):
+    code, text, _ = cli("sweep", "--model", "deepseek-r1", "--context", "1000", "--max-gpus", "2",
                         "--quiet")
     assert code == 0
     grid = len(search.batch_grid(int(text.split("batch sizes 1..")[1].split()[0])))
@@ -46,8 +39,8 @@ def test_sweep_prints_counts_by_reason(capsys):
     assert f"weights_exceed_hbm {17 * grid:,}" in text
 
 
-def test_best_json_picks_within_budget(capsys):
-    code, text, _ = run(capsys, "best", "--model", "llama-3.1-405b", "--context", "1M", "--ttl-budget-ms", "30",
+def test_best_json_picks_within_budget(cli):
+    code, text, _ = cli("best", "--model", "llama-3.1-405b", "--context", "1M", "--ttl-budget-ms", "30",
                         "--max-gpus", "16", "--json")
     assert code == 0
     d = json.loads(text)
@@ -64,14 +57,14 @@ def test_best_json_picks_within_budget(capsys):
     assert users["users"] == ok.users.max()
 
 
-def test_best_table_has_breakdown(capsys):
-    code, text, _ = run(capsys, "best", "--model", "deepseek-r1", "--ttl-budget-ms", "30", "--max-gpus", "16")
+def test_best_table_has_breakdown(cli):
+    code, text, _ = cli("best", "--model", "deepseek-r1", "--ttl-budget-ms", "30", "--max-gpus", "16")
     assert code == 0
     assert text.count("== Most") == 2 and "attention" in text and "TTL" in text
 
 
-def test_best_matches_simulate(capsys):
-    code, text, _ = run(capsys, "best", "--model", "deepseek-r1", "--ttl-budget-ms", "30", "--max-gpus", "8",
+def test_best_matches_simulate(cli):
+    code, text, _ = cli("best", "--model", "deepseek-r1", "--ttl-budget-ms", "30", "--max-gpus", "8",
                         "--json")
     d = json.loads(text)["most_users"]
     m, hw = load_model("deepseek-r1"), load_hardware("gb200-nvl72")
@@ -81,8 +74,8 @@ def test_best_matches_simulate(capsys):
     assert float(r.ttl_s) == d["ttl_s"]
 
 
-def test_best_nothing_within_budget_exits_1(capsys):
-    code, text, _ = run(capsys, "best", "--model", "deepseek-r1", "--ttl-budget-ms", "0.5", "--max-gpus", "8")
+def test_best_nothing_within_budget_exits_1(cli):
+    code, text, _ = cli("best", "--model", "deepseek-r1", "--ttl-budget-ms", "0.5", "--max-gpus", "8")
     assert code == 1 and "no feasible configuration within 0.5 ms" in text
 
 
@@ -96,17 +89,17 @@ def test_best_nothing_within_budget_exits_1(capsys):
     (["best", "--ttl-budget-ms", "nan"], "--ttl-budget-ms"),
     (["best", "--ttl-budget-ms", "5", "--context", "-3"], "--context"),
 ])
-def test_bad_input_one_line_exit_2_nothing_written(tmp_path, capsys, argv, field):
+def test_bad_input_one_line_exit_2_nothing_written(tmp_path, cli, argv, field):
     out = tmp_path / "never"
     extra = ["--out", str(out)] if argv[0] == "sweep" else []
-    code, text, err = run(capsys, *argv, *extra)
+    code, text, err = cli(*argv, *extra)
     assert code == 2
     assert len(err.strip().splitlines()) == 1 and field in err
     assert not out.exists()
 
 
-def test_sweep_out_is_a_file(tmp_path, capsys):
+def test_sweep_out_is_a_file(tmp_path, cli):
     f = tmp_path / "file.txt"
     f.write_text("keep")
-    code, _, err = run(capsys, "sweep", "--max-gpus", "2", "--out", str(f))
+    code, _, err = cli("sweep", "--max-gpus", "2", "--out", str(f))
     assert code == 2 and "--out" in err and f.read_text() == "keep"

@@ -45,16 +45,11 @@ def _leftovers(tag: str) -> list[int]:
     return found
 
 
-def _run(capsys, argv) -> tuple[int, str]:
-    rc = main(argv)
-    return rc, capsys.readouterr().err
-
-
 @pytest.mark.slow
-def test_a_killed_worker_ends_the_job_with_one_line(capsys, monkeypatch):
+def test_a_killed_worker_ends_the_job_with_one_line(cli, monkeypatch):
     tag = _tagged(monkeypatch)
     monkeypatch.setenv("HELIX_TEST_FAULT", "1:decode2:kill")
-    rc, err = _run(capsys, [*SMALL, "--new-tokens", "6", "--timeout-s", "5", *HANG])
+    rc, _, err = cli(*SMALL, "--new-tokens", "6", "--timeout-s", "5", *HANG)
     assert rc == 3 and err.count("\n") == 1, err
     assert err.startswith("helix run: error: rank 1 died in decode step 2 (killed by SIGKILL)"), err
     assert "Remedy:" in err and "Traceback" not in err and "job deadline" not in err
@@ -62,10 +57,10 @@ def test_a_killed_worker_ends_the_job_with_one_line(capsys, monkeypatch):
 
 
 @pytest.mark.slow
-def test_a_stopped_worker_ends_the_job_and_is_killed(capsys, monkeypatch):
+def test_a_stopped_worker_ends_the_job_and_is_killed(cli, monkeypatch):
     tag = _tagged(monkeypatch)
     monkeypatch.setenv("HELIX_TEST_FAULT", "0:decode1:stop")
-    rc, err = _run(capsys, [*SMALL, "--new-tokens", "6", "--timeout-s", "3", *HANG])
+    rc, _, err = cli(*SMALL, "--new-tokens", "6", "--timeout-s", "3", *HANG)
     assert rc == 3 and err.count("\n") == 1, err
     assert err.startswith("helix run: error: rank 0 stopped responding in decode step 1"), err
     # ended by its peer's collective timing out (--timeout-s), not by the job deadline
@@ -74,9 +69,9 @@ def test_a_stopped_worker_ends_the_job_and_is_killed(capsys, monkeypatch):
 
 
 @pytest.mark.slow
-def test_a_rank_that_raises_is_named_with_its_phase(capsys, monkeypatch):
+def test_a_rank_that_raises_is_named_with_its_phase(cli, monkeypatch):
     monkeypatch.setenv("HELIX_TEST_FAULT", "1:prefill:raise")
-    rc, err = _run(capsys, [*SMALL, "--new-tokens", "3", "--timeout-s", "5", *HANG])
+    rc, _, err = cli(*SMALL, "--new-tokens", "3", "--timeout-s", "5", *HANG)
     assert rc == 3 and err.count("\n") == 1, err
     assert err.startswith("helix run: error: rank 1 failed in prefill: RuntimeError: HELIX_TEST_FAULT"), err
 
@@ -120,9 +115,9 @@ def test_a_run_longer_than_many_collective_timeouts_is_not_aborted(capsys, monke
 
 
 @pytest.mark.slow
-def test_the_job_timeout_is_explicit(capsys, monkeypatch):
+def test_the_job_timeout_is_explicit(cli, monkeypatch):
     monkeypatch.setenv("HELIX_TEST_FAULT", "*:decode:sleep1")
-    rc, err = _run(capsys, [*SMALL, "--new-tokens", "30", "--job-timeout-s", "4"])
+    rc, _, err = cli(*SMALL, "--new-tokens", "30", "--job-timeout-s", "4")
     assert rc == 3 and err.count("\n") == 1, err
     assert err.startswith("helix run: error: job stopped: no result within 4 s (the job deadline); rank 0 in ")
     assert "Remedy: raise --job-timeout-s" in err
