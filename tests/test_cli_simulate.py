@@ -65,6 +65,11 @@ def test_models_and_hardware_json_lists(cli):
     hw = {h["name"]: h for h in json.loads(out)}
     assert code == 0 and hw["gb200-nvl72"]["scale_up_domain_gpus"] == 72 and "trtllm" in hw["gb200-nvl72"]["engines"]
     assert set(hw["h100"]) >= {"peak_flops_per_s_fp8", "hbm_capacity_bytes", "hbm_bytes_per_s", "description"}
+    # the network between domains: NDR 400 Gb/s InfiniBand = 50 GB/s per GPU per direction (presets/networks.yaml)
+    assert (hw["h200"]["scale_out_network"], hw["h200"]["scale_out_bytes_per_s_per_direction"]) == ("ndr400-ib", 50e9)
+    code, out, _ = cli("hardware")
+    h200 = next(line for line in out.splitlines() if line.startswith("h200 "))
+    assert code == 0 and "scale-out GB/s" in out and "ndr400-ib 50" in h200
 
 
 @pytest.mark.parametrize(("argv", "message"), [
