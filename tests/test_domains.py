@@ -118,3 +118,12 @@ def test_cli_scale_out_and_rank_order_flags(capsys):
     assert main(["simulate", "--hardware", "h200", "--model", "llama-3.1-405b", "--kvp", "8", "--tpa", "2",
                  "--kvp-inner", "--scale-out", "xdr800-ib", "--context", "100K", "--batch", "4", "--json"]) == 0
     assert '"kvp_inner"' not in capsys.readouterr().err
+
+
+def test_a_group_given_no_placement_is_a_job_placed_by_the_one_rule():
+    # 12 GPUs on 8-GPU nodes spread 6 + 6 (as helix.placement places a 12-GPU job); 9 cannot split evenly:
+    # a full node and 1; 144 on NVL72 is two full racks; 8 is one node
+    d, k = collectives.contiguous_placement([12, 9, 16, 8], 8)
+    assert d.tolist() == [2, 2, 2, 1] and k.tolist() == [6, 1, 8, 8]
+    d, k = collectives.contiguous_placement([144, 128, 100], 72)
+    assert d.tolist() == [2, 2, 2] and k.tolist() == [72, 64, 50]

@@ -35,6 +35,8 @@ import functools
 
 import numpy as np
 
+from helix.cost.collectives import used_per_domain  # the one placement rule
+
 RUNS_FROM = 256  # arrays longer than this are run-length compressed first
 # group kinds a collective runs over (helix.cost.messages.Message.group)
 GROUPS = ("tpa", "kvp", "attention", "dp", "tpf", "ep", "ffn", "stage", "pp")
@@ -49,14 +51,6 @@ def group_stride(group: str, tpa, kvp, tpf, ep, stage, kvp_inner=False, ep_inner
     if group not in strides:
         raise ValueError(f"unknown group {group!r}; allowed: {', '.join(GROUPS)}")
     return np.asarray(strides[group](), dtype=np.int64)
-
-
-def used_per_domain(total, domain: int):
-    """GPUs a job of ``total`` uses in each of its ceil(total / domain) domains: total / d where that
-    divides (the job spread evenly), else ``domain`` (full domains, the last one partly)."""
-    t = np.asarray(total, dtype=np.int64)
-    d = np.maximum(-(-t // domain), 1)
-    return np.where(t % d == 0, t // d, domain)
 
 
 @functools.lru_cache(maxsize=65536)

@@ -121,12 +121,22 @@ def p2p_s(n_bytes, hw, crossing=0.0):
     return inside + np.asarray(crossing, dtype=np.float64) * (hw.sync_latency_s + n / bw + extra - inside)
 
 
+def used_per_domain(total, domain: int):
+    """GPUs a job of ``total`` uses in each of its ceil(total / domain) domains: total / d where that
+    divides (the job spread evenly: 128 GPUs on two NVL72 racks are 64 + 64), else ``domain`` (full domains,
+    the last one partly). The one placement rule; helix.placement applies it to every group of a layout."""
+    t = np.asarray(total, dtype=np.int64)
+    d = np.maximum(-(-t // domain), 1)
+    return np.where(t % d == 0, t // d, domain)
+
+
 def contiguous_placement(p, domain_gpus: int):
-    """(domains, per_domain) of p consecutive ranks from a domain's first: ceil(p/D) domains, the last
-    holding the fewest, p - (d-1) D (the default where a caller gives no placement)."""
+    """(domains, per_domain) of a job of p GPUs placed by ``used_per_domain`` (the default where a caller gives
+    no placement): ceil(p/D) domains, p/d GPUs in each where that divides, else full domains and the last
+    holding the fewest, p - (d-1) D."""
     p = np.asarray(p, dtype=np.int64)
     d = np.maximum(-(-p // domain_gpus), 1)
-    return d, np.maximum(p - (d - 1) * domain_gpus, 1)
+    return d, np.where(p % d == 0, p // d, np.maximum(p - (d - 1) * domain_gpus, 1))
 
 
 def hierarchical_s(kind: str, n_bytes, p, domains, per_domain, inside, across):
