@@ -80,22 +80,26 @@ def hf_arch_fields(cfg, rotary_class, yarn_apply_mscale, rope_interleave: bool, 
 # ---------------------------------------------------------------- the registry's tiny model
 
 
+# The tiny DeepSeek shape both test models share (tiny-deepseek-v32 adds its indexer and runs 3 layers).
+TINY_DEEPSEEK_SHAPE = dict(
+    vocab_size=256, hidden_size=64, intermediate_size=128, moe_intermediate_size=32,
+    num_hidden_layers=4, first_k_dense_replace=1,
+    num_attention_heads=8, num_key_value_heads=8,
+    q_lora_rank=48, kv_lora_rank=32, qk_nope_head_dim=16, qk_rope_head_dim=8, v_head_dim=16,
+    n_routed_experts=16, n_shared_experts=1, n_group=4, topk_group=2, num_experts_per_tok=4,
+    routed_scaling_factor=2.5, norm_topk_prob=True,
+    max_position_embeddings=1024, initializer_range=0.2, tie_word_embeddings=False,
+    rope_parameters=dict(rope_type="yarn", rope_theta=10000.0, factor=4.0, original_max_position_embeddings=256,
+                         mscale=1.0, mscale_all_dim=1.0, beta_fast=32, beta_slow=1),
+    bos_token_id=None, eos_token_id=None, pad_token_id=None, attn_implementation="eager",
+)
+
+
 def tiny_deepseek_config():
     """1 dense + 3 MoE layers, 16 experts in 4 groups (top-2 groups, top-4 experts), YaRN RoPE with mscale."""
     from transformers import DeepseekV3Config
 
-    return DeepseekV3Config(
-        vocab_size=256, hidden_size=64, intermediate_size=128, moe_intermediate_size=32,
-        num_hidden_layers=4, first_k_dense_replace=1,
-        num_attention_heads=8, num_key_value_heads=8,
-        q_lora_rank=48, kv_lora_rank=32, qk_nope_head_dim=16, qk_rope_head_dim=8, v_head_dim=16,
-        n_routed_experts=16, n_shared_experts=1, n_group=4, topk_group=2, num_experts_per_tok=4,
-        routed_scaling_factor=2.5, norm_topk_prob=True,
-        max_position_embeddings=1024, initializer_range=0.2, tie_word_embeddings=False,
-        rope_parameters=dict(rope_type="yarn", rope_theta=10000.0, factor=4.0, original_max_position_embeddings=256,
-                             mscale=1.0, mscale_all_dim=1.0, beta_fast=32, beta_slow=1),
-        bos_token_id=None, eos_token_id=None, pad_token_id=None, attn_implementation="eager",
-    )
+    return DeepseekV3Config(**TINY_DEEPSEEK_SHAPE)
 
 
 def tiny_deepseek(seed: int = 0):

@@ -30,7 +30,7 @@ from helix.errors import HelixInputError
 from helix.layout import Layout
 from helix.runtime import deepseek
 from helix.runtime.deepseek import HelixDeepseek
-from helix.runtime.deepseek_hf import DeepseekArch, hf_arch_fields, random_tiny
+from helix.runtime.deepseek_hf import TINY_DEEPSEEK_SHAPE, DeepseekArch, hf_arch_fields, random_tiny
 from helix.runtime.dsa import (
     TIE_PHASE,
     IndexerConfig,
@@ -129,18 +129,7 @@ def tiny_deepseek_v32_config(**overrides):
     """tiny-deepseek's shape (1 dense + 2 MoE layers here) with a 4-head indexer (D_I = 16) keeping the top 8."""
     from transformers import DeepseekV32Config
 
-    config = dict(
-        vocab_size=256, hidden_size=64, intermediate_size=128, moe_intermediate_size=32,
-        num_hidden_layers=3, first_k_dense_replace=1,
-        num_attention_heads=8, num_key_value_heads=8,
-        q_lora_rank=48, kv_lora_rank=32, qk_nope_head_dim=16, qk_rope_head_dim=8, v_head_dim=16,
-        n_routed_experts=16, n_shared_experts=1, n_group=4, topk_group=2, num_experts_per_tok=4,
-        routed_scaling_factor=2.5, norm_topk_prob=True,
-        index_n_heads=4, index_head_dim=16, index_topk=8,
-        max_position_embeddings=1024, initializer_range=0.2, tie_word_embeddings=False,
-        rope_parameters=dict(rope_type="yarn", rope_theta=10000.0, factor=4.0, original_max_position_embeddings=256,
-                             mscale=1.0, mscale_all_dim=1.0, beta_fast=32, beta_slow=1),
-        bos_token_id=None, eos_token_id=None, pad_token_id=None, attn_implementation="eager")
+    config = dict(TINY_DEEPSEEK_SHAPE, num_hidden_layers=3, index_n_heads=4, index_head_dim=16, index_topk=8)
     return DeepseekV32Config(**{**config, **overrides})
 
 
