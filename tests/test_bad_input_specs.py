@@ -78,3 +78,13 @@ def test_redundant_experts_at_most_the_expert_count(capsys, argv):
 def test_expert_imbalance_on_a_dense_model_is_an_error(capsys):
     one_line_exit_2(capsys, ["simulate", "--model", "llama-3.1-405b", "--batch", "1", "--expert-imbalance", "2"],
                     "--expert-imbalance: routes tokens to experts; 'llama-3.1-405b' is dense")
+
+
+def test_a_preset_network_and_its_bandwidth_agree(capsys, tmp_path):
+    # b200 names ndr400-ib (50 GB/s per GPU per direction); 100 GB/s is xdr800-ib's, not its own
+    path = tmp_path / "hw.yaml"
+    text = "\n".join("scale_out_bytes_per_s_per_direction: 100.0e9" if line.startswith("scale_out_bytes_per_s_per")
+                     else line for line in B200.read_text().splitlines())
+    path.write_text(text.replace("op_models/", str(B200.parent / "op_models") + "/"))
+    one_line_exit_2(capsys, ["simulate", "--hardware", str(path), "--batch", "1"],
+                    "scale_out_bytes_per_s_per_direction: is 1e+11 but scale_out_network 'ndr400-ib' carries 5e+10")

@@ -16,7 +16,7 @@ from typing import Any
 from helix.cost.optime import OpModel, op_model_from_mapping
 from helix.errors import HelixInputError
 from helix.specs.fields import as_number, check_keys, parse_nested, read_text, read_yaml, split_value
-from helix.specs.networks import check_network
+from helix.specs.networks import check_network, networks
 
 PRESET_DIR = Path(__file__).parent / "presets" / "hardware"
 
@@ -156,8 +156,20 @@ def hardware_from_mapping(where: str, data: dict[str, Any]) -> HardwareSpec:
             sources[key] = str(source)
         if is_empirical:
             empirical.add(key)
+    _check_network_bandwidth(where, values)
     return HardwareSpec(name=name, description=description, sources=sources, empirical=frozenset(empirical),
                         **values)
+
+
+def _check_network_bandwidth(where: str, values: dict[str, Any]) -> None:
+    """A preset that names its scale-out network gives that network's bandwidth, never another one."""
+    name = values.get("scale_out_network")
+    if name:
+        bandwidth = networks()[name][0]
+        if values["scale_out_bytes_per_s_per_direction"] != bandwidth:
+            raise HelixInputError(f"{where}.scale_out_bytes_per_s_per_direction",
+                                  f"is {values['scale_out_bytes_per_s_per_direction']:.4g} but scale_out_network "
+                                  f"{name!r} carries {bandwidth:.4g} bytes/s per GPU per direction; make them agree")
 
 
 def _check_op_models(where: str, value: Any) -> dict[str, str]:
