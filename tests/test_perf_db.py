@@ -164,3 +164,15 @@ def test_op_model_file_is_json_with_sources():
     assert data["hardware"] == "gb200-nvl72" and data["engine"] == "trtllm"
     for name, form in {**data["forms"], **data["collectives"]}.items():
         assert "aiconfigurator-core 0.12.0" in form["source"] and "held out" in form["source"], name
+
+
+@pytest.mark.skipif(not HAVE_PACKAGE, reason="needs the perf-db extra")
+def test_elementwise_rows_come_from_the_fused_kernel_table():
+    from helix.validation.perf_db import tables
+
+    rows = tables.elementwise("h100_sxm", "sglang")
+    assert rows.path.startswith("h100_sxm/quantize/trtllm/")
+    c = rows.columns
+    at = (c["m"] == 1) & (c["k"] == 128)
+    assert rows.seconds[at].tolist() == pytest.approx([1.29e-6], abs=0.01e-6)
+

@@ -191,12 +191,24 @@ def moe_deepep(system: str, engine: str, dtype: str) -> Rows | None:
                     "num_tokens = tokens of all EP ranks together")
 
 
+# The elementwise form of both engines comes from TensorRT-LLM's quantisation table. Its rows time one
+# fused CUDA kernel (torch.ops.tensorrt_llm.static_quantize_e4m3_per_tensor; aiconfigurator
+# collector/trtllm/collect_computescale.py), as every elementwise op of a decode step is: TensorRT-LLM's and
+# SGLang's norms, RoPE, activation and quantisers are single fused kernels (sgl_kernel fused_add_rmsnorm,
+# per_token_group_quant_fp8, ...). SGLang's table of the same name times an eager PyTorch expression,
+# out.copy_((x / scale).clamp(...).to(float8)) (collector/sglang/collect_computescale.py, sglang 0.5.14):
+# four kernels through BF16 temporaries, 5.3-5.8 us at the smallest shapes where the fused kernel takes
+# 1.1-1.3 us, and 9x slower at 32768 x 16384 (4.8 ms against 0.53 ms on H100), a kernel no decode step runs.
+ELEMENTWISE_ENGINE = "trtllm"
+
+
 def elementwise(system: str, engine: str) -> Rows | None:
-    df, rel = _read(system, "quantize", engine, "scale_matrix_perf.parquet")
+    df, rel = _read(system, "quantize", ELEMENTWISE_ENGINE, "scale_matrix_perf.parquet")
     if df is None:
         return None
     return _fastest(df, ["m", "k"], 1e-3, rel,
-                    "activation quantisation BF16 -> FP8 of an m x k matrix; fastest per shape")
+                    "activation quantisation BF16 -> FP8 of an m x k matrix, one fused kernel "
+                    f"({ELEMENTWISE_ENGINE}'s table for every engine); fastest per shape")
 
 
 def nccl(system: str, op_name: str) -> Rows | None:
