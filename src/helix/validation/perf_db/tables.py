@@ -193,9 +193,9 @@ def moe_deepep(system: str, engine: str, dtype: str) -> Rows | None:
 
 # The elementwise form of both engines comes from TensorRT-LLM's quantisation table. Its rows time one
 # fused CUDA kernel (torch.ops.tensorrt_llm.static_quantize_e4m3_per_tensor; aiconfigurator
-# collector/trtllm/collect_computescale.py), as every elementwise op of a decode step is: TensorRT-LLM's and
-# SGLang's norms, RoPE, activation and quantisers are single fused kernels (sgl_kernel fused_add_rmsnorm,
-# per_token_group_quant_fp8, ...). SGLang's table of the same name times an eager PyTorch expression,
+# collector/trtllm/collect_computescale.py), as every elementwise op of the inventory is (norms, RoPE, KV
+# write, SwiGLU, top-k gating, LSE combine, sampling): both engines run each as a single fused kernel
+# (sgl_kernel fused_add_rmsnorm, silu_and_mul, ...). SGLang's table of the same name times an eager PyTorch expression,
 # out.copy_((x / scale).clamp(...).to(float8)) (collector/sglang/collect_computescale.py, sglang 0.5.14):
 # four kernels through BF16 temporaries, 5.3-5.8 us at the smallest shapes where the fused kernel takes
 # 1.1-1.3 us, and 9x slower at 32768 x 16384 (4.8 ms against 0.53 ms on H100), a kernel no decode step runs.
