@@ -29,3 +29,19 @@ def test_attention_correction_has_a_knot_at_every_measured_head_count():
     assert [round(2 ** k) for k in knots["q_heads"]] == [1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 40, 48, 64,
                                                          96, 128]
     assert np.diff(knots["batch"]).max() <= 2.0 + 1e-6 and np.diff(knots["kv_tokens"]).max() <= 2.0 + 1e-6
+
+
+def test_eplb_forms_come_from_the_balanced_routing_rows():
+    from helix.specs import load_hardware
+
+    for hw in ("gb200-nvl72", "b200", "h200", "h100"):
+        for engine in ("trtllm", "sglang"):
+            forms = load_hardware(hw, engine=engine).op_model.forms
+            for d in ("bf16", "fp8", "fp8_block", "nvfp4"):
+                for name, routing in ((f"moe.{d}", "power_law_1.01"), (f"moe_eplb.{d}", "balanced")):
+                    if name in forms:
+                        assert f"distribution == '{routing}'" in forms[name].source, (hw, engine, name)
+            assert "moe_eplb.fp8_block" in forms, (hw, engine)
+            if engine == "sglang":
+                assert "distribution == 'uniform'" in forms["moe_deepep_eplb.fp8_block"].source, hw
+                assert "distribution == 'power_law_1.01'" in forms["moe_deepep.fp8_block"].source, hw

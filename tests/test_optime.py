@@ -151,6 +151,15 @@ def test_deepep_moe_form_falls_back_to_the_regular_moe_table():
     assert without.form("moe_deepep.fp8_block") is moe
 
 
+def test_eplb_moe_forms_fall_back_within_balanced_routing_never_to_skewed():
+    skewed, even = OpForm(2e-6, 0.5, 0.5, source="power law"), OpForm(1e-6, 0.5, 0.5, source="balanced")
+    m = OpModel(engine="trtllm", forms={"moe.fp8_block": skewed, "moe_eplb.fp8_block": even}, collectives={})
+    assert m.form("moe_deepep_eplb.fp8_block") is m.form("moe_eplb.nvfp4") is even
+    assert m.form("moe_deepep.nvfp4") is skewed
+    with pytest.raises(KeyError, match="moe_eplb.bf16"):
+        OpModel(engine="trtllm", forms={"moe.bf16": skewed}, collectives={}).form("moe_eplb.bf16")
+
+
 def _model():
     forms = {"gemm.bf16": OpForm(1e-6, 0.9, 0.7, correction=GRID2, source="bf16 table"),
              "gemm.fp8": FORM, "attention.bf16": OpForm(3e-6, 0.6, 0.4, correction=BUMP)}

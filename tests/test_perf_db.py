@@ -106,18 +106,24 @@ def test_moe_glitch_filter_bounds_time_by_twice_the_work_at_half_the_width():
 
 
 @pytest.mark.skipif(not HAVE_PACKAGE, reason="needs the perf-db extra")
-def test_moe_tables_are_read_at_power_law_routing():
+def test_moe_tables_are_read_at_power_law_routing_and_at_balanced_with_eplb():
     # SGLang's DeepEP MoE table on H200 at EP 8, FP8 block, 8 tokens of all ranks: 0.216 ms under
     # power_law_1.01 (aiconfigurator's DeepSeek default) where uniform routing measures 0.131 ms
-    from helix.validation.perf_db import tables
+    from helix.validation.perf_db import forms, tables
 
-    assert tables.MOE_ROUTING == "power_law_1.01"
-    rows = tables.moe_deepep("h200_sxm", "sglang", "fp8_block")
-    c = rows.columns
-    at = (c["num_tokens"] == 8) & (c["moe_ep_size"] == 8) & (c["num_experts"] == 256)
-    assert rows.seconds[at].tolist() == pytest.approx([0.216e-3], abs=0.5e-6)
-    assert "distribution == 'power_law_1.01'" in rows.filters
-    assert "distribution == 'power_law_1.01'" in tables.moe("h200_sxm", "sglang", "fp8_block").filters
+    specs = {s.name: s for s in forms.table_specs()}
+    assert specs["moe_deepep.fp8_block"].args == ("fp8_block", "power_law_1.01")
+    assert specs["moe_deepep_eplb.fp8_block"].args == ("fp8_block", "uniform")
+    assert specs["moe.fp8_block"].args == ("fp8_block", "power_law_1.01")
+    assert specs["moe_eplb.nvfp4"].args == ("nvfp4", "balanced")
+    skewed = tables.moe_deepep("h200_sxm", "sglang", *specs["moe_deepep.fp8_block"].args)
+    even = tables.moe_deepep("h200_sxm", "sglang", *specs["moe_deepep_eplb.fp8_block"].args)
+    for rows, ms in ((skewed, 0.216), (even, 0.131)):
+        c = rows.columns
+        at = (c["num_tokens"] == 8) & (c["moe_ep_size"] == 8) & (c["num_experts"] == 256)
+        assert rows.seconds[at].tolist() == pytest.approx([ms * 1e-3], abs=0.5e-6)
+    assert "distribution == 'power_law_1.01'" in skewed.filters
+    assert "distribution == 'balanced'" in tables.moe("h200_sxm", "sglang", "fp8_block", "balanced").filters
 
 
 def test_committed_op_models_are_what_a_refit_gives():

@@ -59,7 +59,8 @@ def add_layout_args(p: argparse.ArgumentParser, strategies: tuple[str, ...] = ST
 
 def add_option_args(p: argparse.ArgumentParser, *, tbo_help: str) -> None:
     p.add_argument("--redundant-experts", type=integer, default=0,
-                   help="R extra expert slots (EPLB replicas of hot experts); EP must divide E + R (default: 0)")
+                   help="R extra expert slots (EPLB replicas of hot experts): the MoE kernels are timed at balanced "
+                        "routing instead of skewed; EP must divide E + R (default: 0)")
     p.add_argument("--allow-uneven", action="store_true",
                    help="keep layouts whose widths do not divide the model (fractional shards, exploration only)")
     p.add_argument("--tbo", action="store_true", help=tbo_help)

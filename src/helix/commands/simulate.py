@@ -218,7 +218,8 @@ def register(sub) -> None:
                                 "the other's compute (--strategy dp_ep)")
     p.add_argument("--no-hopb", action="store_true", help="Helix without HOP-B (all-to-all exposed)")
     p.add_argument("--expert-imbalance", type=float, default=1.0,
-                   help="hottest expert rank's load / mean load (empirical factor, default: 1.0)")
+                   help="hottest expert rank's load / mean load, on top of the routing the kernel tables "
+                        "measure (power-law; balanced with --redundant-experts) (empirical factor, default: 1.0)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     p.set_defaults(func=run_simulate)
 

@@ -31,7 +31,7 @@ def table_key(op: Op) -> str:
         return GEMM_TABLE[op.fmt]
     if op.table in ("attention", "mla"):
         return f"{op.table}.{_KV_KEY[op.fmt]}"
-    if op.table in ("moe", "moe_deepep"):
+    if op.table in ("moe", "moe_deepep", "moe_eplb", "moe_deepep_eplb"):
         return f"{op.table}.{_MOE_KEY[op.fmt]}"
     if op.table in ("mla_bmm_pre", "mla_bmm_post"):
         return f"{op.table}.{_BMM_KEY[op.fmt]}"

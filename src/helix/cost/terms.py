@@ -168,8 +168,10 @@ def moe_expert_ops(s: Shape) -> list[Op]:
     pairs = np.minimum(tokens * m.experts_per_token / s.ep, all_tokens * np.minimum(m.experts_per_token, local))
     b = s.bytes_of("ffn_weights")
     # DP attention + EP runs the DeepEP path (tokens arrive by dispatch, not all on every rank); its own
-    # measured table where the engine has one, the regular MoE table otherwise (OpModel.form's fallback)
-    table = "moe_deepep" if s.strategy == "dp_ep" else "moe"
+    # measured table where the engine has one, the regular MoE table otherwise (OpModel.form's fallback).
+    # Redundant slots mean EPLB: the tables measured at balanced routing (helix.validation.perf_db.forms
+    # EPLB_ROUTING says why), any residual skew left to expert_imbalance.
+    table = ("moe_deepep" if s.strategy == "dp_ep" else "moe") + ("_eplb" if s.redundant_experts else "")
     return [Op("experts", "moe_experts", "grouped_gemm", table, s.fmt("ffn_weights"), s.fmt("compute"),
                kernels.moe_bytes(touched, m.hidden_dim, width, b, pairs), touched * 3 * m.hidden_dim * width * b,
                kernels.moe_flops(pairs, m.hidden_dim, width),

@@ -34,6 +34,19 @@ HARDWARE = {
 }
 ENGINES = ("trtllm", "sglang")
 
+# The routing the MoE tables are read at: tokens drawn over experts by a power law of exponent 1.01,
+# aiconfigurator's own default for DeepSeek-family decode (sdk/config.py workload_distribution
+# "power_law", sdk/models/deepseek.py _power_law_alpha = 1.01 in aiconfigurator-core 0.12.0). Live
+# routing is skewed: at small batches fewer experts are touched than uniform routing touches, at large
+# ones the hottest expert sets the time. One choice for every table, engine and GPU, never per point.
+MOE_ROUTING = "power_law_1.01"
+# With EPLB (redundant expert slots, replicas of the hot experts) the tables are read at balanced routing
+# ("balanced" in the MoE tables, "uniform" in SGLang's DeepEP table). aiconfigurator measures EPLB itself
+# only in TensorRT-LLM's wide-EP table (power_law_1.01 with and without _eplb; rank0_num_tokens = tokens
+# the hottest rank receives, counted once however many of its experts they hit). H200, DeepSeek shape,
+# rows of >= 64 pairs per rank, median hottest-rank tokens / mean pairs per rank at EP 32: 0.93 with EPLB
+# over 288 slots (256 + 32, DeepSeek's), 1.94 without; balanced routing at EP 16 reads 0.85 on this count.
+EPLB_ROUTING = {"moe": "balanced", "moe_deepep": "uniform"}
 DEFAULT_SMOOTHNESS = 0.05
 # Grouped-GEMM MoE time is not smooth in the token count: the autotuner switches tactic between
 # neighbouring measured counts (DeepSeek shape, EP8, NVFP4 on GB200: 162 us at 128 tokens, 233 at 160,
@@ -98,18 +111,20 @@ def table_specs() -> list[TableSpec]:
         for d in ("bf16", "fp8"):
             specs.append(TableSpec(f"mla_bmm_{op}.{d}", "mla_bmm", (f"mla_gen_{op}", _DTYPE[d]),
                                    ("tokens", "heads"), (1.0, 1.0)))
-    for d in ("bf16", "fp8", "fp8_block", "nvfp4"):
-        specs.append(TableSpec(f"moe.{d}", "moe", (_DTYPE[d],),
-                               ("tokens", "local_experts", "expert_width", "hidden", "topk", "experts"),
-                               MOE_SHAPE_KNOTS, MOE_SMOOTHNESS, note=MOE_NOTE))
-    specs.append(TableSpec("moe_deepep.fp8_block", "moe_deepep", ("fp8_block",),
-                           ("tokens", "local_experts", "expert_width", "hidden", "topk", "experts"),
-                           MOE_SHAPE_KNOTS, MOE_SMOOTHNESS,
-                           note="DP attention + DeepEP MoE (SGLang); DeepSeek-V3 shape only: the simulator's "
-                                "dp_ep layouts read it, other shapes keep the ratio it measures"))
+    moe_axes = ("tokens", "local_experts", "expert_width", "hidden", "topk", "experts")
+    deepep_note = ("DP attention + DeepEP MoE (SGLang); DeepSeek-V3 shape only: the simulator's dp_ep layouts read "
+                   "it, other shapes keep the ratio it measures")
+    for suffix, routing in (("", MOE_ROUTING), ("_eplb", None)):
+        eplb = "; balanced routing, read with EPLB (redundant experts)" if routing is None else ""
+        for d in ("bf16", "fp8", "fp8_block", "nvfp4"):
+            specs.append(TableSpec(f"moe{suffix}.{d}", "moe", (_DTYPE[d], routing or EPLB_ROUTING["moe"]),
+                                   moe_axes, MOE_SHAPE_KNOTS, MOE_SMOOTHNESS, note=MOE_NOTE + eplb))
+        specs.append(TableSpec(f"moe_deepep{suffix}.fp8_block", "moe_deepep",
+                               ("fp8_block", routing or EPLB_ROUTING["moe_deepep"]),
+                               moe_axes, MOE_SHAPE_KNOTS, MOE_SMOOTHNESS, note=deepep_note + eplb))
     specs.append(TableSpec("elementwise", "elementwise", (), ("rows", "width"), (1.0, 1.0),
-                           note="times every elementwise op of the simulator (norms, RoPE, residual adds, "
-                                "activation, quantisation) as this BF16 -> FP8 quantisation kernel"))
+                           note="times every elementwise op of the inventory (norms, RoPE, KV write, SwiGLU, "
+                                "top-k gating, LSE combine, sampling) as this one fused BF16 -> FP8 kernel"))
     for name, op in (("all_reduce", "all_reduce"), ("all_gather", "all_gather"),
                      ("reduce_scatter", "reduce_scatter"), ("all_to_all", "alltoall")):
         specs.append(TableSpec(name, "nccl", (op,), ("group", "bytes"), (1.0, COLLECTIVE_BYTES_SPACING),

@@ -40,12 +40,6 @@ SYSTEMS_DIR = Path(aiconfigurator_core.__file__).resolve().parent / "systems"
 DATA_DIR = SYSTEMS_DIR / "data"
 GEMM_MAX_TOKENS = 16384  # GEMM rows with m above this are left out (prefill shapes, not decode)
 MOE_MIN_TOPK, MOE_MIN_EXPERTS = 4, 64
-# The routing the MoE tables are read at: tokens drawn over experts by a power law of exponent 1.01,
-# aiconfigurator's own default for DeepSeek-family decode (sdk/config.py workload_distribution
-# "power_law", sdk/models/deepseek.py _power_law_alpha = 1.01 in aiconfigurator-core 0.12.0). Live
-# routing is skewed: at small batches fewer experts are touched than uniform routing touches, at large
-# ones the hottest expert sets the time. One choice for every table, engine and GPU, never per point.
-MOE_ROUTING = "power_law_1.01"
 
 
 @dataclass(frozen=True)
@@ -156,25 +150,25 @@ def mla_bmm(system: str, engine: str, op_name: str, dtype: str) -> Rows | None:
                     f"op_name == {op_name!r}, bmm_dtype == {dtype!r}; fastest kernel_source per shape")
 
 
-def moe(system: str, engine: str, dtype: str) -> Rows | None:
+def moe(system: str, engine: str, dtype: str, routing: str) -> Rows | None:
     df, rel = _read(system, "moe", engine, "moe_perf.parquet")
     if df is None:
         return None
     # fine-grained MoE only: the simulator's MoE models route top-8 of 256; coarse top-1/2 of 8-16 experts
     # (Mixtral-style) run other kernels and would pull the shared correction away from them
-    df = df[(df["moe_dtype"] == dtype) & (df["distribution"] == MOE_ROUTING)
+    df = df[(df["moe_dtype"] == dtype) & (df["distribution"] == routing)
             & ~df["kernel_source"].str.endswith("_nongated") & (df["topk"] >= MOE_MIN_TOPK)
             & (df["num_experts"] >= MOE_MIN_EXPERTS)]
     keys = ["num_tokens", "hidden_size", "inter_size", "topk", "num_experts", "moe_tp_size", "moe_ep_size"]
     rows = _fastest(df, keys, 1e-3, rel,
-                    f"moe_dtype == {dtype!r}, distribution == {MOE_ROUTING!r}, gated (kernel_source not *_nongated), "
+                    f"moe_dtype == {dtype!r}, distribution == {routing!r}, gated (kernel_source not *_nongated), "
                     f"topk >= {MOE_MIN_TOPK}, num_experts >= {MOE_MIN_EXPERTS}; num_tokens = tokens entering the "
                     f"layer on one rank; fastest kernel_source per shape; without glitches (a row over "
                     f"{2 * GLITCH_FACTOR:g}x slower than the same shape at twice the TP or the EP)")
     return None if rows is None else without_moe_glitches(rows)
 
 
-def moe_deepep(system: str, engine: str, dtype: str) -> Rows | None:
+def moe_deepep(system: str, engine: str, dtype: str, routing: str) -> Rows | None:
     """SGLang's DeepEP MoE (kernel deepepmoe, the DP-attention + EP path): num_tokens counts the tokens of
     every EP rank together (each rank holds num_tokens / EP and receives its experts' pairs), the same
     convention as the simulator's feature. TRT-LLM's wide-EP table holds skewed (power-law) routing
@@ -184,10 +178,10 @@ def moe_deepep(system: str, engine: str, dtype: str) -> Rows | None:
     df, rel = _read(system, "moe", engine, "wideep_generation_moe_perf.parquet")
     if df is None:
         return None
-    df = df[(df["moe_dtype"] == dtype) & (df["distribution"] == MOE_ROUTING) & (df["kernel_source"] == "deepepmoe")]
+    df = df[(df["moe_dtype"] == dtype) & (df["distribution"] == routing) & (df["kernel_source"] == "deepepmoe")]
     keys = ["num_tokens", "hidden_size", "inter_size", "topk", "num_experts", "moe_tp_size", "moe_ep_size"]
     return _fastest(df, keys, 1e-3, rel,
-                    f"moe_dtype == {dtype!r}, distribution == {MOE_ROUTING!r}, kernel_source == 'deepepmoe'; "
+                    f"moe_dtype == {dtype!r}, distribution == {routing!r}, kernel_source == 'deepepmoe'; "
                     "num_tokens = tokens of all EP ranks together")
 
 
