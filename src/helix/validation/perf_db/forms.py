@@ -38,7 +38,8 @@ ENGINES = ("trtllm", "sglang")
 # aiconfigurator's own default for DeepSeek-family decode (sdk/config.py workload_distribution
 # "power_law", sdk/models/deepseek.py _power_law_alpha = 1.01 in aiconfigurator-core 0.12.0). Live
 # routing is skewed: at small batches fewer experts are touched than uniform routing touches, at large
-# ones the hottest expert sets the time. One choice for every table, engine and GPU, never per point.
+# ones the hottest expert sets the time. One choice for every table, engine and GPU, never per point;
+# the one exception is by configuration, not by point: EPLB, next.
 MOE_ROUTING = "power_law_1.01"
 # With EPLB (redundant expert slots, replicas of the hot experts) the tables are read at balanced routing
 # ("balanced" in the MoE tables, "uniform" in SGLang's DeepEP table). aiconfigurator measures EPLB itself
