@@ -182,3 +182,19 @@ def test_elementwise_rows_come_from_the_fused_kernel_table():
     at = (c["m"] == 1) & (c["k"] == 128)
     assert rows.seconds[at].tolist() == pytest.approx([1.29e-6], abs=0.01e-6)
 
+
+
+@pytest.mark.skipif(not HAVE_PACKAGE, reason="needs the perf-db extra")
+def test_module_tables_check_the_composition(capsys):
+    # the simulator's attention block, op by op, against aiconfigurator's whole-module rows (no fit):
+    # TensorRT-LLM's DSA module on B200 within ~10 % at the median; SGLang's MLA module on Hopper ~1.9x
+    # below the composition, whose FP8-KV attention form is SGLang's FA3 FP8 table (4.3x its BF16 rows)
+    from helix.validation.perf_db import modules
+
+    assert modules.main(["--json"]) == 0
+    found = {(c["hardware"], c["engine"], c["table"]): c for c in json.loads(capsys.readouterr().out)["modules"]}
+    assert len(found) == 12
+    assert 0.85 < found["b200", "trtllm", "dsa_module"]["median_ratio"] < 1.0
+    assert 1.0 < found["h200", "sglang", "dsa_module"]["median_ratio"] < 1.3
+    assert 1.7 < found["h100", "sglang", "mla_module"]["median_ratio"] < 2.1
+    assert found["h200", "trtllm", "dsa_module"]["median_ratio"] < 0.5
