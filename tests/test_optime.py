@@ -268,8 +268,25 @@ def test_load_hardware_op_model_file(tmp_path: Path):
     with pytest.raises(HelixInputError, match="'sglang'") as err:
         load_hardware(tmp_path / "hw.yaml", engine="sglang")
     assert err.value.field == "--engine"
+    # a fit from before EPLB read the balanced-routing tables: MoE forms without their moe_eplb twin
+    old = OpModel(engine="trtllm", forms={**_model().forms, "moe.fp8": FORM}, collectives={})
+    (tmp_path / "om.yaml").write_text(yaml.safe_dump(op_model_to_mapping(old)))
+    with pytest.raises(HelixInputError, match=r"has MoE forms but no 'moe_eplb\.fp8'.*helix calibrate"):
+        load_hardware(tmp_path / "hw.yaml")
+    with_eplb = OpModel(engine="trtllm", forms={**old.forms, "moe_eplb.fp8": FORM}, collectives={})
+    (tmp_path / "om.yaml").write_text(yaml.safe_dump(op_model_to_mapping(with_eplb)))
+    assert load_hardware(tmp_path / "hw.yaml").op_model.form("moe_deepep_eplb.nvfp4") is not None
     bad = _mapping_with(lambda d: d["forms"]["gemm.fp8"].update(fixed_s=-1))
     (tmp_path / "om.yaml").write_text(yaml.safe_dump(bad))
     with pytest.raises(HelixInputError, match=r"om\.yaml\.forms\.gemm\.fp8: fixed_s") as err:
         load_hardware(tmp_path / "hw.yaml")
     assert err.value.field == "--hardware"
+
+
+def test_simulate_with_a_pre_eplb_op_model_is_one_line_exit_2(cli, tmp_path: Path):
+    (tmp_path / "hw.yaml").write_text((PRESET_DIR / "ideal.yaml").read_text() + "\nop_models: {trtllm: om.yaml}\n")
+    old = OpModel(engine="trtllm", forms={**_model().forms, "moe.bf16": FORM}, collectives={})
+    (tmp_path / "om.yaml").write_text(yaml.safe_dump(op_model_to_mapping(old)))
+    code, out, err = cli("simulate", "--hardware", str(tmp_path / "hw.yaml"), "--batch", "1")
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert "--hardware: op model" in err and "no 'moe_eplb.bf16'" in err and "helix calibrate --from-perf-db" in err

@@ -274,3 +274,12 @@ def op_model_to_mapping(model: OpModel) -> dict:
                                "correction": _correction_to(c.correction), "source": c.source}
                         for name, c in model.collectives.items()},
     }
+
+
+def missing_eplb_form(model: OpModel) -> str | None:
+    """The balanced-routing form a file with MoE forms lacks (a fit from before EPLB was read at balanced
+    routing: ``moe_eplb.<dtype>`` for its widest ``moe.<dtype>``), or None."""
+    moe = [k.split(".", 1)[1] for k in model.forms if k.startswith("moe.")]
+    if not moe or any(k.startswith("moe_eplb.") for k in model.forms):
+        return None
+    return f"moe_eplb.{'bf16' if 'bf16' in moe else sorted(moe)[0]}"

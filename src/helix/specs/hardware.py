@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from helix.cost.optime import OpModel, op_model_from_mapping
+from helix.cost.optime import OpModel, missing_eplb_form, op_model_from_mapping
 from helix.errors import HelixInputError
 from helix.specs.fields import as_number, check_keys, parse_nested, read_text, read_yaml, split_value
 from helix.specs.networks import check_network, networks
@@ -219,9 +219,14 @@ def _read_op_model(path: str, mtime_ns: int) -> OpModel:
         raise HelixInputError("--hardware", f"{path!r} must hold a mapping")
     data = {k: v for k, v in data.items() if k not in ("generated_by", "hardware")}
     try:
-        return op_model_from_mapping(Path(path).name, data)
+        model = op_model_from_mapping(Path(path).name, data)
     except ValueError as exc:
         raise HelixInputError("--hardware", str(exc)) from None
+    missing = missing_eplb_form(model)
+    if missing:
+        raise HelixInputError("--hardware", f"op model {path!r} has MoE forms but no {missing!r} (MoE at balanced "
+                              "routing, read with redundant experts); refit it with `helix calibrate --from-perf-db`")
+    return model
 
 
 def load_hardware(name_or_path: str | Path, engine: str | None = None) -> HardwareSpec:
