@@ -56,25 +56,6 @@ MODULES = (
 _KV = {"fp8": "fp8", "bfloat16": "bf16"}
 
 
-def module_rows(system: str, table: ModuleTable):
-    """(heads per rank, batch, KV tokens, measured seconds, table path) of one table, fastest per shape;
-    None where the system has no such table."""
-    from helix.validation.perf_db import tables
-
-    df, rel = tables._read(system, table.family, table.engine, table.filename)
-    if df is None:
-        return None
-    keep = (df["model"] == table.hf_model) & (df["gemm_type"] == "fp8_block") & (df["kv_cache_dtype"] == table.kv_cache)
-    if table.op_name is not None:
-        keep &= df["op_name"] == table.op_name
-    df = df[keep].assign(kv_tokens=df["isl"] + df["step"])
-    best = df.groupby(["num_heads", "batch_size", "kv_tokens"], as_index=False)["latency"].min()
-    if best.empty:
-        return None
-    return (best["num_heads"].to_numpy(np.int64), best["batch_size"].to_numpy(np.int64),
-            best["kv_tokens"].to_numpy(np.int64), best["latency"].to_numpy(np.float64) * 1e-3, rel)
-
-
 def composed_s(hardware: str, table: ModuleTable, heads, batch, kv_tokens) -> np.ndarray:
     """The simulator's seconds for the same block: attention TP = the model's heads / the row's heads
     per rank (q_a / kv_a replicated, q_b / O sharded, as the engines shard them)."""
@@ -90,13 +71,17 @@ def composed_s(hardware: str, table: ModuleTable, heads, batch, kv_tokens) -> np
 
 
 def compare(hardware: str, table: ModuleTable) -> dict | None:
-    rows = module_rows(HARDWARE[hardware]["system"], table)
+    from helix.validation.perf_db import tables
+
+    rows = tables.attention_module(HARDWARE[hardware]["system"], table.engine, table.family, table.filename,
+                                   table.hf_model, table.kv_cache, table.op_name)
     if rows is None:
         return None
-    heads, batch, kv, measured, rel = rows
-    ratio = composed_s(hardware, table, heads, batch, kv) / measured
+    c = rows.columns
+    ratio = composed_s(hardware, table, c["num_heads"], c["batch_size"], c["kv_tokens"]) / rows.seconds
     err = np.abs(ratio - 1.0)
-    return {"hardware": hardware, "engine": table.engine, "table": table.name, "path": rel, "rows": int(ratio.size),
+    return {"hardware": hardware, "engine": table.engine, "table": table.name, "path": rows.path,
+            "rows": int(ratio.size),
             "median_ratio": round(float(np.median(ratio)), 3), "median_abs_error": round(float(np.median(err)), 3),
             "p90_abs_error": round(float(np.quantile(err, 0.9)), 3)}
 

@@ -185,6 +185,22 @@ def moe_deepep(system: str, engine: str, dtype: str, routing: str) -> Rows | Non
                     "num_tokens = tokens of all EP ranks together")
 
 
+
+def attention_module(system: str, engine: str, family: str, filename: str, hf_model: str, kv_dtype: str,
+                     op_name: str | None) -> Rows | None:
+    """A whole-attention-module table (self_attn.forward: projections, attention, DSA indexer, O-projection),
+    FP8-block GEMMs; fastest per (heads per rank, batch, KV tokens). Read by perf_db.modules, not fitted."""
+    df, rel = _read(system, family, engine, filename)
+    if df is None:
+        return None
+    keep = (df["model"] == hf_model) & (df["gemm_type"] == "fp8_block") & (df["kv_cache_dtype"] == kv_dtype)
+    if op_name is not None:
+        keep &= df["op_name"] == op_name
+    df = df[keep].assign(kv_tokens=df["isl"] + df["step"])
+    return _fastest(df, ["num_heads", "batch_size", "kv_tokens"], 1e-3, rel,
+                    f"model == {hf_model!r}, gemm_type == 'fp8_block', kv_cache_dtype == {kv_dtype!r}"
+                    + (f", op_name == {op_name!r}" if op_name else "") + "; kv_tokens = isl + step; fastest per shape")
+
 # The elementwise form of both engines comes from TensorRT-LLM's quantisation table. Its rows time one
 # fused CUDA kernel (torch.ops.tensorrt_llm.static_quantize_e4m3_per_tensor; aiconfigurator
 # collector/trtllm/collect_computescale.py), as every elementwise op of the inventory is (norms, RoPE, KV
