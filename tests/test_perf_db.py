@@ -163,6 +163,17 @@ def test_calibrate_from_perf_db_without_the_package(cli, monkeypatch, tmp_path):
     assert not (tmp_path / "m").exists()
 
 
+def test_module_check_without_the_package(monkeypatch, capsys):
+    import sys
+
+    from helix.validation.perf_db import modules
+
+    monkeypatch.setitem(sys.modules, "aiconfigurator_core", None)  # import raises ImportError
+    assert modules.main([]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and 'pip install -e ".[perf-db]"' in err
+
+
 def test_op_model_file_is_json_with_sources():
     from helix.validation.perf_db.build import OP_MODEL_DIR
 
