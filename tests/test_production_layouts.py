@@ -15,7 +15,7 @@ from helix.cost.op_types import Shape
 from helix.errors import HelixInputError
 from helix.layout import check_layout_for_model
 from helix.specs.precision import PrecisionSpec
-from helix.step_overlap import PHASE_GROUP
+from helix.step_overlap import PHASE_GROUP, tbo_exposed_s
 
 R1 = load_model("deepseek-r1")
 IDEAL = load_hardware("ideal")
@@ -57,12 +57,15 @@ def _stage_s(shape, hw, names):
 
 
 @pytest.mark.parametrize("bandwidth_scale", [1.0, 1e-3])  # compute-bound, and communication-bound
-def test_two_batch_overlap_is_the_five_stage_decode_schedule(bandwidth_scale):
+@pytest.mark.parametrize("sm_d, sm_c", [(0.0, 0.0), (0.18, 0.12)])  # all of the exchange hides; Hopper's shares
+def test_two_batch_overlap_is_the_five_stage_decode_schedule(bandwidth_scale, sm_d, sm_c):
     # TBO: every layer op runs twice at half the batch; per micro-batch and MoE layer the dispatch
     # (counts + rows) hides behind its own shared expert and the other micro-batch's attention prepare,
     # the combine behind the other's attention core; the last layer's second micro-batch hides its
-    # dispatch behind its shared expert alone and its combine behind nothing
-    hw = replace(IDEAL, link_bytes_per_s_per_direction=IDEAL.link_bytes_per_s_per_direction * bandwidth_scale)
+    # dispatch behind its shared expert alone and its combine behind nothing. Only the RDMA in flight
+    # hides: the share sm of each exchange that its send / receive kernels hold the SMs is always exposed
+    hw = replace(IDEAL, link_bytes_per_s_per_direction=IDEAL.link_bytes_per_s_per_direction * bandwidth_scale,
+                 moe_dispatch_sm_fraction=sm_d, moe_combine_sm_fraction=sm_c)
     p, lay, B = PrecisionSpec.uniform("fp8"), Layout.dp_ep(8), 64
     tbo = simulate(R1, hw, lay, B, 2000, p, tbo=True)
     half = simulate(R1, hw, lay, B // 2, 2000, p)
@@ -76,12 +79,25 @@ def test_two_batch_overlap_is_the_five_stage_decode_schedule(bandwidth_scale):
     prepare, core, shared = (_stage_s(shape, hw, names) for names in (PREPARE, CORE, SHARED))
     dispatch = (layer_comm["moe_dispatch_counts"] + layer_comm["moe_dispatch_all_to_all"]) / (2 * moe_layers)
     combine = layer_comm["moe_combine_all_to_all"] / (2 * moe_layers)
-    e_d, e_c = max(dispatch - shared - prepare, 0.0), max(combine - core, 0.0)
-    exposed = 2 * moe_layers * (e_d + e_c) + max(dispatch - shared, 0.0) - e_d + combine - e_c
+    e_d = sm_d * dispatch + max((1 - sm_d) * dispatch - shared - prepare, 0.0)
+    e_c = sm_c * combine + max((1 - sm_c) * combine - core, 0.0)
+    last_d = sm_d * dispatch + max((1 - sm_d) * dispatch - shared, 0.0)
+    exposed = 2 * moe_layers * (e_d + e_c) + last_d - e_d + combine - e_c
     assert sum(float(tbo.comm_exposed_s[k]) for k in layer_comm) == pytest.approx(exposed, rel=1e-9)
-    assert (e_d + e_c > 0) == (bandwidth_scale < 1)
+    assert (e_d + e_c > 0) == (bandwidth_scale < 1 or sm_d > 0)
     with pytest.raises(HelixInputError, match="tbo: two-batch overlap needs the dp_ep strategy"):
         simulate(R1, IDEAL, Layout.helix(kvp=8, ep=8), 8, 2000, p, tbo=True)
+
+
+def test_tbo_exposed_share_hand_cases():
+    # 100 us of exchange, 20 % of it on the SMs: 80 us in flight; behind 50 us of compute 30 us of it
+    # stays exposed (50 in all); behind 90 us all of it hides and the 20 us on the SMs stay
+    assert tbo_exposed_s(100e-6, 0.2, 50e-6) == pytest.approx(50e-6)
+    assert tbo_exposed_s(100e-6, 0.2, 90e-6) == pytest.approx(20e-6)
+    assert tbo_exposed_s(100e-6, 0.0, 90e-6) == pytest.approx(10e-6)
+    # half-efficient overlap (eta = 0.5): half of the shorter of flight and compute is lost as well
+    assert tbo_exposed_s(100e-6, 0.2, 50e-6, 0.5) == pytest.approx(20e-6 + 80e-6 + 0.5 * 50e-6 - 50e-6)
+    np.testing.assert_allclose(tbo_exposed_s(np.array([100e-6, 40e-6]), 0.25, 50e-6), [50e-6, 10e-6])
 
 
 def test_dispatch_counts_ride_in_the_measured_dispatch():

@@ -121,6 +121,25 @@ def test_comm_overlap_efficiency_field(tmp_path):
         assert "\n" not in str(err.value)
 
 
+@pytest.mark.parametrize("field", ["moe_dispatch_sm_fraction", "moe_combine_sm_fraction"])
+def test_moe_exchange_sm_fraction_fields(tmp_path, field):
+    # optional: left out, nothing of the exchange runs on the SMs (all of it can hide); 0 to 1 allowed
+    assert getattr(load_hardware(_hw_yaml(tmp_path, **{field: None})), field) == 0.0
+    assert getattr(load_hardware(_hw_yaml(tmp_path, **{field: 0.18})), field) == 0.18
+    assert getattr(load_hardware("h100"), field) in (0.18, 0.12) and field in load_hardware("h100").sources
+    for bad, match in ((1.5, "must be <= 1, got 1.5"), (-0.1, "must be >= 0, got -0.1")):
+        with pytest.raises(HelixInputError, match=rf"^hw.yaml.{field}: " + match) as err:
+            load_hardware(_hw_yaml(tmp_path, **{field: bad}))
+        assert "\n" not in str(err.value)
+
+
+def test_scale_out_collective_bandwidth_scale_field(tmp_path):
+    hw = load_hardware(_hw_yaml(tmp_path, scale_out_collective_bandwidth_scale=None))
+    assert hw.scale_out_collective_bandwidth_scale == 1.0  # default
+    with pytest.raises(HelixInputError, match=r"^hw.yaml.scale_out_collective_bandwidth_scale: must be > 0"):
+        load_hardware(_hw_yaml(tmp_path, scale_out_collective_bandwidth_scale=0.0))
+
+
 def test_precision_formats():
     assert BYTES_PER_ELEMENT["fp4"] == 0.5
     assert BYTES_PER_ELEMENT["nvfp4"] == 0.5625  # 4.5 bits

@@ -14,8 +14,11 @@
   dispatch send + shared experts, after experts + combine send, after combine receive; the second
   micro-batch two stages behind). So each micro-batch's dispatch hides behind its own shared experts
   plus the other micro-batch's attention prepare, and its combine behind the other's attention core
-  (attention, W_UV, O-projection, post-attention norm, router); what does not fit is exposed:
-      exposed(c, h) = max(c, h) + (1 - eta) min(c, h) - h
+  (attention, W_UV, O-projection, post-attention norm, router); what does not fit is exposed. Only the
+  RDMA in flight hides: DeepEP's low-latency send and receive kernels run on the SMs (DeepSeek
+  profile-data README: "after RDMA messages are issued, all GPU SMs are freed"), a share f of the
+  exchange's time (hardware ``moe_dispatch_sm_fraction`` / ``moe_combine_sm_fraction``), so
+      exposed(c, h) = f c + max(c', h) + (1 - eta) min(c', h) - h,   c' = (1 - f) c
   per micro-batch and MoE layer; the last layer's second micro-batch has nothing left to hide its
   combine (and only its shared experts for its dispatch). The per-step ops (embedding, LM head) and the
   leading dense layers (no exchange) add their compute.
@@ -157,6 +160,14 @@ def overlap_exposed_s(comm_s, hidden_s, overlap_efficiency: float = 1.0):
     return np.maximum(c, h) + (1.0 - overlap_efficiency) * np.minimum(c, h) - h
 
 
+def tbo_exposed_s(comm_s, sm_fraction, hidden_s, overlap_efficiency: float = 1.0):
+    """What of a DeepEP low-latency exchange of ``comm_s`` stays exposed under two-batch overlap while
+    ``hidden_s`` of the other micro-batch's compute runs: its send and receive kernels (``sm_fraction`` of
+    it) occupy the SMs whatever is in flight, only the RDMA between them hides."""
+    c = np.asarray(comm_s, dtype=np.float64)
+    return sm_fraction * c + overlap_exposed_s((1.0 - sm_fraction) * c, hidden_s, overlap_efficiency)
+
+
 def tbo_stages(shape, hw) -> dict:
     """Seconds per micro-batch and MoE layer of the stages that hide the exchange (SGLang's decode TBO):
     ``prepare`` (the attention ops before the attention kernel: input norm, projections, q/kv norms,
@@ -206,13 +217,14 @@ def two_batch_overlap(shape, hw, msgs, counts, group_terms):
     stage = tbo_stages(half, hw)
     dispatch = sum((one[k] for k in DISPATCH_PHASES if k in one), 0.0)
     combine = one.get("moe_combine_all_to_all", 0.0)
+    f_d, f_c = float(hw.moe_dispatch_sm_fraction), float(hw.moe_combine_sm_fraction)
     # per MoE layer: both micro-batches' exposure; the last layer's second micro-batch instead hides its
     # dispatch behind its shared expert alone and its combine behind nothing
-    e_dispatch = overlap_exposed_s(dispatch, stage["shared"] + stage["prepare"], eta)
-    e_combine = overlap_exposed_s(combine, stage["core"], eta)
+    e_dispatch = tbo_exposed_s(dispatch, f_d, stage["shared"] + stage["prepare"], eta)
+    e_combine = tbo_exposed_s(combine, f_c, stage["core"], eta)
     moe_layers = counts["moe_ffn"]
     exposed_d = 2 * moe_layers * e_dispatch + np.where(
-        moe_layers > 0, overlap_exposed_s(dispatch, stage["shared"], eta) - e_dispatch, 0.0)
+        moe_layers > 0, tbo_exposed_s(dispatch, f_d, stage["shared"], eta) - e_dispatch, 0.0)
     exposed_c = 2 * moe_layers * e_combine + np.where(moe_layers > 0, combine - e_combine, 0.0)
     comm_exposed = {}
     for k, v in comm_total.items():

@@ -186,7 +186,11 @@ def measured_collective_s(kind: str, n_bytes, p, hw, table: str = "", experts=No
         def inside(kind_, n, g, form=form):
             return form.time_s(kind_, n, g, hw.collective_bandwidth_scale * form.bus_bytes_per_s, experts=experts)
         if form.max_measured_group > hw.scale_up_domain_gpus:  # measured across nodes: as measured
-            t = inside(kind, n_bytes, np.asarray(p, dtype=np.float64))
+            # each tier's own links rescaled: past the domain the traffic is the NIC's, not NVLink's
+            g = np.asarray(p, dtype=np.float64)
+            scale = np.where(g > hw.scale_up_domain_gpus, hw.scale_out_collective_bandwidth_scale,
+                             hw.collective_bandwidth_scale)
+            t = form.time_s(kind, n_bytes, g, scale * form.bus_bytes_per_s, experts=experts)
         else:
             t = hierarchical_s(kind, n_bytes, p, domains, per_domain, inside, across)
         best = t if best is None else np.minimum(best, t)

@@ -47,6 +47,11 @@ class HardwareSpec:
     # fraction of the shorter of (compute, communication) hidden when both are issued at once (HOP-B and
     # the TP baseline's pipeline, helix.cost.overlap); 1 = the paper's perfect overlap, 0 = none
     comm_overlap_efficiency: float = 1.0
+    # two-batch overlap: the share of a MoE dispatch / combine (DeepEP low-latency) that runs on the SMs (its
+    # send and receive kernels on the compute stream), which the other micro-batch's compute cannot hide;
+    # the rest is RDMA in flight with the SMs free (helix.step_overlap); 0 = all of it hides
+    moe_dispatch_sm_fraction: float = 0.0
+    moe_combine_sm_fraction: float = 0.0
     # all-reduce algorithms the collective library runs (helix.cost.collectives picks the cheapest);
     # None = every one the hardware has: ring, one_shot, two_shot, and nvls where nvls_latency_s > 0
     all_reduce_algorithms: tuple[str, ...] | None = None
@@ -54,6 +59,9 @@ class HardwareSpec:
     scale_out_latency_per_doubling_s: float = 0.0
     # fitted collective bandwidths x this factor (a GPU whose links differ from the one measured: H800 vs H100)
     collective_bandwidth_scale: float = 1.0
+    # the same for a form measured across nodes (DeepEP's low-latency kernels), at groups past the scale-up
+    # domain: those run on the NIC, so the factor is this GPU's NIC over the measured system's, not its links'
+    scale_out_collective_bandwidth_scale: float = 1.0
     # engine -> fitted op-model file (relative to the preset directory); the chosen one is loaded as op_model
     op_models: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
     engine: str = ""  # the engine whose measured kernel tables time the ops ("" = the plain roofline)
@@ -73,7 +81,7 @@ class HardwareSpec:
             as_number(f"{where}.{f}", getattr(self, f), strict=strict, integer=(f == "scale_up_domain_gpus"),
                       minimum=floor)
         for f in UNIT_FIELDS:
-            as_number(f"{where}.{f}", getattr(self, f), strict=f != "comm_overlap_efficiency", maximum=1.0)
+            as_number(f"{where}.{f}", getattr(self, f), strict=f not in ZERO_ALLOWED, maximum=1.0)
         algorithms = self.all_reduce_algorithms
         if algorithms is None:
             algorithms = ALL_REDUCE_ALGORITHMS if self.nvls_latency_s > 0 else ALL_REDUCE_ALGORITHMS[:-1]
@@ -98,13 +106,15 @@ NUMBER_FIELDS = tuple(f.name for f in fields(HardwareSpec)
                       if f.name not in ("name", "description", "sources", "empirical", "all_reduce_algorithms",
                                         "op_models", "engine", "op_model", "scale_out_network"))
 # Fields a user YAML may leave out (defaults: no per-step overhead, every all-reduce algorithm the
-# hardware has, perfect compute-communication overlap); built-in presets and calibrated profiles give
-# them with a source.
-OPTIONAL_FIELDS = ("step_overhead_s", "all_reduce_algorithms", "comm_overlap_efficiency",
-                   "scale_out_latency_per_doubling_s", "collective_bandwidth_scale", "op_models", "scale_out_network")
-# Fractions: at most 1 (> 0 but for comm_overlap_efficiency, where 0 = no overlap).
+# hardware has, perfect compute-communication overlap, no exchange on the SMs, collective forms measured
+# on this GPU's own links); built-in presets and calibrated profiles give them with a source.
+OPTIONAL_FIELDS = ("step_overhead_s", "all_reduce_algorithms", "comm_overlap_efficiency", "moe_dispatch_sm_fraction",
+                   "moe_combine_sm_fraction", "scale_out_latency_per_doubling_s", "collective_bandwidth_scale",
+                   "scale_out_collective_bandwidth_scale", "op_models", "scale_out_network")
+# Fractions: at most 1 (> 0 but for the overlap fractions, where 0 = no overlap or nothing on the SMs).
 UNIT_FIELDS = ("hbm_usable_fraction", "hbm_efficiency", "flop_efficiency", "link_efficiency",
-               "comm_overlap_efficiency")
+               "comm_overlap_efficiency", "moe_dispatch_sm_fraction", "moe_combine_sm_fraction")
+ZERO_ALLOWED = ("comm_overlap_efficiency", "moe_dispatch_sm_fraction", "moe_combine_sm_fraction")
 SOURCED_FIELDS = NUMBER_FIELDS + ("all_reduce_algorithms", "scale_out_network")
 ENGINES = ("trtllm", "sglang", "vllm")
 NO_ENGINE = "none"  # the plain roofline with the preset's fixed costs, whatever op models the preset has
@@ -125,8 +135,9 @@ def check_all_reduce_algorithms(where: str, value: Any) -> tuple[str, ...]:
     return names
 
 RATE_FLOOR_PER_S = 1e3
-_STRICTLY_POSITIVE = {"collective_bandwidth_scale", "peak_flops_per_s_bf16", "hbm_capacity_bytes", "hbm_bytes_per_s",
-                      "scale_up_domain_gpus", "link_bytes_per_s_per_direction", "scale_out_bytes_per_s_per_direction"}
+_STRICTLY_POSITIVE = {"collective_bandwidth_scale", "scale_out_collective_bandwidth_scale", "peak_flops_per_s_bf16",
+                      "hbm_capacity_bytes", "hbm_bytes_per_s", "scale_up_domain_gpus", "link_bytes_per_s_per_direction",
+                      "scale_out_bytes_per_s_per_direction"}
 
 
 def preset_names() -> list[str]:
