@@ -14,7 +14,7 @@ def _by_id(point_id):
     return next(d for d in dep.DEVELOPMENT if d.id == point_id)
 
 
-@pytest.mark.parametrize("point_id", ["sglang-h200-dp8-ep8-9.4", "sglang-h100-ep72"])
+@pytest.mark.parametrize("point_id", ["sglang-h200-dp8-ep8-9.4", "sglang-h100-ep72", "sglang-h100-ep72-no-tbo"])
 def test_printed_command_reproduces_the_row(capsys, point_id):
     r = dep.row(_by_id(point_id))
     argv = shlex.split(r["command"])[1:] + ["--json"]
@@ -37,3 +37,13 @@ def test_summary_counts_too_fast_by_metric():
              {"metric": "tokens_per_s_per_gpu", "error": 0.3}, {"metric": "tokens_per_s_per_gpu", "error": -0.4}]
     s = dep.summary(table)
     assert s == {"median_abs_error": pytest.approx(0.25), "max_abs_error": pytest.approx(0.4), "too_fast": 2}
+
+
+def test_the_h100_points_carry_the_skew_their_source_measured():
+    # the blog's EPLB case study: balancedness (mean / max tokens per GPU) 0.878 on average, so the hottest
+    # rank holds 1 / 0.878 = 1.14 x the mean; the TBO ablation point is the same deployment without overlap
+    on, off = _by_id("sglang-h100-ep72"), _by_id("sglang-h100-ep72-no-tbo")
+    assert on.options["expert_imbalance"] == off.options["expert_imbalance"] == pytest.approx(1 / 0.878, abs=0.005)
+    assert "--expert-imbalance 1.14" in dep.row(on)["command"] and "--tbo" not in dep.row(off)["command"]
+    # measured: 22,310 tokens/s per node with overlap, 25.5 % faster than without: 115.2 ms per step
+    assert off.measured == pytest.approx(256 * 8 / (22310 / 1.255) * 1e3, rel=1e-12)
