@@ -14,7 +14,8 @@ def _by_id(point_id):
     return next(d for d in dep.DEVELOPMENT if d.id == point_id)
 
 
-@pytest.mark.parametrize("point_id", ["sglang-h200-dp8-ep8-9.4", "sglang-h100-ep72", "sglang-h100-ep72-no-tbo"])
+@pytest.mark.parametrize("point_id", ["sglang-h200-dp8-ep8-9.4", "sglang-h100-ep72", "sglang-h100-ep72-no-tbo",
+                                      "deepseek-profile"])
 def test_printed_command_reproduces_the_row(capsys, point_id):
     r = dep.row(_by_id(point_id))
     argv = shlex.split(r["command"])[1:] + ["--json"]

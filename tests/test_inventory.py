@@ -162,3 +162,18 @@ def test_redundant_experts_mean_eplb_and_read_the_balanced_routing_tables():
     ratio = float(time_s(plain, h100)) / float(time_s(eplb, h100))
     assert 3.0 < ratio < 3.6
     assert float(time_s(eplb, h100)) == pytest.approx(107e-6, rel=0.05)
+
+
+def test_expert_routing_overrides_what_redundant_experts_imply():
+    # balanced without redundant slots (a benchmark's synthetic routing, DeepSeek's profile; EPLB moving
+    # experts without replicas), power_law with them (EPLB that does not keep up); auto follows the slots
+    from helix.cost.op_timing import table_key
+    model = load_model("deepseek-r1")
+    base = replace(shape(model, "dp_ep", 1, 1, 128, 1, 128), batch=np.asarray(128 * 128),
+                   precision=PrecisionSpec(ffn_weights="fp8_block"))
+
+    def key(**changes):
+        return table_key({op.name: op for op in layer_ops(replace(base, **changes))["moe_ffn"]}["experts"])
+    assert key() == key(expert_routing="power_law") == key(redundant_experts=128, expert_routing="power_law") \
+        == "moe_deepep.fp8_block"
+    assert key(expert_routing="balanced") == key(redundant_experts=128) == "moe_deepep_eplb.fp8_block"

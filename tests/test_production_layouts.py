@@ -164,8 +164,21 @@ def test_cli_production_options_match_the_api(cli):
     want = simulate(R1, load_hardware("h100"), Layout.dp_ep(8), 64, 2000, p, redundant_experts=32, tbo=True,
                     mtp_tokens=1, mtp_acceptance=1.7)
     assert d["ttl_s"] == float(want.ttl_s) and np.isclose(d["tokens_per_s_per_user"], 1.7 / d["ttl_s"])
-    assert d["options"] == {"redundant_experts": 32, "allow_uneven": False, "tbo": True, "mtp_tokens": 1,
-                            "mtp_acceptance": 1.7}
+    assert d["options"] == {"redundant_experts": 32, "expert_routing": "auto", "allow_uneven": False, "tbo": True,
+                            "mtp_tokens": 1, "mtp_acceptance": 1.7}
+    # the routing named: balanced without redundant experts is what 32 of them imply, on the DeepEP path
+    code, out, _ = cli("simulate", "--hardware", "h100", "--strategy", "dp_ep", "--gpus", "8", "--context", "2000",
+                       "--batch", "64", "--precision", "fp8", "--expert-routing", "balanced", "--json")
+    assert code == 0
+    want = simulate(R1, load_hardware("h100"), Layout.dp_ep(8), 64, 2000, PrecisionSpec.uniform("fp8"),
+                    expert_routing="balanced")
+    skewed = simulate(R1, load_hardware("h100"), Layout.dp_ep(8), 64, 2000, PrecisionSpec.uniform("fp8"))
+    d = json.loads(out)
+    assert d["ttl_s"] == float(want.ttl_s) and d["options"]["expert_routing"] == "balanced"
+    # 8 tokens per rank: the balanced rows touch more experts, so more weight bytes, than power-law's
+    assert float(want.breakdown["moe_experts"]) > float(skewed.breakdown["moe_experts"])
+    with pytest.raises(HelixInputError, match="expert_routing: unknown 'even'; allowed: auto, power_law, balanced"):
+        simulate(R1, IDEAL, Layout.dp_ep(8), 64, 2000, expert_routing="even")
 
 
 @pytest.mark.parametrize(("argv", "message"), [
@@ -186,6 +199,8 @@ def test_cli_production_options_match_the_api(cli):
     (["--mtp-tokens", "2", "--mtp-acceptance", "3.5"], "--mtp-acceptance: must be in [1, --mtp-tokens + 1 = 3]"),
     (["--mtp-tokens", "-1"], "--mtp-tokens: must be an integer >= 0"),
     (["--redundant-experts", "-2"], "--redundant-experts: must be an integer >= 0"),
+    (["--expert-routing", "uniform"], "--expert-routing: unknown 'uniform'; allowed: auto, power_law, balanced"),
+    (["--model", "llama-3.1-405b", "--expert-routing", "balanced"], "--expert-routing: routes tokens to experts"),
     (["--strategy", "dp_ep", "--gpus", "8", "--redundant-experts", "3"], "ep: must divide num_experts + redundant"),
     (["--engine", "tensorrt"], "--engine: unknown engine 'tensorrt'"),
     (["--hardware", "ideal", "--engine", "sglang"], "--engine: hardware 'ideal' has no measured op model"),
@@ -207,6 +222,16 @@ def test_allow_uneven_keeps_the_layout(cli):
 def test_sweep_and_best_flags(cli):
     code, _, err = cli("best", "--ttl-budget-ms", "50", "--strategies", "helix", "--tbo")
     assert code == 2 and "--tbo: two-batch overlap applies to dp_ep points" in err
+    code, _, err = cli("sweep", "--model", "llama-3.1-405b", "--max-gpus", "4", "--expert-routing", "balanced")
+    assert code == 2 and err.count("\n") == 1 and "--expert-routing: routes tokens to experts" in err
+    # the routing reaches every point of a search
+    answers = [json.loads(cli("best", "--model", "deepseek-r1", "--hardware", "h100", "--engine", "sglang",
+                              "--context", "2000", "--strategies", "dp_ep", "--max-gpus", "16", "--ttl-budget-ms",
+                              "100", "--precision", "fp8", "--expert-routing", routing, "--json")[1])
+               for routing in ("power_law", "balanced")]
+    assert [a["options"]["expert_routing"] for a in answers] == ["power_law", "balanced"]
+    best = [a["most_tokens_per_s_per_gpu"] for a in answers]
+    assert best[0]["tokens_per_s_per_gpu"] != best[1]["tokens_per_s_per_gpu"]
     base = cli("sweep", "--model", "llama-3.1-405b", "--context", "1000", "--max-gpus", "4", "--quiet")[1]
     uneven = cli("sweep", "--model", "llama-3.1-405b", "--context", "1000", "--max-gpus", "4", "--quiet",
                  "--allow-uneven")[1]

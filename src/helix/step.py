@@ -34,7 +34,7 @@ from helix.cost.inventory import layer_counts, layer_ops
 from helix.cost.messages import step_messages
 from helix.cost.op_timing import time_s
 from helix.cost.op_types import Shape
-from helix.cost.terms import mtp_projection_ops
+from helix.cost.terms import EXPERT_ROUTINGS, mtp_projection_ops
 from helix.errors import HelixInputError
 from helix.layout import Layout, check_layout_for_model
 from helix.placement import group_span
@@ -119,7 +119,8 @@ def group_terms(shape: Shape, hw) -> tuple[dict, dict]:
     return times, reads
 
 
-def _check(overlap, hopb_chunks, expert_imbalance, redundant_experts, tbo, strategy, mtp_tokens, mtp_acceptance):
+def _check(overlap, hopb_chunks, expert_imbalance, redundant_experts, tbo, strategy, mtp_tokens, mtp_acceptance,
+           expert_routing):
     if overlap not in OVERLAPS:
         raise HelixInputError("overlap", f"unknown {overlap!r}; allowed: {', '.join(OVERLAPS)}")
     if hopb_chunks is not None and (isinstance(hopb_chunks, bool) or not isinstance(hopb_chunks, int | np.integer)
@@ -130,6 +131,8 @@ def _check(overlap, hopb_chunks, expert_imbalance, redundant_experts, tbo, strat
     if isinstance(redundant_experts, bool) or not isinstance(redundant_experts, int | np.integer) \
             or redundant_experts < 0:
         raise HelixInputError("redundant_experts", f"must be an integer >= 0, got {redundant_experts!r}")
+    if expert_routing not in EXPERT_ROUTINGS:
+        raise HelixInputError("expert_routing", f"unknown {expert_routing!r}; allowed: {', '.join(EXPERT_ROUTINGS)}")
     if tbo and strategy != "dp_ep":
         raise HelixInputError("tbo", f"two-batch overlap needs the dp_ep strategy, got {strategy!r}")
     if isinstance(mtp_tokens, bool) or not isinstance(mtp_tokens, int | np.integer) or mtp_tokens < 0:
@@ -165,24 +168,25 @@ def evaluate(model, hw, precision: PrecisionSpec, strategy: str, tpa, kvp, dp, t
              overlap: str = "auto", expert_imbalance: float = 1.0, hopb_chunks: int | None = None,
              redundant_experts: int = 0, tbo: bool = False, mtp_tokens: int = 0,
              mtp_acceptance: float | None = None, fused_combine: bool = False, kvp_inner=False,
-             ep_inner=False) -> StepResult:
+             ep_inner=False, expert_routing: str = "auto") -> StepResult:
     """Vectorised decode-step model; layout fields, batch and context broadcast against each other.
 
     ``hopb_chunks``: the number of request chunks of the pipelined phase (HOP-B) when it is pipelined;
     None picks the best count per configuration, an integer c runs min(c, B_loc) chunks of ceil(B_loc/c)
     requests, as a runtime with a fixed chunk count does (1 = no overlap). ``redundant_experts``: R extra
-    expert slots (EP divides E + R). ``tbo``: DP+EP two-batch overlap. ``mtp_tokens`` K and
+    expert slots (EP divides E + R). ``expert_routing``: the routing the MoE kernels are timed at, power_law
+    or balanced (auto: balanced with redundant experts, EPLB). ``tbo``: DP+EP two-batch overlap. ``mtp_tokens`` K and
     ``mtp_acceptance`` A: MTP speculative decoding (see the module docstring). ``fused_combine``: the KVP
     combine runs inside another kernel (no op of its own; a structural variant of the sensitivity study).
     ``kvp_inner`` / ``ep_inner`` (booleans or arrays): the layout's rank order (helix.layout), which places
     each collective's group on the scale-up domains (helix.placement).
     """
     accepted = _check(overlap, hopb_chunks, expert_imbalance, redundant_experts, tbo, strategy, mtp_tokens,
-                      mtp_acceptance)
+                      mtp_acceptance, expert_routing)
     as_int = lambda a: np.asarray(a, dtype=np.int64)  # noqa: E731
     tpa, kvp, dp, tpf, ep, pp, batch, S = (as_int(a) for a in (tpa, kvp, dp, tpf, ep, pp, batch, context_tokens))
     shape = Shape(model, precision, strategy, tpa, kvp, dp, tpf, ep, pp, batch, S, 1 + int(mtp_tokens),
-                  int(redundant_experts), float(expert_imbalance), bool(fused_combine))
+                  int(redundant_experts), float(expert_imbalance), expert_routing, bool(fused_combine))
     full = np.broadcast(tpa, kvp, dp, tpf, ep, pp, batch, S).shape
     counts = layer_counts(model, pp)
     msgs = step_messages(model, precision, strategy, tpa, kvp, dp, tpf, ep, pp, batch, shape.query_tokens)
@@ -252,7 +256,7 @@ def simulate(model, hw, layout: Layout, batch_size: int, context_tokens: int, pr
              overlap: str = "auto", expert_imbalance: float = 1.0, hopb_chunks: int | None = None,
              redundant_experts: int = 0, tbo: bool = False, mtp_tokens: int = 0,
              mtp_acceptance: float | None = None, allow_uneven: bool = False,
-             fused_combine: bool = False) -> StepResult:
+             fused_combine: bool = False, expert_routing: str = "auto") -> StepResult:
     """One configuration: validates the layout against the model, then runs ``evaluate`` on scalars."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer) or batch_size < 1:
         raise HelixInputError("batch_size", f"must be an integer >= 1, got {batch_size!r}")
@@ -263,4 +267,4 @@ def simulate(model, hw, layout: Layout, batch_size: int, context_tokens: int, pr
                     layout.tpf, layout.ep, layout.pp, batch_size, context_tokens, overlap=overlap,
                     expert_imbalance=expert_imbalance, hopb_chunks=hopb_chunks, redundant_experts=redundant_experts,
                     tbo=tbo, mtp_tokens=mtp_tokens, mtp_acceptance=mtp_acceptance, fused_combine=fused_combine,
-                    kvp_inner=layout.kvp_inner, ep_inner=layout.ep_inner)
+                    kvp_inner=layout.kvp_inner, ep_inner=layout.ep_inner, expert_routing=expert_routing)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import math
 
+from helix.cost.terms import EXPERT_ROUTINGS
 from helix.errors import HelixInputError
 from helix.flags import integer
 from helix.layout import STRATEGIES, Layout
@@ -61,6 +62,10 @@ def add_option_args(p: argparse.ArgumentParser, *, tbo_help: str) -> None:
     p.add_argument("--redundant-experts", type=integer, default=0,
                    help="R extra expert slots (EPLB replicas of hot experts): the MoE kernels are timed at balanced "
                         "routing instead of skewed; EP must divide E + R (default: 0)")
+    p.add_argument("--expert-routing", default="auto", metavar="{auto,power_law,balanced}",
+                   help="the routing the MoE kernels are timed at: power_law (live traffic, aiconfigurator's DeepSeek "
+                        "default), balanced (EPLB, or a benchmark's synthetic routing); auto = balanced with "
+                        "--redundant-experts, power_law without (default: auto)")
     p.add_argument("--allow-uneven", action="store_true",
                    help="keep layouts whose widths do not divide the model (fractional shards, exploration only)")
     p.add_argument("--tbo", action="store_true", help=tbo_help)
@@ -82,11 +87,20 @@ def options_from_args(args) -> dict:
         raise HelixInputError("--mtp-acceptance", "needs --mtp-tokens K >= 1 (MTP off accepts 1 token per step)")
     if a is not None and not (math.isfinite(a) and 1.0 <= a <= k + 1):
         raise HelixInputError("--mtp-acceptance", f"must be in [1, --mtp-tokens + 1 = {k + 1}], got {a:g}")
-    options = {"redundant_experts": r, "allow_uneven": bool(args.allow_uneven), "tbo": bool(args.tbo),
-               "mtp_tokens": k}
+    if args.expert_routing not in EXPERT_ROUTINGS:
+        raise HelixInputError("--expert-routing", f"unknown {args.expert_routing!r}; allowed: "
+                                                  f"{', '.join(EXPERT_ROUTINGS)}")
+    options = {"redundant_experts": r, "expert_routing": args.expert_routing, "allow_uneven": bool(args.allow_uneven),
+               "tbo": bool(args.tbo), "mtp_tokens": k}
     if k:
         options["mtp_acceptance"] = a if a is not None else float(k + 1)
     return options
+
+
+def check_routing_for_model(args, model) -> None:
+    """--expert-routing picks the MoE kernels' routing; a dense model has none to pick."""
+    if args.expert_routing != "auto" and not model.is_moe:
+        raise HelixInputError("--expert-routing", f"routes tokens to experts; {model.name!r} is dense (no experts)")
 
 
 def _positive(args) -> None:

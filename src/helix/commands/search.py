@@ -12,7 +12,7 @@ import numpy as np
 from helix import outputs, search, search_budget
 from helix.commands import best_answer
 from helix.commands.domain_args import hardware_with_scale_out
-from helix.commands.layout_args import add_option_args, hardware_from_args, options_from_args
+from helix.commands.layout_args import add_option_args, check_routing_for_model, hardware_from_args, options_from_args
 from helix.commands.model_arg import load_model_arg
 from helix.commands.simulate import add_spec_args, format_result, precision_from_args, warn_context
 from helix.errors import HelixInputError
@@ -85,6 +85,7 @@ def _inputs(args):
     args.gpu_counts_set, args.max_gpus = search_budget.resolve_gpu_counts(args.total_gpus, args.gpu_counts,
                                                                           args.max_gpus)
     options = options_from_args(args)
+    check_routing_for_model(args, model)
     if args.tbo and "dp_ep" not in strategies:
         raise HelixInputError("--tbo", f"two-batch overlap applies to dp_ep points; it conflicts with --strategies "
                               f"{','.join(strategies)}")

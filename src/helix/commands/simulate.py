@@ -17,6 +17,7 @@ from helix.commands.layout_args import (
     add_hardware_engine_arg,
     add_layout_args,
     add_option_args,
+    check_routing_for_model,
     hardware_from_args,
     layout_from_args,
     options_from_args,
@@ -120,6 +121,7 @@ def run_simulate(args) -> int:
     overlap = "serial" if args.no_hopb else "auto"
     if not 1 <= args.expert_imbalance < math.inf:  # also NaN
         raise HelixInputError("--expert-imbalance", f"must be a finite number >= 1, got {args.expert_imbalance}")
+    check_routing_for_model(args, model)
     if args.expert_imbalance != 1 and not model.is_moe:
         raise HelixInputError("--expert-imbalance", f"routes tokens to experts; {model.name!r} is dense (no experts)")
     warn_context(model, context)
@@ -219,7 +221,7 @@ def register(sub) -> None:
     p.add_argument("--no-hopb", action="store_true", help="Helix without HOP-B (all-to-all exposed)")
     p.add_argument("--expert-imbalance", type=float, default=1.0,
                    help="hottest expert rank's load / mean load, on top of the routing the kernel tables "
-                        "measure (power-law; balanced with --redundant-experts) (empirical factor, default: 1.0)")
+                        "are read at (--expert-routing) (empirical factor, default: 1.0)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     p.set_defaults(func=run_simulate)
 

@@ -54,6 +54,9 @@ class Shape:
     query_tokens: int = 1  # tokens per request this step: 1, or 1 + K with MTP verification
     redundant_experts: int = 0
     expert_imbalance: float = 1.0
+    # the routing the MoE kernel tables are read at: power_law (live traffic), balanced (EPLB, a synthetic
+    # benchmark); auto = balanced where there are redundant experts (EPLB), power_law otherwise
+    expert_routing: str = "auto"
     fused_combine: bool = False  # the KVP combine done inside another kernel (no launch of its own)
 
     @property

@@ -156,6 +156,14 @@ def moe_router_ops(s: Shape) -> list[Op]:
                            note="grouped top-k over fp32 logits")]
 
 
+EXPERT_ROUTINGS = ("auto", "power_law", "balanced")
+
+
+def balanced_routing(s: Shape) -> bool:
+    """Whether the experts are timed at balanced routing: asked for, or (auto) EPLB's redundant slots."""
+    return s.expert_routing == "balanced" or (s.expert_routing == "auto" and s.redundant_experts > 0)
+
+
 def moe_expert_ops(s: Shape) -> list[Op]:
     """The hottest EP rank: imbalance x its fair share of token-expert pairs, over its local slots."""
     m = s.model
@@ -170,8 +178,8 @@ def moe_expert_ops(s: Shape) -> list[Op]:
     # DP attention + EP runs the DeepEP path (tokens arrive by dispatch, not all on every rank); its own
     # measured table where the engine has one, the regular MoE table otherwise (OpModel.form's fallback).
     # Redundant slots mean EPLB: the tables measured at balanced routing (helix.validation.perf_db.forms
-    # EPLB_ROUTING says why), any residual skew left to expert_imbalance.
-    table = ("moe_deepep" if s.strategy == "dp_ep" else "moe") + ("_eplb" if s.redundant_experts else "")
+    # EPLB_ROUTING says why), any residual skew left to expert_imbalance; expert_routing overrides.
+    table = ("moe_deepep" if s.strategy == "dp_ep" else "moe") + ("_eplb" if balanced_routing(s) else "")
     return [Op("experts", "moe_experts", "grouped_gemm", table, s.fmt("ffn_weights"), s.fmt("compute"),
                kernels.moe_bytes(touched, m.hidden_dim, width, b, pairs), touched * 3 * m.hidden_dim * width * b,
                kernels.moe_flops(pairs, m.hidden_dim, width),

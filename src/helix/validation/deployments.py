@@ -43,7 +43,7 @@ class Deployment:
     metric: str  # "tpot_ms" (at ``batch``) or "tokens_per_s_per_gpu" (at ``tokens_per_s_per_user``)
     batch: int = 0
     tokens_per_s_per_user: float = 0.0
-    options: dict = field(default_factory=dict)  # redundant_experts, tbo, mtp_tokens, mtp_acceptance
+    options: dict = field(default_factory=dict)  # simulate's keywords: redundant_experts, tbo, mtp_tokens, ...
 
     def command(self, batch: int) -> str:
         lay = self.layout
@@ -91,6 +91,14 @@ DEVELOPMENT = (
                "per GPU, to 22,310 tokens/s per node, so 17,777 without it (about 115 ms per step); "
                + H100_EP72_SKEW, "deepseek-r1", "h100", "sglang", Layout(dp=72, ep=72, strategy="dp_ep"), 2000,
                DEEPSEEK_FP8, 256 * 8 * 1.255e3 / 22310.0, "tpot_ms", batch=256 * 72, options=H100_EP72),
+    Deployment("deepseek-profile", "DeepSeek's decode profile, H800, EP 128 / DP-attention 128, 128 req/GPU, MTP",
+               "deepseek-ai/profile-data decode trace: EP 128, 4K prompt, 128 requests per GPU in two "
+               "micro-batches, 'an absolutely balanced MoE routing'; 96 ms per step end to end (61 layers 87.32 ms) "
+               "as zdszero.github.io reads its decode.json; one MTP draft token (DeepSeek's attention carries "
+               "MTP's, LMSYS blog 2025-05-05), acceptance 1.8 (DeepSeek-V3 report 5.4.3; TTL does not depend on it)",
+               "deepseek-r1", "h800", "sglang", Layout(dp=128, ep=128, strategy="dp_ep"), 4096, DEEPSEEK_FP8,
+               96.0, "tpot_ms", batch=128 * 128,
+               options={"expert_routing": "balanced", "tbo": True, "mtp_tokens": 1, "mtp_acceptance": 1.8}),
     _inferencemax(2.5, 27.5), _inferencemax(4.9, 31.9), _inferencemax(9.4, 35.2), _inferencemax(15.8, 38.0),
     _inferencemax(20.4, 39.0),
 )
