@@ -145,3 +145,26 @@ def test_bad_emit_one_line_exit_2_nothing_written(tmp_path, cli, argv, field):
     code, out, err = cli(*DONE_WHEN, *argv)
     assert code == 2 and out == "" and err.count("\n") == 1 and f"error: {field}" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
+
+
+def test_what_the_prediction_assumes_beyond_the_sizes_is_named_not_set(tmp_path, cli):
+    # two-batch overlap and EPLB's redundant experts change the prediction but are no parallel size: the
+    # file, the output and the manifest say the deployment must set them itself
+    out = tmp_path / "tbo"
+    code, text, err = cli("best", "--model", "deepseek-r1", "--hardware", "h100", "--engine", "sglang", "--context",
+                          "2000", "--strategies", "dp_ep", "--max-gpus", "16", "--ttl-budget-ms", "100",
+                          "--precision", "fp8", "--redundant-experts", "16", "--tbo", "--emit", "sglang",
+                          "--out", str(out))
+    assert code == 0, err
+    said = "two-batch overlap, 16 redundant experts (EPLB)"
+    assert f"# NOT SET HERE: the prediction assumes {said}; set them in the engine too" in \
+        (out / "sglang.sh").read_text()
+    assert f"NOT SET in the files: the prediction assumes {said}" in text
+    assert json.loads((out / "helix-layout.json").read_text())["assumed_not_set"] == [
+        "two-batch overlap", "16 redundant experts (EPLB)"]
+    # without such options nothing is said
+    plain = tmp_path / "plain"
+    code, text, err = cli(*DONE_WHEN, "--emit", "sglang", "--out", str(plain))
+    assert code == 0, err
+    assert "NOT SET" not in (plain / "sglang.sh").read_text() and "NOT SET" not in text
+    assert json.loads((plain / "helix-layout.json").read_text())["assumed_not_set"] == []

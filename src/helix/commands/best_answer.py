@@ -83,6 +83,21 @@ def _nearest(engine: str, model, feasible: Points, pick: dict):
     return None if best is None else (same.layout(best), float(same.ttl_s[best]))
 
 
+def unset_assumptions(options: dict) -> list[str]:
+    """What the prediction assumes that the emitted parallel sizes do not set (the engine's own switches for
+    them differ by version: docs/engines.md), so that a deployment does not run a different plan unawares."""
+    said = []
+    if options.get("tbo"):
+        said.append("two-batch overlap")
+    if options.get("redundant_experts"):
+        said.append(f"{options['redundant_experts']} redundant experts (EPLB)")
+    if options.get("expert_routing", "auto") != "auto":
+        said.append(f"{options['expert_routing']} expert routing")
+    if options.get("mtp_tokens"):
+        said.append(f"MTP, {options['mtp_tokens']} draft token(s) at {options['mtp_acceptance']:g} accepted per step")
+    return said
+
+
 def emit(spec, model, hw, precision, context, feasible: Points, pick: dict, overlap, options) -> dict:
     """Write one file per engine for the chosen layout (or the nearest layout the engine can run) and
     helix-layout.json; returns what was written, per engine."""
@@ -90,7 +105,10 @@ def emit(spec, model, hw, precision, context, feasible: Points, pick: dict, over
     ours = pick["_layout"]
     record = {"layout": ours.describe(), "layout_fields": search_budget.layout_fields(ours),
               "batch_size": pick["batch_size"], "num_gpus": pick["num_gpus"], "ttl_ms": pick["ttl_s"] * 1e3,
-              "model": model.name, "hardware": hw.name, "context_tokens": context, "engines": {}}
+              "model": model.name, "hardware": hw.name, "context_tokens": context,
+              "assumed_not_set": unset_assumptions(options), "engines": {}}
+    assumed = ([f"NOT SET HERE: the prediction assumes {', '.join(record['assumed_not_set'])}; set them in the "
+                f"engine too"] if record["assumed_not_set"] else [])
     files = {}
     for engine in names:
         name = engines.ENGINE_NAMES[engine]
@@ -112,7 +130,7 @@ def emit(spec, model, hw, precision, context, feasible: Points, pick: dict, over
         header = [f"helix best: {model.name} on {pick['num_gpus']} x {hw.name}, context {context:,} tokens, "
                   f"batch {pick['batch_size']}",
                   f"layout {settings.layout.describe()}: predicted TTL {ttl * 1e3:.3f} ms",
-                  *([f"NOTE: {note}"] if note else []), "keys: docs/engines.md"]
+                  *([f"NOTE: {note}"] if note else []), *assumed, "keys: docs/engines.md"]
         files[engines.FILES[engine]] = engines.render(settings, model.name, header)
         record["engines"][engine] = {"file": engines.FILES[engine], "exact": note is None, "note": note,
                                      "layout": settings.layout.describe(),
@@ -140,4 +158,6 @@ def format_emitted(rec: dict) -> str:
         lines.append(f"  {name:<13} {e['file']}: {sizes}")
         if e["note"]:
             lines.append(f"  {'':<13} NOTE: {e['note']}")
+    if rec.get("assumed_not_set"):
+        lines.append(f"  NOT SET in the files: the prediction assumes {', '.join(rec['assumed_not_set'])}")
     return "\n".join(lines)
