@@ -15,5 +15,3 @@ INSTALL = "pip install -e \".[runtime]\""
 
 def has_torch() -> bool:
     return importlib.util.find_spec("torch") is not None
-
-
